@@ -1,0 +1,63 @@
+# ocp-proxy — build, test and demo.  `make` builds build/ocp-proxy and the test tools.
+CC       ?= cc
+BUILD    ?= build
+PKGS      = libevent-dev libssl-dev libyajl-dev libinih-dev pkg-config make gcc python3 openssl curl
+LIBS      = -levent_openssl -levent_core -levent_extra -lssl -lcrypto -lyajl -linih -lpthread
+WARN      = -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wcast-qual -Wno-unused-parameter
+HARDEN    = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+OPT      ?= -O2 -g
+WERROR   ?= -Werror
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(WERROR) $(HARDEN) -Iproxy
+LDFLAGS  += -pie -Wl,-z,relro,-z,now
+
+PROXY_SRC = $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+PROXY_OBJ = $(PROXY_SRC:proxy/%.c=$(BUILD)/obj/%.o)
+SIM_SRC   = $(wildcard tests/sim/*.c)
+SIM_OBJ   = $(SIM_SRC:tests/sim/%.c=$(BUILD)/obj/sim/%.o)
+UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
+
+.PHONY: all deps check unit integration asan asan-check fuzz bench demo clean
+all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(UNIT_BIN)
+
+$(BUILD)/obj/%.o: proxy/%.c proxy/*.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/sim/%.o: tests/sim/%.c tests/sim/*.h proxy/*.h | $(BUILD)/obj/sim
+	$(CC) $(CFLAGS) -Itests/sim -c -o $@ $<
+$(BUILD)/obj $(BUILD)/obj/sim:
+	mkdir -p $@
+$(BUILD)/libocp.a: $(PROXY_OBJ)
+	rm -f $@; ar rcs $@ $^
+$(BUILD)/ocp-proxy: proxy/main.c $(BUILD)/libocp.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
+$(BUILD)/ocp-sim: $(SIM_OBJ) $(BUILD)/libocp.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_OBJ) $(BUILD)/libocp.a $(LIBS)
+$(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libocp.a
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
+
+# Install the Debian packages the build and tests need (only when one is missing).
+deps:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+check: deps
+	$(MAKE) all
+	@tests/run-all.sh $(BUILD)
+
+unit: all
+	@tests/run-all.sh $(BUILD) unit
+integration: all
+	@tests/run-all.sh $(BUILD) integration
+
+asan: deps
+	$(MAKE) BUILD=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run-all.sh build/asan
+
+demo: deps all
+	@tests/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,38 @@
+/*
+ * audit.c — the audit trail writer: JSON lines appended to one file.
+ *
+ * Lines queued during one pass of the event loop are written with one
+ * write(2) and, unless sync = none, made durable with one fdatasync (group
+ * commit); sync = always syncs each line on its own.  A write-ahead line
+ * carries a callback that runs once the line is durable (ok = 0) or could not
+ * be written (ok = -1): the request is only forwarded after ok = 0.
+ * On a failed write the file is truncated back to its last complete line and
+ * the trail reports itself unavailable until a later write succeeds.
+ */
+#ifndef AUDIT_H
+#define AUDIT_H
+#include "conf.h"
+
+struct event_base;
+struct evbuffer;
+struct audit;
+
+typedef void (*audit_done_fn)(void *arg, int ok);
+
+struct audit	*audit_open(struct event_base *, const char *path, enum conf_sync,
+		    char **cause);
+/* Flush everything queued (blocking) and close. */
+void		 audit_close(struct audit *);
+/* Reopen the file by path (log rotation); keeps the old fd on failure. */
+int		 audit_reopen(struct audit *, char **cause);
+void		 audit_set_sync(struct audit *, enum conf_sync);
+/* Queue one line (without newline); its bytes are moved out of line. */
+void		 audit_append(struct audit *, struct evbuffer *line, audit_done_fn, void *arg);
+/* Drop the callback of a queued line whose request went away. */
+void		 audit_forget(struct audit *, void *arg);
+/* 0 while writing works, -1 after a failure until the next success. */
+int		 audit_healthy(const struct audit *);
+/* Write and sync everything queued now (blocking). */
+void		 audit_flush(struct audit *);
+
+#endif

@@ -1,0 +1,450 @@
+/*
+ * client.c — one inbound HTTP/1.1 connection from a local caller: reads a
+ * request head and body under strict limits and timeouts, hands complete
+ * requests to request.c one at a time, and writes responses.
+ */
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "httpp.h"
+#include "log.h"
+#include "ocp-proxy.h"
+
+enum client_state { CL_HEAD, CL_BODY, CL_BUSY, CL_CLOSING };
+
+struct client {
+	TAILQ_ENTRY(client)	 entry;
+	struct proxy		*px;
+	struct bufferevent	*bev;
+	enum client_state	 state;
+	char			 peer[96];
+	char			*method;
+	char			*target;
+	int			 keepalive;
+	int			 chunked;
+	unsigned long long	 left;		/* Content-Length bytes still to read */
+	struct httpp_chunked	 chunk;
+	struct evbuffer		*body;
+	size_t			 body_len;
+	size_t			 max_body;
+	int			 too_large;
+	struct request		*req;
+	int			 served;
+};
+
+static void client_read_cb(struct bufferevent *, void *);
+static void client_write_cb(struct bufferevent *, void *);
+static void client_event_cb(struct bufferevent *, short, void *);
+
+static void
+ms_tv(unsigned ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* The peer as shown in logs and the audit trail. */
+const char *
+client_peer(const struct client *cl)
+{
+	return cl->peer;
+}
+
+static void
+client_set_timeout(struct client *cl, unsigned ms)
+{
+	struct timeval	tv;
+
+	ms_tv(ms, &tv);
+	bufferevent_set_timeouts(cl->bev, &tv, NULL);
+}
+
+/* Release everything of the current request's parse state. */
+static void
+client_reset(struct client *cl)
+{
+	free(cl->method);
+	free(cl->target);
+	cl->method = cl->target = NULL;
+	if (cl->body != NULL)
+		evbuffer_free(cl->body);
+	cl->body = NULL;
+	cl->body_len = 0;
+	cl->left = 0;
+	cl->chunked = 0;
+	cl->too_large = 0;
+}
+
+/* The one teardown of a connection. */
+static void
+client_free(struct client *cl)
+{
+	struct proxy	*px = cl->px;
+
+	if (cl->req != NULL)
+		request_client_gone(cl->req);
+	cl->req = NULL;
+	client_reset(cl);
+	bufferevent_free(cl->bev);
+	TAILQ_REMOVE(&px->clients, cl, entry);
+	px->nclients--;
+	free(cl);
+	proxy_maybe_done(px);
+}
+
+/* Accept a connection handed over by the listener. */
+void
+client_accept(struct proxy *px, int fd, const char *peer)
+{
+	struct client	*cl;
+
+	if ((cl = calloc(1, sizeof(*cl))) == NULL ||
+	    (cl->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		free(cl);
+		close(fd);
+		return;
+	}
+	cl->px = px;
+	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
+	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
+	px->nclients++;
+	bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
+	client_set_timeout(cl, px->gen->conf->header_timeout_ms);
+	bufferevent_enable(cl->bev, EV_READ);
+}
+
+static const char *
+client_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Status";
+	}
+}
+
+/* Write a complete response; body is moved out. */
+void
+client_respond(struct client *cl, int status, const char *ctype, struct evbuffer *body,
+    const char *reqid, int close_after)
+{
+	struct evbuffer	*out = bufferevent_get_output(cl->bev);
+	size_t		 len = body ? evbuffer_get_length(body) : 0;
+
+	if (cl->px->stopping)
+		close_after = 1;
+	if (!cl->keepalive)
+		close_after = 1;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nX-Request-Id: %s\r\n%s%s\r\n", status,
+	    client_reason(status), ctype && *ctype ? ctype : "application/json", len, reqid,
+	    status == 405 ? "Allow: POST\r\n" : "",
+	    close_after ? "Connection: close\r\n" : "");
+	if (body != NULL)
+		evbuffer_add_buffer(out, body);
+	cl->served++;
+	if (close_after) {
+		cl->state = CL_CLOSING;
+		bufferevent_disable(cl->bev, EV_READ);
+		client_set_timeout(cl, cl->px->gen->conf->idle_timeout_ms);
+	}
+	bufferevent_enable(cl->bev, EV_WRITE);
+}
+
+/* request.c is finished with this client: read the next request. */
+void
+client_request_done(struct client *cl)
+{
+	cl->req = NULL;
+	if (cl->state == CL_CLOSING)
+		return;
+	client_reset(cl);
+	cl->state = CL_HEAD;
+	client_set_timeout(cl, cl->px->gen->conf->idle_timeout_ms);
+	bufferevent_enable(cl->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(cl->bev)) > 0)
+		client_read_cb(cl->bev, cl);
+}
+
+/* Close every connection that is not inside a request (shutdown). */
+void
+client_close_idle(struct proxy *px)
+{
+	struct client	*cl, *next;
+
+	for (cl = TAILQ_FIRST(&px->clients); cl != NULL; cl = next) {
+		next = TAILQ_NEXT(cl, entry);
+		if (cl->state == CL_HEAD &&
+		    evbuffer_get_length(bufferevent_get_input(cl->bev)) == 0)
+			client_free(cl);
+	}
+}
+
+/* 1 if a Host header names this proxy (loopback names or the listen host). */
+static int
+client_host_ok(const struct client *cl, const char *h, size_t len)
+{
+	static const char *const names[] = { "localhost", "127.0.0.1", "[::1]" };
+	const char	*listen = cl->px->listen_desc, *colon;
+	size_t		 i, hl = len;
+
+	if (len > 0 && h[len - 1] != ']' && (colon = memrchr(h, ':', len)) != NULL) {
+		for (i = (size_t)(colon - h) + 1; i < len; i++)
+			if (h[i] < '0' || h[i] > '9')
+				return 0;
+		hl = (size_t)(colon - h);
+	}
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == hl && strncasecmp(names[i], h, hl) == 0)
+			return 1;
+	if (strncmp(listen, "unix:", 5) != 0 && (colon = strrchr(listen, ':')) != NULL &&
+	    (size_t)(colon - listen) == hl && strncasecmp(listen, h, hl) == 0)
+		return 1;
+	return 0;
+}
+
+/* Refuse before the body was read: the connection cannot be reused. */
+static void
+client_refuse(struct client *cl, int status, const char *name, const char *msg, int close_after)
+{
+	cl->state = CL_BUSY;
+	bufferevent_disable(cl->bev, EV_READ);
+	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
+	    0, status, name, msg, close_after);
+}
+
+/* Checks on the head that need no body; 0 to go on reading. */
+static int
+client_check_head(struct client *cl, const struct httpp_msg *m)
+{
+	const struct conf	*c = cl->px->gen->conf;
+	size_t			 idx, plen;
+	int			 nobody = m->content_length <= 0 && !m->chunked;
+
+	if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0) {
+		client_refuse(cl, 405, "PROXY_METHOD_NOT_ALLOWED",
+		    "CONNECT is refused: this is not an open proxy", 1);
+		return -1;
+	}
+	if (cl->target[0] != '/') {
+		client_refuse(cl, 400, "PROXY_BAD_TARGET",
+		    "only origin-form targets (/path) are accepted: this is not an open proxy", 1);
+		return -1;
+	}
+	if (m->host == NULL || !client_host_ok(cl, m->host, m->host_len)) {
+		client_refuse(cl, 400, "PROXY_BAD_HOST",
+		    "the Host header must name this proxy (localhost or its listen address)", 1);
+		return -1;
+	}
+	if (m->method_len != 4 || memcmp(m->method, "POST", 4) != 0) {
+		client_refuse(cl, 405, "PROXY_METHOD_NOT_ALLOWED",
+		    "the OnChainPay API only uses POST", !nobody);
+		return -1;
+	}
+	plen = strcspn(cl->target, "?#");
+	if (cl->target[plen] != '\0' || strstr(cl->target, "//") != NULL ||
+	    strstr(cl->target, "/.") != NULL || strchr(cl->target, '%') != NULL ||
+	    strchr(cl->target, '\\') != NULL) {
+		client_refuse(cl, 400, "PROXY_BAD_TARGET", "the path must be a plain API path "
+		    "(no query, fragment, percent-encoding, '//' or dot segments)", !nobody);
+		return -1;
+	}
+	if (conf_route(c, cl->target, plen, &idx) == NULL) {
+		client_refuse(cl, 404, "PROXY_NO_ROUTE", "no profile serves this path", !nobody);
+		return -1;
+	}
+	if (m->content_length >= 0 && (size_t)m->content_length > c->max_body_bytes) {
+		client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
+		    "the request body exceeds max_body_bytes", 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* Parse a complete head; 1 if a body phase starts, 0 if more input needed, -1 if refused. */
+static int
+client_read_head(struct client *cl, struct evbuffer *in)
+{
+	const struct conf	*c = cl->px->gen->conf;
+	struct evbuffer_ptr	 pos;
+	struct httpp_msg	 m;
+	const char		*why = NULL;
+	size_t			 hl;
+	char			*p;
+
+	pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (pos.pos < 0) {
+		if (evbuffer_get_length(in) > c->max_header_bytes) {
+			cl->keepalive = 0;
+			client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
+			    "request line and headers exceed max_header_bytes", 1);
+			return -1;
+		}
+		return 0;
+	}
+	hl = (size_t)pos.pos + 4;
+	if (hl > c->max_header_bytes) {
+		cl->keepalive = 0;
+		client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
+		    "request line and headers exceed max_header_bytes", 1);
+		return -1;
+	}
+	p = (char *)evbuffer_pullup(in, (ev_ssize_t)hl);
+	if (httpp_parse_request(p, hl, &m, &why) == -1) {
+		cl->keepalive = 0;
+		log_info("refused a malformed request from %s: %s", cl->peer, why);
+		client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
+		return -1;
+	}
+	cl->method = strndup(m.method, m.method_len);
+	cl->target = strndup(m.target, m.target_len);
+	cl->keepalive = m.keepalive;
+	cl->chunked = m.chunked;
+	cl->left = m.content_length > 0 ? (unsigned long long)m.content_length : 0;
+	cl->max_body = c->max_body_bytes;
+	if (cl->method == NULL || cl->target == NULL || (cl->body = evbuffer_new()) == NULL) {
+		client_free(cl);
+		return -1;
+	}
+	if (cl->chunked)
+		httpp_chunked_init(&cl->chunk);
+	evbuffer_drain(in, hl);
+	if (client_check_head(cl, &m) == -1)
+		return -1;
+	if (m.expect_continue)
+		evbuffer_add(bufferevent_get_output(cl->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	cl->state = CL_BODY;
+	client_set_timeout(cl, c->body_timeout_ms);
+	return 1;
+}
+
+static void
+client_chunk_emit(void *arg, const char *p, size_t n)
+{
+	struct client	*cl = arg;
+
+	cl->body_len += n;
+	if (cl->body_len > cl->max_body)
+		cl->too_large = 1;
+	else
+		evbuffer_add(cl->body, p, n);
+}
+
+/* Move body bytes; 1 when the body is complete, 0 for more, -1 if refused. */
+static int
+client_read_body(struct client *cl, struct evbuffer *in)
+{
+	struct evbuffer_iovec	 v;
+	const char		*why = NULL;
+	ssize_t			 used;
+	size_t			 n;
+	int			 done = 0;
+
+	if (!cl->chunked) {
+		n = evbuffer_get_length(in);
+		if (n > cl->left)
+			n = (size_t)cl->left;
+		evbuffer_remove_buffer(in, cl->body, n);
+		cl->left -= n;
+		cl->body_len += n;
+		return cl->left == 0;
+	}
+	while (!done && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		used = httpp_chunked_feed(&cl->chunk, v.iov_base, v.iov_len,
+		    client_chunk_emit, cl, &done, &why);
+		if (used < 0) {
+			client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
+			return -1;
+		}
+		evbuffer_drain(in, (size_t)used);
+		if (cl->too_large) {
+			client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
+			    "the request body exceeds max_body_bytes", 1);
+			return -1;
+		}
+	}
+	return done;
+}
+
+/* Input from the caller. */
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client	*cl = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	struct evbuffer	*body;
+	int		 r;
+
+	if (cl->state == CL_HEAD) {
+		if (cl->px->stopping) {
+			client_free(cl);
+			return;
+		}
+		if ((r = client_read_head(cl, in)) <= 0)
+			return;
+	}
+	if (cl->state != CL_BODY)
+		return;
+	if ((r = client_read_body(cl, in)) <= 0)
+		return;
+	cl->state = CL_BUSY;
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	body = cl->body;
+	cl->body = NULL;
+	request_start(cl, cl->method, cl->target, body, 1);
+}
+
+/* The response left: close if asked to. */
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client	*cl = arg;
+
+	if (cl->state == CL_CLOSING && cl->req == NULL)
+		client_free(cl);
+}
+
+/* EOF, errors and timeouts. */
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client	*cl = arg;
+
+	if ((what & BEV_EVENT_TIMEOUT) && cl->state == CL_HEAD &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		log_info("%s: request head not received within header_timeout_ms", cl->peer);
+	else if ((what & BEV_EVENT_TIMEOUT) && cl->state == CL_BODY)
+		log_info("%s: request body stalled beyond body_timeout_ms", cl->peer);
+	client_free(cl);
+}
+
+/* Remember the request that runs on this client. */
+void
+client_set_request(struct client *cl, struct request *r)
+{
+	cl->req = r;
+}

@@ -1,0 +1,666 @@
+/*
+ * conf.c — configuration schema, parsing and validation.
+ */
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ini.h>
+
+#include "conf.h"
+#include "redact.h"
+#include "secret.h"
+
+enum conf_type { T_STR, T_UINT, T_SIZE, T_BOOL, T_OCTAL, T_ENUM };
+
+struct conf_key {
+	const char	*section;
+	const char	*name;
+	enum conf_type	 type;
+	size_t		 off;
+	unsigned long long min, max;
+	const char	*def;		/* default as text, NULL = none */
+	const char	*choices;	/* T_ENUM: "a|b|c", index stored as int */
+	const char	*help;
+};
+
+#define O(f)	offsetof(struct conf, f)
+static const struct conf_key conf_schema[] = {
+	{ "listen", "address", T_STR, O(listen_address), 0, 0, "127.0.0.1:8780", NULL,
+	  "HOST:PORT (loopback unless allow_non_loopback) or unix:/path" },
+	{ "listen", "socket_mode", T_OCTAL, O(socket_mode), 0, 0777, "0660", NULL,
+	  "permissions of a unix socket; world-writable modes are refused" },
+	{ "listen", "allow_non_loopback", T_BOOL, O(allow_non_loopback), 0, 1, "no", NULL,
+	  "permit a TCP address that is not loopback" },
+	{ "listen", "max_body_bytes", T_SIZE, O(max_body_bytes), 2, 64ULL << 20, "1048576", NULL,
+	  "largest request body accepted (413 above)" },
+	{ "listen", "max_header_bytes", T_SIZE, O(max_header_bytes), 1024, 65536, "16384", NULL,
+	  "largest request line plus headers (400 above)" },
+	{ "listen", "max_json_depth", T_UINT, O(max_json_depth), 1, 512, "64", NULL,
+	  "deepest JSON nesting accepted in a body (400 above)" },
+	{ "listen", "max_connections", T_UINT, O(max_connections), 1, 1000000, "1024", NULL,
+	  "concurrent client connections; further ones wait in the kernel backlog" },
+	{ "listen", "header_timeout_ms", T_UINT, O(header_timeout_ms), 100, 3600000, "10000", NULL,
+	  "time allowed to send the request line and headers" },
+	{ "listen", "body_timeout_ms", T_UINT, O(body_timeout_ms), 100, 3600000, "30000", NULL,
+	  "time allowed between body bytes" },
+	{ "listen", "idle_timeout_ms", T_UINT, O(idle_timeout_ms), 100, 86400000, "60000", NULL,
+	  "keep-alive idle time before a client connection is closed" },
+	{ "listen", "shutdown_timeout_ms", T_UINT, O(shutdown_timeout_ms), 0, 3600000, "30000", NULL,
+	  "on SIGTERM, how long in-flight requests may finish" },
+	{ "upstream", "url", T_STR, O(upstream_url), 0, 0, "https://ocp.onchainpay.io", NULL,
+	  "https://HOST[:PORT] of the OnChainPay API (no path)" },
+	{ "upstream", "ca_file", T_STR, O(ca_file), 0, 0, "", NULL,
+	  "PEM CA bundle to verify the upstream; empty = system trust store" },
+	{ "upstream", "connect_timeout_ms", T_UINT, O(connect_timeout_ms), 1, 600000, "5000", NULL,
+	  "TCP connect timeout (504 when exceeded)" },
+	{ "upstream", "handshake_timeout_ms", T_UINT, O(handshake_timeout_ms), 1, 600000, "5000", NULL,
+	  "TLS handshake timeout (504 when exceeded)" },
+	{ "upstream", "timeout_ms", T_UINT, O(timeout_ms), 1, 3600000, "30000", NULL,
+	  "total time for one upstream exchange (504); KYT calls take >15 s" },
+	{ "upstream", "max_connections", T_UINT, O(upstream_max_connections), 1, 10000, "64", NULL,
+	  "kept-alive TLS connections to the upstream; more requests queue" },
+	{ "upstream", "idle_timeout_ms", T_UINT, O(upstream_idle_timeout_ms), 100, 3600000, "30000", NULL,
+	  "an idle upstream connection is closed after this" },
+	{ "upstream", "max_response_bytes", T_SIZE, O(max_response_bytes), 1024, 1ULL << 30, "16777216", NULL,
+	  "largest upstream answer relayed (502 above, nothing partial)" },
+	{ "state", "dir", T_STR, O(state_dir), 0, 0, NULL, NULL,
+	  "directory for nonce reservations; default $STATE_DIRECTORY or /var/lib/ocp-proxy" },
+	{ "audit", "path", T_STR, O(audit_path), 0, 0, "/var/log/ocp-proxy/audit.jsonl", NULL,
+	  "append-only JSON lines audit trail" },
+	{ "audit", "bodies", T_ENUM, O(audit_bodies), 0, 0, "redacted", "redacted|none",
+	  "log request and response bodies redacted, or not at all" },
+	{ "audit", "redact", T_STR, O(audit_redact), 0, 0,
+	  "password, secret, signature, requestHeaders, requestBody", NULL,
+	  "JSON keys whose values are replaced at any depth" },
+	{ "audit", "sync", T_ENUM, O(audit_sync), 0, 0, "batch", "batch|always|none",
+	  "fsync before forwarding: grouped (batch), per request (always), never (none)" },
+	{ "log", "level", T_STR, O(log_level), 0, 0, "info", NULL,
+	  "error, warning, info (one line per request) or debug" },
+};
+#undef O
+
+static const struct {
+	const char *name, *help;
+} conf_profile_keys[] = {
+	{ "public_key", "the API public key: literal text or a secret source" },
+	{ "secret", "file:/path, credential:NAME, env:VAR or vault:MOUNT/PATH#FIELD" },
+	{ "routes", "comma-separated path prefixes served with this key pair" },
+};
+
+struct conf_parse {
+	struct conf	*c;
+	struct conf_errs *errs;
+	const char	*name;
+	FILE		*f;
+	const char	*str;		/* when parsing a string */
+	int		 lineno;
+	int		 toolong;
+	unsigned char	 seen[sizeof(conf_schema) / sizeof(conf_schema[0])];
+	unsigned char	 pseen[CONF_MAX_PROFILES][3];
+};
+
+/* Append one problem line. */
+void
+conf_errs_add(struct conf_errs *e, const char *fmt, ...)
+{
+	va_list	  ap;
+	char	 *s, **n;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1)
+		s = NULL;
+	va_end(ap);
+	if (s == NULL || (n = realloc(e->line, (e->n + 1) * sizeof(*n))) == NULL) {
+		free(s);
+		return;
+	}
+	e->line = n;
+	e->line[e->n++] = s;
+}
+
+/* Free every problem line. */
+void
+conf_errs_clear(struct conf_errs *e)
+{
+	size_t	i;
+
+	for (i = 0; i < e->n; i++)
+		free(e->line[i]);
+	free(e->line);
+	e->line = NULL;
+	e->n = 0;
+}
+
+static char *
+conf_trim(char *s)
+{
+	char	*e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	return s;
+}
+
+/* Parse an unsigned decimal (or octal) integer within [min, max]. */
+static int
+conf_number(const char *v, int base, unsigned long long min, unsigned long long max,
+    unsigned long long *out)
+{
+	char			*end;
+	unsigned long long	 n;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, base);
+	if (errno != 0 || *end != '\0' || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+conf_enum(const char *choices, const char *v)
+{
+	const char	*p = choices, *bar;
+	size_t		 len = strlen(v);
+	int		 i = 0;
+
+	for (;;) {
+		bar = strchr(p, '|');
+		if ((size_t)((bar ? bar : p + strlen(p)) - p) == len && strncmp(p, v, len) == 0)
+			return i;
+		if (bar == NULL)
+			return -1;
+		p = bar + 1;
+		i++;
+	}
+}
+
+/* Store one value according to its schema entry. */
+static int
+conf_set(struct conf *c, const struct conf_key *k, const char *v, const char **why)
+{
+	void			*field = (char *)c + k->off;
+	unsigned long long	 n;
+	int			 e;
+
+	switch (k->type) {
+	case T_STR:
+		free(*(char **)field);
+		if ((*(char **)field = strdup(v)) == NULL)
+			return (*why = "out of memory", -1);
+		return 0;
+	case T_UINT:
+	case T_SIZE:
+		if (conf_number(v, 10, k->min, k->max, &n) == -1) {
+			*why = "must be an integer in range";
+			return -1;
+		}
+		if (k->type == T_UINT)
+			*(unsigned *)field = (unsigned)n;
+		else
+			*(size_t *)field = (size_t)n;
+		return 0;
+	case T_OCTAL:
+		if (conf_number(v, 8, k->min, k->max, &n) == -1)
+			return (*why = "must be an octal mode such as 0660", -1);
+		*(unsigned *)field = (unsigned)n;
+		return 0;
+	case T_BOOL:
+		if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+			*(int *)field = 1;
+		else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+			*(int *)field = 0;
+		else
+			return (*why = "must be yes or no", -1);
+		return 0;
+	case T_ENUM:
+		if ((e = conf_enum(k->choices, v)) == -1)
+			return (*why = "not one of the allowed values", -1);
+		*(int *)field = e;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+conf_profile_name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 64)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+			return 0;
+	return 1;
+}
+
+static struct conf_profile *
+conf_profile_get(struct conf_parse *p, const char *name, size_t *idx)
+{
+	struct conf	*c = p->c;
+	size_t		 i;
+
+	for (i = 0; i < c->nprofiles; i++)
+		if (strcmp(c->profiles[i].name, name) == 0)
+			return (*idx = i, &c->profiles[i]);
+	if (c->nprofiles == CONF_MAX_PROFILES)
+		return NULL;
+	i = c->nprofiles++;
+	c->profiles[i].name = strdup(name);
+	c->profiles[i].line = p->lineno;
+	*idx = i;
+	return &c->profiles[i];
+}
+
+/* Split "a, b, c" into routes. */
+static int
+conf_routes(struct conf_profile *pr, const char *v, const char **why)
+{
+	char	*copy, *tok, *save = NULL, *t;
+
+	if ((copy = strdup(v)) == NULL)
+		return (*why = "out of memory", -1);
+	for (tok = strtok_r(copy, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
+		t = conf_trim(tok);
+		if (*t != '/' || strstr(t, "..") != NULL || strpbrk(t, "?#%") != NULL) {
+			free(copy);
+			return (*why = "each route must be a path prefix starting with '/'", -1);
+		}
+		if (pr->nroutes == CONF_MAX_ROUTES) {
+			free(copy);
+			return (*why = "too many routes", -1);
+		}
+		pr->routes[pr->nroutes++] = strdup(t);
+	}
+	free(copy);
+	if (pr->nroutes == 0)
+		return (*why = "needs at least one route", -1);
+	return 0;
+}
+
+static void
+conf_profile_key(struct conf_parse *p, const char *pname, const char *name, const char *v)
+{
+	struct conf_profile	*pr;
+	const char		*why = NULL;
+	size_t			 i, k;
+
+	if (!conf_profile_name_ok(pname)) {
+		conf_errs_add(p->errs, "%s:%d: [profile.%s]: profile names use letters, "
+		    "digits, '-' and '_' only", p->name, p->lineno, pname);
+		return;
+	}
+	if ((pr = conf_profile_get(p, pname, &i)) == NULL) {
+		conf_errs_add(p->errs, "%s:%d: [profile.%s]: too many profiles (max %d)",
+		    p->name, p->lineno, pname, CONF_MAX_PROFILES);
+		return;
+	}
+	for (k = 0; k < 3; k++)
+		if (strcmp(name, conf_profile_keys[k].name) == 0)
+			break;
+	if (k == 3) {
+		conf_errs_add(p->errs, "%s:%d: [profile.%s] %s: unknown key", p->name,
+		    p->lineno, pname, name);
+		return;
+	}
+	if (p->pseen[i][k]++) {
+		conf_errs_add(p->errs, "%s:%d: [profile.%s] %s: duplicate key", p->name,
+		    p->lineno, pname, name);
+		return;
+	}
+	if (k == 0)
+		pr->public_key = strdup(v);
+	else if (k == 1) {
+		if (!secret_is_source(v))
+			why = "must be a secret source: file:, credential:, env: or vault: "
+			    "(the secret itself never goes in the config)";
+		else
+			pr->secret = strdup(v);
+	} else
+		(void)conf_routes(pr, v, &why);
+	if (why != NULL)
+		conf_errs_add(p->errs, "%s:%d: [profile.%s] %s: %s", p->name, p->lineno,
+		    pname, name, why);
+}
+
+/* inih handler: fills the schema, reports the line. */
+static int
+conf_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct conf_parse	*p = user;
+	const char		*why = NULL;
+	char			*v;
+	size_t			 i;
+
+	if (p->toolong)
+		return 1;	/* already reported by the reader */
+	if ((v = strdup(value)) == NULL)
+		return 0;
+	if (strncmp(section, "profile.", 8) == 0) {
+		conf_profile_key(p, section + 8, name, v);
+		free(v);
+		return 1;
+	}
+	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
+		if (strcmp(conf_schema[i].section, section) == 0 &&
+		    strcmp(conf_schema[i].name, name) == 0)
+			break;
+	if (i == sizeof(conf_schema) / sizeof(conf_schema[0])) {
+		for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
+			if (strcmp(conf_schema[i].section, section) == 0)
+				break;
+		conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno, section,
+		    name, i == sizeof(conf_schema) / sizeof(conf_schema[0]) ?
+		    "unknown section" : "unknown key");
+	} else if (p->seen[i]++)
+		conf_errs_add(p->errs, "%s:%d: [%s] %s: duplicate key", p->name,
+		    p->lineno, section, name);
+	else if (conf_set(p->c, &conf_schema[i], v, &why) == -1)
+		conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno,
+		    section, name, why);
+	free(v);
+	return 1;
+}
+
+/* inih reader: counts lines and refuses lines inih would split. */
+static char *
+conf_reader(char *str, int num, void *stream)
+{
+	struct conf_parse	*p = stream;
+	size_t			 len = 0;
+	int			 ch;
+
+	p->toolong = 0;
+	for (;;) {
+		if (p->str != NULL)
+			ch = *p->str != '\0' ? (unsigned char)*p->str++ : EOF;
+		else
+			ch = getc(p->f);
+		if (ch == EOF) {
+			if (len == 0)
+				return NULL;
+			break;
+		}
+		if (len + 2 < (size_t)num)
+			str[len++] = (char)ch;
+		else if (ch != '\n')
+			p->toolong = 1;
+		if (ch == '\n')
+			break;
+	}
+	str[len] = '\0';
+	p->lineno++;
+	if (p->toolong) {
+		conf_errs_add(p->errs, "%s:%d: line longer than %d characters", p->name,
+		    p->lineno, num - 2);
+		str[0] = '\0';	/* inih sees an empty line */
+	}
+	return str;
+}
+
+static void
+conf_defaults(struct conf *c)
+{
+	const char	*why;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
+		if (conf_schema[i].def != NULL)
+			(void)conf_set(c, &conf_schema[i], conf_schema[i].def, &why);
+}
+
+/* Split https://HOST[:PORT] into host and port. */
+static int
+conf_url(struct conf *c, const char **why)
+{
+	const char	*u = c->upstream_url, *h, *colon, *end;
+	unsigned long long port;
+	unsigned char	 buf[16];
+
+	if (strncmp(u, "https://", 8) != 0)
+		return (*why = "must start with https://", -1);
+	h = u + 8;
+	if (*h == '[') {
+		if ((end = strchr(h, ']')) == NULL)
+			return (*why = "unterminated IPv6 address", -1);
+		c->up_host = strndup(h + 1, (size_t)(end - h - 1));
+		colon = end[1] == ':' ? end + 1 : NULL;
+		end++;
+		if (*end != '\0' && *end != ':' && strcmp(end, "/") != 0)
+			return (*why = "must not carry a path", -1);
+	} else {
+		end = h + strcspn(h, ":/?#");
+		c->up_host = strndup(h, (size_t)(end - h));
+		colon = *end == ':' ? end : NULL;
+	}
+	if (c->up_host == NULL || *c->up_host == '\0')
+		return (*why = "missing host", -1);
+	if (colon != NULL) {
+		char port_s[8];
+		size_t n = strcspn(colon + 1, "/");
+		if (n == 0 || n >= sizeof(port_s))
+			return (*why = "invalid port", -1);
+		memcpy(port_s, colon + 1, n);
+		port_s[n] = '\0';
+		if (conf_number(port_s, 10, 1, 65535, &port) == -1)
+			return (*why = "invalid port", -1);
+		end = colon + 1 + n;
+		c->up_port = strdup(port_s);
+	} else
+		c->up_port = strdup("443");
+	if (*end != '\0' && strcmp(end, "/") != 0)
+		return (*why = "must not carry a path, query or fragment", -1);
+	c->up_host_is_ip = inet_pton(AF_INET, c->up_host, buf) == 1 ||
+	    inet_pton(AF_INET6, c->up_host, buf) == 1;
+	return 0;
+}
+
+/* 1 if the TCP listen host is a loopback address. */
+static int
+conf_is_loopback(const char *addr)
+{
+	if (strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
+	    strncmp(addr, "[::1]:", 6) == 0)
+		return 1;
+	return 0;
+}
+
+/* Whole-config checks once every line is in. */
+static void
+conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
+{
+	const char	*why = NULL, *dir;
+	struct redact_set *rs;
+	char		*cause = NULL;
+	size_t		 i, j, k, l;
+
+	if (conf_url(c, &why) == -1)
+		conf_errs_add(errs, "%s: [upstream] url: %s", name, why);
+	if (strncmp(c->listen_address, "unix:", 5) == 0) {
+		if (c->listen_address[5] != '/')
+			conf_errs_add(errs, "%s: [listen] address: unix socket path must be absolute", name);
+		if (c->socket_mode & 0002)
+			conf_errs_add(errs, "%s: [listen] socket_mode: world-writable socket "
+			    "modes are refused", name);
+	} else if (strrchr(c->listen_address, ':') == NULL)
+		conf_errs_add(errs, "%s: [listen] address: expected HOST:PORT or unix:/path", name);
+	else if (!c->allow_non_loopback && !conf_is_loopback(c->listen_address))
+		conf_errs_add(errs, "%s: [listen] address: %s is not a loopback address "
+		    "(set allow_non_loopback = yes to permit it)", name, c->listen_address);
+	if (c->state_dir != NULL && *c->state_dir == '\0') {
+		free(c->state_dir);
+		c->state_dir = NULL;
+	}
+	if (c->state_dir == NULL) {
+		dir = getenv("STATE_DIRECTORY");
+		c->state_dir = strdup(dir != NULL && *dir != '\0' ? dir : "/var/lib/ocp-proxy");
+		if (c->state_dir != NULL && strchr(c->state_dir, ':') != NULL)
+			c->state_dir[strcspn(c->state_dir, ":")] = '\0';
+	}
+	if (c->state_dir == NULL || c->state_dir[0] != '/')
+		conf_errs_add(errs, "%s: [state] dir: must be an absolute path", name);
+	if (c->audit_path[0] != '/')
+		conf_errs_add(errs, "%s: [audit] path: must be an absolute path", name);
+	if ((rs = redact_set_new(c->audit_redact, &cause)) == NULL) {
+		conf_errs_add(errs, "%s: [audit] redact: %s", name, cause ? cause : "invalid");
+		free(cause);
+	}
+	redact_set_free(rs);
+	if (c->nprofiles == 0)
+		conf_errs_add(errs, "%s: no [profile.NAME] section: nothing to sign with", name);
+	for (i = 0; i < c->nprofiles; i++) {
+		struct conf_profile *p = &c->profiles[i];
+		if (p->public_key == NULL || *p->public_key == '\0')
+			conf_errs_add(errs, "%s:%d: [profile.%s] public_key: missing", name,
+			    p->line, p->name);
+		if (p->secret == NULL)
+			conf_errs_add(errs, "%s:%d: [profile.%s] secret: missing", name,
+			    p->line, p->name);
+		if (p->nroutes == 0)
+			conf_errs_add(errs, "%s:%d: [profile.%s] routes: missing", name,
+			    p->line, p->name);
+		for (j = 0; j < i; j++)
+			for (k = 0; k < p->nroutes; k++)
+				for (l = 0; l < c->profiles[j].nroutes; l++)
+					if (strcmp(p->routes[k], c->profiles[j].routes[l]) == 0)
+						conf_errs_add(errs, "%s:%d: [profile.%s] routes: "
+						    "%s is also a route of profile %s", name,
+						    p->line, p->name, p->routes[k],
+						    c->profiles[j].name);
+	}
+	if (c->log_level != NULL && strcmp(c->log_level, "error") != 0 &&
+	    strcmp(c->log_level, "warning") != 0 && strcmp(c->log_level, "info") != 0 &&
+	    strcmp(c->log_level, "debug") != 0)
+		conf_errs_add(errs, "%s: [log] level: must be error, warning, info or debug", name);
+}
+
+static struct conf *
+conf_parse(struct conf_parse *p)
+{
+	size_t	before = p->errs->n;
+	int	rc;
+
+	if ((p->c = calloc(1, sizeof(*p->c))) == NULL)
+		return NULL;
+	conf_defaults(p->c);
+	p->c->path = strdup(p->name);
+	rc = ini_parse_stream(conf_reader, p, conf_handler, p);
+	if (rc > 0 && p->errs->n == before)
+		conf_errs_add(p->errs, "%s:%d: syntax error (expected [section] or key = value)",
+		    p->name, rc);
+	else if (rc < 0)
+		conf_errs_add(p->errs, "%s: cannot parse", p->name);
+	conf_validate(p->c, p->errs, p->name);
+	if (p->errs->n != before) {
+		conf_free(p->c);
+		return NULL;
+	}
+	return p->c;
+}
+
+/* Parse and validate a config file. */
+struct conf *
+conf_load(const char *path, struct conf_errs *errs)
+{
+	struct conf_parse	 p;
+	struct conf		*c;
+
+	memset(&p, 0, sizeof(p));
+	p.errs = errs;
+	p.name = path;
+	if ((p.f = fopen(path, "re")) == NULL) {
+		conf_errs_add(errs, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	c = conf_parse(&p);
+	fclose(p.f);
+	return c;
+}
+
+/* Parse and validate config text. */
+struct conf *
+conf_load_string(const char *text, const char *name, struct conf_errs *errs)
+{
+	struct conf_parse	p;
+
+	memset(&p, 0, sizeof(p));
+	p.errs = errs;
+	p.name = name;
+	p.str = text;
+	return conf_parse(&p);
+}
+
+/* Free a conf; accepts NULL. */
+void
+conf_free(struct conf *c)
+{
+	size_t	i, j;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
+		if (conf_schema[i].type == T_STR)
+			free(*(char **)((char *)c + conf_schema[i].off));
+	for (i = 0; i < c->nprofiles; i++) {
+		free(c->profiles[i].name);
+		free(c->profiles[i].public_key);
+		free(c->profiles[i].secret);
+		for (j = 0; j < c->profiles[i].nroutes; j++)
+			free(c->profiles[i].routes[j]);
+	}
+	free(c->path);
+	free(c->up_host);
+	free(c->up_port);
+	free(c);
+}
+
+/* Longest-prefix route lookup. */
+const struct conf_profile *
+conf_route(const struct conf *c, const char *path, size_t len, size_t *index)
+{
+	const struct conf_profile	*best = NULL;
+	size_t				 i, j, rl, bestlen = 0;
+
+	for (i = 0; i < c->nprofiles; i++) {
+		for (j = 0; j < c->profiles[i].nroutes; j++) {
+			rl = strlen(c->profiles[i].routes[j]);
+			if (rl <= len && rl > bestlen &&
+			    memcmp(path, c->profiles[i].routes[j], rl) == 0) {
+				best = &c->profiles[i];
+				bestlen = rl;
+				*index = i;
+			}
+		}
+	}
+	return best;
+}
+
+/* Print the schema: every key, its default and its help. */
+void
+conf_dump_schema(void)
+{
+	const char	*last = "";
+	size_t		 i;
+
+	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++) {
+		const struct conf_key *k = &conf_schema[i];
+		if (strcmp(last, k->section) != 0)
+			printf("%s[%s]\n", i ? "\n" : "", k->section);
+		last = k->section;
+		printf("; %s\n%s = %s\n", k->help, k->name, k->def ? k->def : "");
+	}
+	printf("\n[profile.NAME]\n");
+	for (i = 0; i < 3; i++)
+		printf("; %s\n%s =\n", conf_profile_keys[i].help, conf_profile_keys[i].name);
+}

@@ -1,0 +1,90 @@
+/*
+ * conf.c — the configuration: a schema table of every key (type, range,
+ * default, help), parsed with inih into a fresh struct conf, validated as a
+ * whole, and only then handed to the daemon.  Problems are collected, one
+ * line each, "FILE:LINE: [section] key: message"; secrets are never printed.
+ */
+#ifndef CONF_H
+#define CONF_H
+#include <stddef.h>
+
+#define CONF_DEFAULT_PATH	"/etc/ocp-proxy/ocp-proxy.ini"
+#define CONF_MAX_PROFILES	32
+#define CONF_MAX_ROUTES		16
+
+enum conf_bodies { BODIES_REDACTED, BODIES_NONE };
+enum conf_sync { SYNC_BATCH, SYNC_ALWAYS, SYNC_NONE };
+
+struct conf_profile {
+	char		*name;
+	char		*public_key;		/* literal text or a secret source */
+	char		*secret;		/* a secret source */
+	char		*routes[CONF_MAX_ROUTES];
+	size_t		 nroutes;
+	int		 line;
+};
+
+struct conf {
+	char		*path;
+	/* [listen] */
+	char		*listen_address;
+	unsigned	 socket_mode;
+	int		 allow_non_loopback;
+	size_t		 max_body_bytes;
+	size_t		 max_header_bytes;
+	unsigned	 max_json_depth;
+	unsigned	 max_connections;
+	unsigned	 header_timeout_ms;
+	unsigned	 body_timeout_ms;
+	unsigned	 idle_timeout_ms;
+	unsigned	 shutdown_timeout_ms;
+	/* [upstream] */
+	char		*upstream_url;
+	char		*ca_file;
+	unsigned	 connect_timeout_ms;
+	unsigned	 handshake_timeout_ms;
+	unsigned	 timeout_ms;
+	unsigned	 upstream_max_connections;
+	unsigned	 upstream_idle_timeout_ms;
+	size_t		 max_response_bytes;
+	/* derived from upstream_url */
+	char		*up_host;
+	char		*up_port;
+	int		 up_host_is_ip;
+	/* [state] */
+	char		*state_dir;
+	/* [audit] */
+	char		*audit_path;
+	enum conf_bodies audit_bodies;
+	char		*audit_redact;
+	enum conf_sync	 audit_sync;
+	/* [log] */
+	char		*log_level;
+	/* [profile.*] */
+	struct conf_profile profiles[CONF_MAX_PROFILES];
+	size_t		 nprofiles;
+};
+
+struct conf_errs {
+	char		**line;
+	size_t		  n;
+};
+
+/*
+ * Parse and validate path into a new conf.  Returns NULL when there was any
+ * problem; every problem is appended to errs.
+ */
+struct conf	*conf_load(const char *path, struct conf_errs *errs);
+/* Same from a string (tests, fuzzing); name is used in messages. */
+struct conf	*conf_load_string(const char *text, const char *name, struct conf_errs *errs);
+void		 conf_free(struct conf *);
+void		 conf_errs_add(struct conf_errs *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+void		 conf_errs_clear(struct conf_errs *);
+/* The profile whose routes hold the longest prefix of path, or NULL. */
+const struct conf_profile *conf_route(const struct conf *, const char *path, size_t len,
+		    size_t *index);
+/* Print every key with its default and help (for docs and -h). */
+void		 conf_dump_schema(void);
+
+#endif

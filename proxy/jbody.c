@@ -1,0 +1,599 @@
+/*
+ * jbody.c — validate a JSON body, find its nonce, emit a redacted copy.
+ *
+ * yajl does the grammar; jbody_lint adds what yajl 2.1 lets through (it
+ * accepts overlong and surrogate UTF-8, decodes a lone high surrogate escape
+ * to '?', and takes \v and \f as whitespace).  Output is written through a
+ * small stage so a body costs a few evbuffer_add calls, not one per token.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <yajl/yajl_parse.h>
+
+#include "jbody.h"
+#include "redact.h"
+
+#define JBODY_STAGE	512	/* bytes staged before an evbuffer_add */
+
+/* Where emitted bytes go: staged then flushed to ev, or (ev NULL) kept. */
+struct jbody_sink {
+	struct evbuffer	*ev;
+	char		*p;		/* stage, or a heap buffer once grown */
+	size_t		 n;
+	size_t		 size;
+	int		 failed;	/* an allocation failed: output is short */
+	char		 stage[JBODY_STAGE];
+};
+
+struct jbody_ctx {
+	const struct redact_set	*rs;
+	struct jbody		*jb;
+	struct jbody_sink	*cur;		/* NULL: inside a dropped value */
+	unsigned		 depth;
+	unsigned		 max_depth;
+	unsigned		 hide;		/* depth of the value being replaced */
+	int			 emit;		/* an output was asked for */
+	int			 fp;		/* fingerprint mode: capture, not drop */
+	int			 pending;	/* the next value is to be replaced */
+	int			 comma;		/* a ',' goes before the next item */
+	const char		*why;
+	struct jbody_sink	 out;
+	struct jbody_sink	 cap;		/* a replaced value, to fingerprint */
+};
+
+static const char jbody_hex[] = "0123456789abcdef";
+
+/* Point a sink at its stage; ev NULL makes it grow on the heap instead. */
+static void
+jbody_sink_init(struct jbody_sink *k, struct evbuffer *ev)
+{
+	k->ev = ev;
+	k->p = k->stage;
+	k->n = 0;
+	k->size = sizeof(k->stage);
+	k->failed = 0;
+}
+
+/* Move staged bytes to the evbuffer. */
+static void
+jbody_sink_flush(struct jbody_sink *k)
+{
+	if (k->n > 0 && evbuffer_add(k->ev, k->p, k->n) == -1)
+		k->failed = 1;
+	k->n = 0;
+}
+
+/* Zero what a heap-growing sink holds (it may be a secret) and free it. */
+static void
+jbody_sink_wipe(struct jbody_sink *k)
+{
+	explicit_bzero(k->p, k->n);
+	if (k->p != k->stage)
+		free(k->p);
+	jbody_sink_init(k, k->ev);
+}
+
+/* Make room for len more bytes in a heap-growing sink. */
+static int
+jbody_sink_grow(struct jbody_sink *k, size_t len)
+{
+	size_t	 size = k->size;
+	char	*p;
+
+	while (size - k->n < len) {
+		if (size > SIZE_MAX / 2)
+			goto fail;
+		size *= 2;
+	}
+	if ((p = malloc(size)) == NULL)
+		goto fail;
+	memcpy(p, k->p, k->n);
+	explicit_bzero(k->p, k->n);
+	if (k->p != k->stage)
+		free(k->p);
+	k->p = p;
+	k->size = size;
+	return 0;
+fail:
+	k->failed = 1;
+	return -1;
+}
+
+/* Slow path of jbody_put: the stage is full. */
+static void
+jbody_sink_spill(struct jbody_sink *k, const void *s, size_t len)
+{
+	if (k->ev != NULL) {
+		jbody_sink_flush(k);
+		if (len > k->size) {
+			if (evbuffer_add(k->ev, s, len) == -1)
+				k->failed = 1;
+			return;
+		}
+	} else if (jbody_sink_grow(k, len) == -1)
+		return;
+	memcpy(k->p + k->n, s, len);
+	k->n += len;
+}
+
+/* Append s[0..len) to k; a NULL sink drops it. */
+static void
+jbody_put(struct jbody_sink *k, const void *s, size_t len)
+{
+	if (k == NULL || len == 0)
+		return;
+	if (len > k->size - k->n) {
+		jbody_sink_spill(k, s, len);
+		return;
+	}
+	memcpy(k->p + k->n, s, len);
+	k->n += len;
+}
+
+/* Length of the strict UTF-8 (RFC 3629) sequence at p, 0 if invalid. */
+static size_t
+jbody_utf8_len(const unsigned char *p, size_t len)
+{
+	unsigned char	lo = 0x80, hi = 0xbf;
+	size_t		n, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] < 0xc2 || p[0] > 0xf4)
+		return 0;
+	if (p[0] < 0xe0)
+		n = 2;
+	else if (p[0] < 0xf0) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (p[0] == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (p[0] == 0xf4)
+			hi = 0x8f;	/* above U+10FFFF */
+	}
+	if (len < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++) {
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	}
+	return n;
+}
+
+/* Read four hex digits at p into *v. */
+static int
+jbody_hex4(const unsigned char *p, size_t len, unsigned *v)
+{
+	size_t	i;
+
+	if (len < 4)
+		return -1;
+	*v = 0;
+	for (i = 0; i < 4; i++) {
+		if (p[i] >= '0' && p[i] <= '9')
+			*v = (*v << 4) | (unsigned)(p[i] - '0');
+		else if ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f')
+			*v = (*v << 4) | (unsigned)((p[i] | 0x20) - 'a' + 10);
+		else
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Bytes taken by the escape at p (p[0] == '\\'); 0 for a surrogate escape
+ * that is not a high+low pair.  Malformed escapes are left to yajl.
+ */
+static size_t
+jbody_escape_len(const unsigned char *p, size_t len)
+{
+	unsigned	hi, lo;
+
+	if (len < 2 || p[1] != 'u')
+		return len < 2 ? 1 : 2;
+	if (jbody_hex4(p + 2, len - 2, &hi) == -1)
+		return 2;
+	if (hi < 0xd800 || hi > 0xdfff)
+		return 6;
+	if (hi > 0xdbff || len < 12 || p[6] != '\\' || p[7] != 'u' ||
+	    jbody_hex4(p + 8, len - 8, &lo) == -1 || lo < 0xdc00 || lo > 0xdfff)
+		return 0;
+	return 12;
+}
+
+/*
+ * What yajl does not check: strict UTF-8, paired surrogate escapes, no \v or
+ * \f (outside strings they would be whitespace to yajl; inside, yajl rejects
+ * them anyway).  Backslashes only occur in strings of a valid text, each
+ * starting one escape, so scanning without tracking strings is exact.
+ */
+static int
+jbody_lint(const unsigned char *p, size_t len, const char **why)
+{
+	size_t	i = 0, n;
+
+	while (i < len) {
+		if (p[i] >= 0x80) {
+			if ((n = jbody_utf8_len(p + i, len - i)) == 0) {
+				*why = "invalid UTF-8";
+				return -1;
+			}
+		} else if (p[i] == '\\') {
+			if ((n = jbody_escape_len(p + i, len - i)) == 0) {
+				*why = "unpaired surrogate escape";
+				return -1;
+			}
+		} else if (p[i] == '\v' || p[i] == '\f') {
+			*why = "invalid JSON";
+			return -1;
+		} else
+			n = 1;
+		i += n;
+	}
+	return 0;
+}
+
+/* Append the JSON escape for byte c (a quote, backslash, control or invalid byte). */
+static void
+jbody_escape(struct jbody_sink *k, unsigned char c)
+{
+	char	u[6] = { '\\', 'u', '0', '0', '0', '0' };
+
+	switch (c) {
+	case '"':
+		jbody_put(k, "\\\"", 2);
+		return;
+	case '\\':
+		jbody_put(k, "\\\\", 2);
+		return;
+	case '\b':
+		jbody_put(k, "\\b", 2);
+		return;
+	case '\f':
+		jbody_put(k, "\\f", 2);
+		return;
+	case '\n':
+		jbody_put(k, "\\n", 2);
+		return;
+	case '\r':
+		jbody_put(k, "\\r", 2);
+		return;
+	case '\t':
+		jbody_put(k, "\\t", 2);
+		return;
+	}
+	if (c >= 0x80) {
+		jbody_put(k, "\\ufffd", 6);
+		return;
+	}
+	u[4] = jbody_hex[c >> 4];
+	u[5] = jbody_hex[c & 0xf];
+	jbody_put(k, u, sizeof(u));
+}
+
+/* Append s[0..len) to k as a quoted JSON string, copying safe runs whole. */
+static void
+jbody_sink_quote(struct jbody_sink *k, const unsigned char *s, size_t len)
+{
+	size_t	i = 0, run = 0, n;
+
+	if (k == NULL)
+		return;
+	jbody_put(k, "\"", 1);
+	while (i < len) {
+		if (s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\') {
+			i++;
+			continue;
+		}
+		if (s[i] >= 0x80 && (n = jbody_utf8_len(s + i, len - i)) != 0) {
+			i += n;
+			continue;
+		}
+		jbody_put(k, s + run, i - run);
+		jbody_escape(k, s[i]);
+		run = ++i;
+	}
+	jbody_put(k, s + run, i - run);
+	jbody_put(k, "\"", 1);
+}
+
+/* Append s[0..len) to out as a quoted JSON string. */
+void
+jbody_quote(struct evbuffer *out, const char *s, size_t len)
+{
+	struct jbody_sink	k;
+
+	jbody_sink_init(&k, out);
+	jbody_sink_quote(&k, (const unsigned char *)s, len);
+	jbody_sink_flush(&k);
+}
+
+/* Emit the replacement string of the redacted value val[0..len). */
+static void
+jbody_masked(struct jbody_ctx *c, const void *val, size_t len)
+{
+	char	m[REDACT_MASK_MAX];
+	size_t	n;
+
+	n = redact_set_mask(c->rs, val, len, m);
+	jbody_put(c->cur, "\"", 1);
+	jbody_put(c->cur, m, n);
+	jbody_put(c->cur, "\"", 1);
+}
+
+/* Start a value: 1 if it is to be replaced, else emit its separator. */
+static int
+jbody_value(struct jbody_ctx *c)
+{
+	if (c->pending) {
+		c->pending = 0;
+		return 1;
+	}
+	if (c->comma)
+		jbody_put(c->cur, ",", 1);
+	return 0;
+}
+
+/* A string, number or literal value. */
+static int
+jbody_scalar(struct jbody_ctx *c, const void *s, size_t len, int quoted)
+{
+	if (!c->emit)
+		return 1;
+	if (jbody_value(c))
+		jbody_masked(c, s, len);
+	else if (quoted)
+		jbody_sink_quote(c->cur, s, len);
+	else
+		jbody_put(c->cur, s, len);
+	c->comma = 1;
+	return 1;
+}
+
+/* Enter an object or array; a redacted one is dropped or captured. */
+static int
+jbody_open(struct jbody_ctx *c, const char *brace)
+{
+	if (c->depth >= c->max_depth) {
+		c->why = "nesting too deep";
+		return 0;
+	}
+	c->depth++;
+	if (!c->emit)
+		return 1;
+	if (jbody_value(c)) {
+		c->hide = c->depth;
+		c->cur = c->fp ? &c->cap : NULL;
+	}
+	jbody_put(c->cur, brace, 1);
+	c->comma = 0;
+	return 1;
+}
+
+/* Leave an object or array; replace it if it was the redacted value. */
+static int
+jbody_close(struct jbody_ctx *c, const char *brace)
+{
+	if (c->emit) {
+		jbody_put(c->cur, brace, 1);
+		c->comma = 1;
+		if (c->hide == c->depth) {
+			c->hide = 0;
+			c->cur = &c->out;
+			jbody_masked(c, c->cap.p, c->cap.n);
+			jbody_sink_wipe(&c->cap);
+		}
+	}
+	c->depth--;
+	return 1;
+}
+
+/* yajl: null. */
+static int
+jbody_cb_null(void *ctx)
+{
+	return jbody_scalar(ctx, "null", 4, 0);
+}
+
+/* yajl: true or false. */
+static int
+jbody_cb_boolean(void *ctx, int v)
+{
+	return v ? jbody_scalar(ctx, "true", 4, 0) :
+	    jbody_scalar(ctx, "false", 5, 0);
+}
+
+/* yajl: a number, as its literal text (never converted). */
+static int
+jbody_cb_number(void *ctx, const char *s, size_t len)
+{
+	return jbody_scalar(ctx, s, len, 0);
+}
+
+/* yajl: a string value, unescaped. */
+static int
+jbody_cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+	return jbody_scalar(ctx, s, len, 1);
+}
+
+/* yajl: '{'. */
+static int
+jbody_cb_start_map(void *ctx)
+{
+	struct jbody_ctx	*c = ctx;
+
+	if (!jbody_open(c, "{"))
+		return 0;
+	if (c->depth == 1) {
+		c->jb->is_object = 1;
+		c->jb->empty = 1;
+	}
+	return 1;
+}
+
+/* yajl: a member name, unescaped; notes nonce and redaction. */
+static int
+jbody_cb_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+	struct jbody_ctx	*c = ctx;
+
+	if (c->depth == 1) {
+		c->jb->empty = 0;
+		if (len == 5 && memcmp(key, "nonce", 5) == 0)
+			c->jb->has_nonce = 1;
+	}
+	if (!c->emit)
+		return 1;
+	if (c->comma)
+		jbody_put(c->cur, ",", 1);
+	jbody_sink_quote(c->cur, key, len);
+	jbody_put(c->cur, ":", 1);
+	c->comma = 0;
+	if (c->hide == 0 && redact_set_has(c->rs, key, len))
+		c->pending = 1;
+	return 1;
+}
+
+/* yajl: '}'. */
+static int
+jbody_cb_end_map(void *ctx)
+{
+	return jbody_close(ctx, "}");
+}
+
+/* yajl: '['. */
+static int
+jbody_cb_start_array(void *ctx)
+{
+	return jbody_open(ctx, "[");
+}
+
+/* yajl: ']'. */
+static int
+jbody_cb_end_array(void *ctx)
+{
+	return jbody_close(ctx, "]");
+}
+
+static const yajl_callbacks jbody_callbacks = {
+	jbody_cb_null,
+	jbody_cb_boolean,
+	NULL,			/* integers and doubles come as yajl_number */
+	NULL,
+	jbody_cb_number,
+	jbody_cb_string,
+	jbody_cb_start_map,
+	jbody_cb_map_key,
+	jbody_cb_end_map,
+	jbody_cb_start_array,
+	jbody_cb_end_array
+};
+
+/* The cheap checks before yajl; *first = offset of the first non-blank. */
+static int
+jbody_precheck(const char *buf, size_t len, int flags, size_t *first,
+    const char **why)
+{
+	size_t	i = 0;
+
+	if (len == 0) {
+		*why = "empty body";
+		return -1;
+	}
+	while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' ||
+	    buf[i] == '\r'))
+		i++;
+	if ((flags & JBODY_OBJECT) && i < len && buf[i] != '{') {
+		*why = "not a JSON object";
+		return -1;
+	}
+	*first = i;
+	return jbody_lint((const unsigned char *)buf, len, why);
+}
+
+/* Set up the state of one pass. */
+static void
+jbody_ctx_init(struct jbody_ctx *c, unsigned max_depth,
+    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb)
+{
+	memset(c, 0, offsetof(struct jbody_ctx, out));
+	c->rs = rs;
+	c->jb = jb;
+	c->max_depth = max_depth;
+	c->emit = out != NULL;
+	c->fp = redact_set_fingerprints(rs);
+	c->cur = &c->out;
+	jbody_sink_init(&c->out, out);
+	jbody_sink_init(&c->cap, NULL);
+}
+
+/* Validate buf[0..len), fill *jb and optionally emit a redacted copy to out. */
+int
+jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
+    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
+    const char **why)
+{
+	struct jbody_ctx	c;
+	yajl_handle		h;
+	size_t			first = 0;
+	int			rc = -1;
+
+	memset(jb, 0, sizeof(*jb));
+	*why = NULL;
+	if (jbody_precheck(buf, len, flags, &first, why) == -1)
+		return -1;
+	jbody_ctx_init(&c, max_depth, rs, out, jb);
+	if ((h = yajl_alloc(&jbody_callbacks, NULL, &c)) == NULL) {
+		*why = "out of memory";
+		return -1;
+	}
+	yajl_config(h, yajl_dont_validate_strings, 1);	/* jbody_lint did */
+	if (yajl_parse(h, (const unsigned char *)buf, len) != yajl_status_ok ||
+	    yajl_complete_parse(h) != yajl_status_ok)
+		*why = c.why != NULL ? c.why : "invalid JSON";
+	else {
+		if (c.emit)
+			jbody_sink_flush(&c.out);
+		if (c.out.failed || c.cap.failed)
+			*why = "out of memory";
+		else
+			rc = 0;
+	}
+	yajl_free(h);
+	jbody_sink_wipe(&c.cap);
+	if (jb->is_object)
+		jb->open = first;
+	return rc;
+}
+
+/* Write "\"nonce\":N" (plus ',' unless empty) to dst; returns its length. */
+size_t
+jbody_nonce_member(char *dst, size_t dstlen, unsigned long long nonce,
+    int empty)
+{
+	char	digits[20];
+	size_t	n = 0, len = sizeof("\"nonce\":") - 1;
+
+	if (dst == NULL || dstlen < JBODY_NONCE_MAX)
+		return 0;
+	do {
+		digits[n++] = (char)('0' + nonce % 10);
+		nonce /= 10;
+	} while (nonce != 0);
+	memcpy(dst, "\"nonce\":", len);
+	while (n > 0)
+		dst[len++] = digits[--n];
+	if (!empty)
+		dst[len++] = ',';
+	dst[len] = '\0';
+	return len;
+}

@@ -1,0 +1,75 @@
+/*
+ * jbody.c — one yajl pass over a caller's JSON request body.
+ *
+ * The pass validates the text, says whether the top-level object already
+ * has a "nonce" member and where it opens, and can emit a compact, redacted
+ * copy for the audit log.  The body sent upstream is never re-serialised
+ * (ocp-api.md §2, §12.1): the proxy splices the nonce member in as bytes,
+ *
+ *	upstream = buf[0..open+1) + jbody_nonce_member() + buf[open+1..len)
+ *
+ * so "  {\"a\":1}" becomes "  {\"nonce\":5,\"a\":1}" and "{ }" "{\"nonce\":5 }".
+ * Only the audit copy is re-serialised.
+ *
+ * What is accepted: exactly one RFC 8259 value, optionally surrounded by
+ * space, tab, CR or LF.  Stricter than yajl alone: strings must be strict
+ * UTF-8 (RFC 3629: no overlongs, no encoded surrogates, nothing above
+ * U+10FFFF); \uXXXX escapes of surrogates must form a high+low pair (a lone
+ * or reversed surrogate escape is REJECTED, as RFC 7493 I-JSON does, because
+ * it names no character); \v and \f are not whitespace; no comments, no byte
+ * order mark, no trailing garbage.
+ */
+#ifndef JBODY_H
+#define JBODY_H
+
+#include <stddef.h>
+
+struct evbuffer;
+struct redact_set;
+
+#define JBODY_OBJECT	0x01	/* the top-level value must be an object */
+#define JBODY_NONCE_MAX	32	/* dst size that fits any jbody_nonce_member */
+
+struct jbody {
+	int	has_nonce;	/* a top-level member whose unescaped key is "nonce" */
+	size_t	open;		/* offset of the top-level '{' (when is_object) */
+	int	empty;		/* the top-level object has no members */
+	int	is_object;	/* the top-level value is an object */
+};
+
+/*
+ * Validate buf[0..len) as described above and fill *jb.  Objects plus arrays
+ * nested deeper than max_depth are an error ("{}" is depth 1, so 0 allows
+ * only a scalar).  With JBODY_OBJECT the value must be an object.
+ *
+ * If out != NULL, append a compact re-serialisation in which the value of
+ * every member whose key is in rs (at any depth, any type, whole objects and
+ * arrays included) is replaced by a string (see redact_set_mask); members
+ * inside a replaced value are not visited.  Numbers are copied verbatim,
+ * strings are re-escaped (jbody_quote), so the copy is always valid JSON.
+ * rs may be NULL.
+ *
+ * Returns 0, or -1 with *why a static reason: "empty body" (len 0; the caller
+ * treats that as "{}"), "not a JSON object", "invalid JSON", "invalid UTF-8",
+ * "unpaired surrogate escape", "nesting too deep", "out of memory".  On error
+ * out may hold partial data, which the caller discards.
+ */
+int	 jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
+	    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
+	    const char **why);
+/*
+ * The member spliced in right after the top-level '{' when the caller sent
+ * no nonce: "\"nonce\":N", followed by ',' unless the object is empty.
+ * Writes NUL-terminated text to dst and returns its length, or 0 (dst
+ * untouched) if dstlen < JBODY_NONCE_MAX.
+ */
+size_t	 jbody_nonce_member(char *dst, size_t dstlen, unsigned long long nonce,
+	    int empty);
+/*
+ * Append s[0..len) to out as a quoted JSON string: '"' and '\\' escaped,
+ * control characters as \n \r \t \b \f or \u00XX, '/' and DEL as is, each
+ * byte of an invalid UTF-8 sequence as \ufffd.  Always valid JSON.
+ */
+void	 jbody_quote(struct evbuffer *out, const char *s, size_t len);
+
+#endif

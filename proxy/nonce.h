@@ -1,0 +1,30 @@
+/*
+ * nonce.c — per-profile nonces that never repeat and never go backwards.
+ *
+ * next = max(last + 1, now_ms).  Before a nonce above the persisted
+ * reservation is handed out, a new upper bound (next + NONCE_RESERVE) is
+ * written durably to DIR/nonce.NAME; after a restart counting resumes above
+ * that bound, so neither a restart in the same millisecond nor a clock step
+ * back can reuse a value.
+ */
+#ifndef NONCE_H
+#define NONCE_H
+
+#define NONCE_RESERVE	100000ULL	/* values reserved per durable write */
+
+struct nonce;
+
+/* Open (or create) the state of profile name in dir.  NULL + *cause on error. */
+struct nonce	*nonce_open(const char *dir, const char *name, char **cause);
+void		 nonce_close(struct nonce *);
+/*
+ * The next nonce given the current time in ms.  -1 (and *cause, malloc'd)
+ * when the reservation could not be made durable: no nonce is handed out.
+ */
+int		 nonce_next(struct nonce *, unsigned long long now_ms,
+		    unsigned long long *out, char **cause);
+/* A caller supplied its own numeric nonce: later ones must exceed it. */
+int		 nonce_observe(struct nonce *, unsigned long long seen, char **cause);
+unsigned long long nonce_last(const struct nonce *);
+
+#endif

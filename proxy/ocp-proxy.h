@@ -1,0 +1,112 @@
+/*
+ * ocp-proxy.h — the daemon's shared state and module prototypes.
+ * Pure modules (conf, signer, nonce, jbody, redact, httpp, catalogue) have
+ * their own headers so they can be unit-tested and fuzzed alone.
+ */
+#ifndef OCP_PROXY_H
+#define OCP_PROXY_H
+#include <sys/queue.h>
+#include <sys/types.h>
+#include "conf.h"
+
+#define OCP_VERSION		"0.1.0"
+#define OCP_LISTEN_BACKLOG	511
+#define OCP_ACCEPT_BACKOFF_MS	1000	/* pause accepting after EMFILE */
+
+struct event_base;
+struct evdns_base;
+struct event;
+struct evconnlistener;
+struct bufferevent;
+struct evbuffer;
+struct secret;
+struct signer;
+struct nonce;
+struct upstream;
+struct redact_set;
+struct audit;
+struct request;
+
+/* One loaded key pair; requests in flight hold a reference. */
+struct pkey {
+	int		 refs;
+	char		*public_key;
+	struct secret	*secret;
+	struct signer	*signer;
+	char		 fp[17];	/* first 16 hex of SHA-256(public key) */
+};
+
+/* One configuration generation: swapped whole on reload. */
+struct gen {
+	int		 refs;
+	struct conf	*conf;
+	struct pkey	*keys[CONF_MAX_PROFILES];	/* NULL: not loaded (503) */
+	struct nonce	*nonces[CONF_MAX_PROFILES];	/* owned by the nonce table */
+	struct upstream	*up;
+	struct redact_set *redact;
+};
+
+struct client;
+TAILQ_HEAD(clientq, client);
+TAILQ_HEAD(requestq, request);
+
+struct proxy {
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	struct gen		*gen;
+	struct audit		*audit;
+	const char		*conf_path;
+	struct evconnlistener	*listener;
+	char			*listen_desc;	/* "127.0.0.1:8780" or "unix:/path" */
+	int			 listen_unix;
+	char			*unix_path;
+	struct event		*accept_pause;
+	struct clientq		 clients;
+	struct requestq		 requests;
+	unsigned		 nclients;
+	unsigned		 inflight;	/* requests not yet answered */
+	int			 stopping;
+	int			 cut;		/* requests cut at shutdown */
+	struct event		*sig[4];
+	struct event		*drain_timer;
+	unsigned long long	 reqseq;
+	char			 boot[9];	/* random per process: request id prefix */
+};
+
+extern struct proxy	*ocp;
+
+/* proxy.c */
+int		 proxy_init(struct proxy *, const char *conf_path, int check_only);
+void		 proxy_run(struct proxy *);
+int		 proxy_exit_code(const struct proxy *);
+struct gen	*gen_load(struct proxy *, struct conf *, int check_only,
+		    struct conf_errs *);
+void		 gen_unref(struct gen *);
+void		 pkey_unref(struct pkey *);
+void		 proxy_reload(struct proxy *);
+void		 proxy_maybe_done(struct proxy *);
+void		 proxy_nonces_close(void);
+
+/* client.c */
+void		 client_accept(struct proxy *, int fd, const char *peer);
+/* Send a complete response on a client; frees nothing else. */
+void		 client_respond(struct client *, int status, const char *ctype,
+		    struct evbuffer *body, const char *reqid, int close_after);
+void		 client_request_done(struct client *);
+void		 client_set_request(struct client *, struct request *);
+void		 client_close_idle(struct proxy *);
+const char	*client_peer(const struct client *);
+
+/* request.c */
+void		 request_start(struct client *, const char *method, const char *path,
+		    struct evbuffer *body, int body_ok);
+/* Answer with a proxy error before any request object exists. */
+void		 request_reject(struct client *, const char *method, const char *path,
+		    size_t bytes_in, int status, const char *name, const char *msg,
+		    int close_after);
+void		 request_client_gone(struct request *);
+void		 request_new_id(char *id);
+/* Shutdown deadline: answer 503 to every request still running. */
+void		 request_cut_all(struct proxy *);
+
+#endif

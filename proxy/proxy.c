@@ -1,0 +1,572 @@
+/*
+ * proxy.c — the daemon's runtime: configuration generations and their keys,
+ * the listener, signals, reload and graceful shutdown.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "audit.h"
+#include "log.h"
+#include "nonce.h"
+#include "notify.h"
+#include "ocp-proxy.h"
+#include "redact.h"
+#include "secret.h"
+#include "signer.h"
+#include "upstream.h"
+
+struct proxy	*ocp;
+
+/* Nonce state outlives generations: one per profile name. */
+static struct {
+	char		*name;
+	struct nonce	*n;
+} nonce_tab[CONF_MAX_PROFILES * 2];
+static size_t nnonce;
+
+/* Drop a key reference; the last one cleanses it. */
+void
+pkey_unref(struct pkey *k)
+{
+	if (k == NULL || --k->refs > 0)
+		return;
+	signer_free(k->signer);
+	secret_free(k->secret);
+	free(k->public_key);
+	free(k);
+}
+
+/* Load one profile's key pair. */
+static struct pkey *
+pkey_load(const struct conf_profile *p, char **cause)
+{
+	struct pkey	*k;
+	struct secret	*pub;
+	unsigned char	 md[32];
+
+	if ((k = calloc(1, sizeof(*k))) == NULL)
+		return NULL;
+	k->refs = 1;
+	if (secret_is_source(p->public_key)) {
+		if ((pub = secret_load(p->public_key, cause)) == NULL)
+			goto fail;
+		k->public_key = strndup((char *)pub->p, pub->len);
+		secret_free(pub);
+	} else
+		k->public_key = strdup(p->public_key);
+	if (k->public_key == NULL || strpbrk(k->public_key, "\r\n") != NULL) {
+		*cause = strdup("public key must be one line of text");
+		goto fail;
+	}
+	if ((k->secret = secret_load(p->secret, cause)) == NULL)
+		goto fail;
+	if ((k->signer = signer_new(k->secret->p, k->secret->len)) == NULL) {
+		*cause = strdup("cannot prepare the HMAC key");
+		goto fail;
+	}
+	secret_guard_add(k->secret);
+	EVP_Digest(k->public_key, strlen(k->public_key), md, NULL, EVP_sha256(), NULL);
+	signer_hex(md, 8, k->fp);
+	return k;
+fail:
+	pkey_unref(k);
+	return NULL;
+}
+
+/* The nonce state of a profile, opened once per process. */
+static struct nonce *
+proxy_nonce(const char *dir, const char *name, char **cause)
+{
+	size_t	i;
+
+	for (i = 0; i < nnonce; i++)
+		if (strcmp(nonce_tab[i].name, name) == 0)
+			return nonce_tab[i].n;
+	if (nnonce == sizeof(nonce_tab) / sizeof(nonce_tab[0])) {
+		*cause = strdup("too many profiles over the process lifetime");
+		return NULL;
+	}
+	if ((nonce_tab[nnonce].n = nonce_open(dir, name, cause)) == NULL)
+		return NULL;
+	nonce_tab[nnonce].name = strdup(name);
+	return nonce_tab[nnonce++].n;
+}
+
+/* Close every nonce state (exit). */
+void
+proxy_nonces_close(void)
+{
+	size_t	i;
+
+	for (i = 0; i < nnonce; i++) {
+		nonce_close(nonce_tab[i].n);
+		free(nonce_tab[i].name);
+	}
+	nnonce = 0;
+}
+
+/* Drop a generation reference. */
+void
+gen_unref(struct gen *g)
+{
+	size_t	i;
+
+	if (g == NULL || --g->refs > 0)
+		return;
+	for (i = 0; i < CONF_MAX_PROFILES; i++)
+		pkey_unref(g->keys[i]);
+	if (g->up != NULL)
+		upstream_unref(g->up);
+	redact_set_free(g->redact);
+	conf_free(g->conf);
+	free(g);
+}
+
+/* Check the state directory is usable. */
+static int
+gen_check_state(const struct conf *c, struct conf_errs *errs)
+{
+	struct stat	st;
+
+	if (stat(c->state_dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		conf_errs_add(errs, "%s: [state] dir: %s: %s", c->path, c->state_dir,
+		    errno ? strerror(errno) : "not a directory");
+		return -1;
+	}
+	if (access(c->state_dir, W_OK) == -1) {
+		conf_errs_add(errs, "%s: [state] dir: %s: not writable: %s", c->path,
+		    c->state_dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Build a generation from a parsed conf: keys, nonces, redaction, pool. */
+struct gen *
+gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *errs)
+{
+	struct gen	*g;
+	char		*cause = NULL;
+	size_t		 i, before = errs->n;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return NULL;
+	g->refs = 1;
+	g->conf = c;
+	if ((g->redact = redact_set_new(c->audit_redact, &cause)) == NULL) {
+		conf_errs_add(errs, "%s: [audit] redact: %s", c->path, cause);
+		free(cause);
+	}
+	(void)gen_check_state(c, errs);
+	for (i = 0; i < c->nprofiles && errs->n == before; i++) {
+		if ((g->nonces[i] = proxy_nonce(c->state_dir, c->profiles[i].name, &cause)) == NULL) {
+			conf_errs_add(errs, "%s: [state] dir: %s", c->path, cause);
+			free(cause);
+		}
+	}
+	for (i = 0; i < c->nprofiles; i++) {
+		cause = NULL;
+		if ((g->keys[i] = pkey_load(&c->profiles[i], &cause)) == NULL) {
+			conf_errs_add(errs, "%s:%d: [profile.%s]: cannot load key: %s", c->path,
+			    c->profiles[i].line, c->profiles[i].name, cause ? cause : "out of memory");
+			free(cause);
+		}
+	}
+	if (errs->n == before && !check_only) {
+		if (px->gen != NULL && upstream_same(px->gen->conf, c)) {
+			g->up = px->gen->up;
+			upstream_ref(g->up);
+		} else if ((g->up = upstream_new(px->base, px->dns, c, &cause)) == NULL) {
+			conf_errs_add(errs, "%s: [upstream]: %s", c->path, cause ? cause : "out of memory");
+			free(cause);
+		}
+	} else if (errs->n == before) {
+		struct upstream *up = upstream_new(NULL, NULL, c, &cause);
+		if (up == NULL) {
+			conf_errs_add(errs, "%s: [upstream]: %s", c->path, cause ? cause : "out of memory");
+			free(cause);
+		}
+		upstream_unref(up);
+	}
+	if (errs->n != before) {
+		g->conf = NULL;		/* the caller still owns c */
+		gen_unref(g);
+		return NULL;
+	}
+	return g;
+}
+
+/* Accepting resumes after a pause for EMFILE or the connection limit. */
+static void
+proxy_accept_resume(evutil_socket_t fd, short ev, void *arg)
+{
+	struct proxy	*px = arg;
+
+	if (px->listener != NULL && !px->stopping &&
+	    px->nclients < px->gen->conf->max_connections)
+		evconnlistener_enable(px->listener);
+}
+
+/* A new connection from the listener. */
+static void
+proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct proxy	*px = arg;
+	char		 host[INET6_ADDRSTRLEN], peer[96];
+	struct ucred	 uc;
+	socklen_t	 len = sizeof(uc);
+
+	if (sa->sa_family == AF_UNIX) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0)
+			snprintf(peer, sizeof(peer), "unix:uid=%u,gid=%u,pid=%d",
+			    (unsigned)uc.uid, (unsigned)uc.gid, (int)uc.pid);
+		else
+			snprintf(peer, sizeof(peer), "unix:unknown");
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
+		snprintf(peer, sizeof(peer), "[%s]:%u", host,
+		    ntohs(((struct sockaddr_in6 *)sa)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+		snprintf(peer, sizeof(peer), "%s:%u", host,
+		    ntohs(((struct sockaddr_in *)sa)->sin_port));
+	}
+	client_accept(px, fd, peer);
+	if (px->nclients >= px->gen->conf->max_connections)
+		evconnlistener_disable(l);	/* the kernel backlog holds the rest */
+}
+
+/* accept(2) failed: back off on descriptor exhaustion instead of spinning. */
+static void
+proxy_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct proxy	*px = arg;
+	struct timeval	 tv = { OCP_ACCEPT_BACKOFF_MS / 1000, (OCP_ACCEPT_BACKOFF_MS % 1000) * 1000 };
+	int		 err = EVUTIL_SOCKET_ERROR();
+
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		log_warn("accept: %s; pausing new connections for %d ms", strerror(err),
+		    OCP_ACCEPT_BACKOFF_MS);
+		evconnlistener_disable(l);
+		evtimer_add(px->accept_pause, &tv);
+		return;
+	}
+	log_warn("accept: %s", strerror(err));
+}
+
+/* Bind a unix socket with no window in which it is more open than configured. */
+static int
+proxy_listen_unix(struct proxy *px, const struct conf *c)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	const char		*path = c->listen_address + 5;
+	mode_t			 old;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		fatalx("[listen] address: unix socket path too long");
+	strcpy(sun.sun_path, path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			fatalx("[listen] address: %s exists and is not a socket", path);
+		unlink(path);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		fatalx("socket: %s", strerror(errno));
+	old = umask((mode_t)(~c->socket_mode & 0777));
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old);
+		fatalx("bind %s: %s", path, strerror(errno));
+	}
+	umask(old);
+	if (chmod(path, (mode_t)c->socket_mode) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
+		fatalx("listen %s: %s", path, strerror(errno));
+	px->listen_unix = 1;
+	px->unix_path = strdup(path);
+	px->listen_desc = strdup(c->listen_address);
+	return fd;
+}
+
+/* Bind a TCP socket and learn the port actually bound (port 0 in tests). */
+static int
+proxy_listen_tcp(struct proxy *px, const struct conf *c)
+{
+	struct addrinfo		 hints, *ai;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl = sizeof(ss);
+	char			*host, *port, h[INET6_ADDRSTRLEN], desc[128];
+	int			 fd, one = 1, rc;
+
+	host = strdup(c->listen_address);
+	port = strrchr(host, ':');
+	*port++ = '\0';
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0)
+		fatalx("[listen] address %s: %s", c->listen_address, gai_strerror(rc));
+	free(host);
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		fatalx("socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
+		fatalx("bind %s: %s", c->listen_address, strerror(errno));
+	freeaddrinfo(ai);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
+		snprintf(desc, sizeof(desc), "[%s]:%u", h,
+		    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
+		snprintf(desc, sizeof(desc), "%s:%u", h, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	}
+	px->listen_desc = strdup(desc);
+	return fd;
+}
+
+/* Set up the listener (or take a socket-activated one). */
+static void
+proxy_listen(struct proxy *px, const struct conf *c)
+{
+	int	fd;
+
+	if (strncmp(c->listen_address, "unix:", 5) == 0)
+		fd = proxy_listen_unix(px, c);
+	else
+		fd = proxy_listen_tcp(px, c);
+	px->listener = evconnlistener_new(px->base, proxy_accept_cb, px,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (px->listener == NULL)
+		fatalx("cannot listen on %s", px->listen_desc);
+	evconnlistener_set_error_cb(px->listener, proxy_accept_error);
+	px->accept_pause = evtimer_new(px->base, proxy_accept_resume, px);
+	log_info("listening on %s", px->listen_desc);
+}
+
+/* Re-read the config and keys; keep the old ones if anything is wrong. */
+void
+proxy_reload(struct proxy *px)
+{
+	struct conf_errs	 errs = { NULL, 0 };
+	struct conf		*c;
+	struct gen		*g = NULL, *old;
+	enum log_level		 lvl;
+	char			*cause = NULL;
+	size_t			 i;
+
+	notify_send("RELOADING=1");
+	log_info("reloading %s", px->conf_path);
+	if ((c = conf_load(px->conf_path, &errs)) != NULL &&
+	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
+		log_warn("[listen] address changed: takes effect only after a restart");
+	if (c != NULL && (g = gen_load(px, c, 0, &errs)) == NULL)
+		conf_free(c);
+	if (g == NULL) {
+		for (i = 0; i < errs.n; i++)
+			log_err("%s", errs.line[i]);
+		log_err("reload refused: keeping the running configuration");
+		conf_errs_clear(&errs);
+		notify_send("READY=1");
+		return;
+	}
+	for (i = 0; i < g->conf->nprofiles; i++)
+		log_info("profile %s: key %s", g->conf->profiles[i].name, g->keys[i]->fp);
+	if (strcmp(g->conf->audit_path, px->gen->conf->audit_path) != 0) {
+		struct audit *a = audit_open(px->base, g->conf->audit_path, g->conf->audit_sync, &cause);
+		if (a == NULL) {
+			log_err("reload refused: audit: %s", cause ? cause : "cannot open");
+			free(cause);
+			gen_unref(g);
+			notify_send("READY=1");
+			return;
+		}
+		audit_close(px->audit);
+		px->audit = a;
+	} else if (audit_reopen(px->audit, &cause) == -1) {
+		log_err("audit: cannot reopen: %s; keeping the open file", cause ? cause : "");
+		free(cause);
+	}
+	audit_set_sync(px->audit, g->conf->audit_sync);
+	if (log_level_parse(g->conf->log_level, &lvl) == 0)
+		log_set_level(lvl);
+	old = px->gen;
+	px->gen = g;
+	gen_unref(old);		/* requests in flight keep theirs */
+	log_info("reloaded %s", px->conf_path);
+	notify_send("READY=1");
+}
+
+/* Exit the loop once stopping and nothing is left to finish. */
+void
+proxy_maybe_done(struct proxy *px)
+{
+	if (!px->stopping) {
+		if (px->listener != NULL && px->nclients < px->gen->conf->max_connections &&
+		    !evtimer_pending(px->accept_pause, NULL))
+			evconnlistener_enable(px->listener);
+		return;
+	}
+	if (px->inflight == 0 && px->nclients == 0)
+		event_base_loopexit(px->base, NULL);
+}
+
+/* Shutdown deadline reached: cut what is left. */
+static void
+proxy_drain_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	struct proxy	*px = arg;
+
+	if (px->inflight > 0)
+		log_warn("shutdown: %u request(s) still running after shutdown_timeout_ms; "
+		    "cutting them", px->inflight);
+	request_cut_all(px);
+	event_base_loopexit(px->base, NULL);
+}
+
+/* SIGTERM/SIGINT: stop accepting, let requests finish (bounded). */
+static void
+proxy_stop(struct proxy *px)
+{
+	struct timeval	tv;
+	unsigned	ms = px->gen->conf->shutdown_timeout_ms;
+
+	if (px->stopping)
+		return;
+	px->stopping = 1;
+	notify_send("STOPPING=1");
+	log_info("shutting down: %u request(s) in flight", px->inflight);
+	if (px->listener != NULL) {
+		evconnlistener_free(px->listener);
+		px->listener = NULL;
+		if (px->unix_path != NULL)
+			unlink(px->unix_path);
+	}
+	client_close_idle(px);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	px->drain_timer = evtimer_new(px->base, proxy_drain_timeout, px);
+	evtimer_add(px->drain_timer, &tv);
+	proxy_maybe_done(px);
+}
+
+static void
+proxy_signal_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	struct proxy	*px = arg;
+
+	if (sig == SIGHUP)
+		proxy_reload(px);
+	else
+		proxy_stop(px);
+}
+
+/* Start-up in a fixed order: config, keys, audit, sockets, loop. */
+int
+proxy_init(struct proxy *px, const char *conf_path, int check_only)
+{
+	struct conf_errs	 errs = { NULL, 0 };
+	struct conf		*c;
+	unsigned char		 rnd[4];
+	enum log_level		 lvl;
+	char			*cause = NULL;
+	size_t			 i;
+	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
+
+	ocp = px;
+	TAILQ_INIT(&px->clients);
+	TAILQ_INIT(&px->requests);
+	px->conf_path = conf_path;
+	if ((c = conf_load(conf_path, &errs)) != NULL && (px->gen = gen_load(px, c, check_only,
+	    &errs)) == NULL)
+		conf_free(c);
+	if (px->gen == NULL) {
+		for (i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.line[i]);
+		conf_errs_clear(&errs);
+		return -1;
+	}
+	if (check_only)
+		return 0;
+	if (log_level_parse(px->gen->conf->log_level, &lvl) == 0)
+		log_set_level(lvl);
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		fatalx("no randomness");
+	signer_hex(rnd, sizeof(rnd), px->boot);
+	if ((px->audit = audit_open(px->base, px->gen->conf->audit_path,
+	    px->gen->conf->audit_sync, &cause)) == NULL)
+		fatalx("audit: %s", cause ? cause : "cannot open");
+	if (px->gen->conf->audit_sync == SYNC_NONE)
+		log_warn("[audit] sync = none: audit records are not made durable before "
+		    "forwarding (development only)");
+	for (i = 0; i < px->gen->conf->nprofiles; i++)
+		log_info("profile %s: key %s", px->gen->conf->profiles[i].name,
+		    px->gen->keys[i]->fp);
+	proxy_listen(px, px->gen->conf);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		px->sig[i] = evsignal_new(px->base, sigs[i], proxy_signal_cb, px);
+		evsignal_add(px->sig[i], NULL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+/* Run until shut down, then release everything. */
+void
+proxy_run(struct proxy *px)
+{
+	size_t	i;
+
+	notify_send("READY=1");
+	event_base_dispatch(px->base);
+	if (px->inflight > 0)
+		request_cut_all(px);
+	audit_close(px->audit);
+	px->audit = NULL;
+	log_info("stopped%s", px->cut ? " (requests were cut)" : "");
+	for (i = 0; i < sizeof(px->sig) / sizeof(px->sig[0]); i++)
+		if (px->sig[i] != NULL)
+			event_free(px->sig[i]);
+	if (px->listener != NULL)
+		evconnlistener_free(px->listener);
+	if (px->unix_path != NULL && px->listener != NULL)
+		unlink(px->unix_path);
+	if (px->accept_pause != NULL)
+		event_free(px->accept_pause);
+	if (px->drain_timer != NULL)
+		event_free(px->drain_timer);
+}
+
+/* 0 after a clean stop, 2 when requests had to be cut. */
+int
+proxy_exit_code(const struct proxy *px)
+{
+	return px->cut ? 2 : 0;
+}

@@ -1,0 +1,470 @@
+/*
+ * request.c — one API call through the proxy: validate the body, choose the
+ * profile, splice the nonce, write the write-ahead audit record, sign the
+ * exact bytes, forward, relay the answer and write the outcome record.
+ */
+#include <sys/uio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "audit.h"
+#include "jbody.h"
+#include "log.h"
+#include "nonce.h"
+#include "ocp-proxy.h"
+#include "redact.h"
+#include "signer.h"
+#include "upstream.h"
+
+#define REQ_ID_LEN	24
+
+struct request {
+	TAILQ_ENTRY(request)	 entry;
+	struct client		*cl;
+	struct gen		*gen;
+	struct pkey		*key;
+	size_t			 profile;
+	char			 id[REQ_ID_LEN];
+	char			 peer[96];
+	unsigned long long	 t0_ms;
+	struct timespec		 t0;
+	char			*method;
+	char			*path;
+	struct evbuffer		*body;		/* caller's body, contiguous */
+	size_t			 bytes_in;
+	struct jbody		 jb;
+	char			 member[48];	/* inserted "nonce":N[,] */
+	size_t			 member_len;
+	unsigned long long	 nonce;
+	int			 nonce_ours;
+	struct up_xfer		*xfer;
+	int			 waiting_audit;
+};
+
+/* A request id: the process's random prefix and a sequence number. */
+void
+request_new_id(char *id)
+{
+	snprintf(id, REQ_ID_LEN, "%s-%012llx", ocp->boot, ++ocp->reqseq);
+}
+
+static double
+request_ms(const struct request *r)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - r->t0.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
+}
+
+/* The error envelope of the API, for errors made by the proxy itself. */
+static struct evbuffer *
+request_envelope(int status, const char *name, const char *msg, const char *id)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		return NULL;
+	evbuffer_add_printf(b, "{\"success\":false,\"error\":{\"code\":%d,\"name\":\"%s\","
+	    "\"message\":", status, name);
+	jbody_quote(b, msg, strlen(msg));
+	evbuffer_add_printf(b, "},\"requestId\":\"%s\"}", id);
+	return b;
+}
+
+/* Start an audit line with the fields every record carries. */
+static struct evbuffer *
+audit_line_begin(const char *phase, const char *id, unsigned long long t_ms,
+    const char *peer, const char *method, const char *path, const char *profile)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		 ts[32];
+
+	if (b == NULL)
+		return NULL;
+	log_time(ts, t_ms);
+	evbuffer_add_printf(b, "{\"time\":\"%s\",\"id\":\"%s\",\"phase\":\"%s\",\"caller\":",
+	    ts, id, phase);
+	jbody_quote(b, peer, strlen(peer));
+	evbuffer_add(b, ",\"method\":", 10);
+	jbody_quote(b, method, strlen(method));
+	evbuffer_add(b, ",\"path\":", 8);
+	jbody_quote(b, path, strlen(path));
+	if (profile != NULL)
+		evbuffer_add_printf(b, ",\"profile\":\"%s\"", profile);
+	else
+		evbuffer_add(b, ",\"profile\":null", 15);
+	return b;
+}
+
+/* One summary line per request on stderr (never bodies). */
+static void
+request_log(const char *id, const char *peer, const char *method, const char *path,
+    const char *profile, int status, int ustatus, double ms, const char *err)
+{
+	log_info("req=%s caller=%s %.16s %.200s profile=%s status=%d upstream=%d ms=%.1f%s%s",
+	    id, peer, method, path, profile ? profile : "-", status, ustatus, ms,
+	    err ? " error=" : "", err ? err : "");
+}
+
+/* Answer a request refused before it had a request object. */
+void
+request_reject(struct client *cl, const char *method, const char *path, size_t bytes_in,
+    int status, const char *name, const char *msg, int close_after)
+{
+	struct evbuffer	*env, *line;
+	char		 id[REQ_ID_LEN];
+	unsigned long long now = log_now_ms();
+
+	request_new_id(id);
+	env = request_envelope(status, name, msg, id);
+	line = audit_line_begin("outcome", id, now, client_peer(cl), method, path, NULL);
+	if (line != NULL) {
+		evbuffer_add_printf(line, ",\"nonce\":null,\"status\":%d,\"upstream_status\":null,"
+		    "\"duration_ms\":0,\"bytes_in\":%zu,\"bytes_out\":%zu,\"error\":\"%s\"}",
+		    status, bytes_in, env ? evbuffer_get_length(env) : 0, name);
+		audit_append(ocp->audit, line, NULL, NULL);
+		evbuffer_free(line);
+	}
+	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+	client_respond(cl, status, "application/json", env, id, close_after);
+	if (env != NULL)
+		evbuffer_free(env);
+	client_request_done(cl);
+}
+
+/* Release a request; the client (if any) was already answered. */
+static void
+request_free(struct request *r)
+{
+	TAILQ_REMOVE(&ocp->requests, r, entry);
+	ocp->inflight--;
+	if (r->waiting_audit)
+		audit_forget(ocp->audit, r);
+	if (r->xfer != NULL)
+		upstream_cancel(r->xfer);
+	if (r->body != NULL)
+		evbuffer_free(r->body);
+	if (r->key != NULL)
+		pkey_unref(r->key);
+	gen_unref(r->gen);
+	free(r->method);
+	free(r->path);
+	free(r);
+	proxy_maybe_done(ocp);
+}
+
+/* The outcome record: status, duration, sizes, the redacted answer. */
+static void
+request_audit_outcome(struct request *r, int status, int ustatus, const char *err,
+    struct evbuffer *resp, size_t bytes_out, double ms)
+{
+	const struct conf *c = r->gen->conf;
+	struct evbuffer	*line, *red = NULL;
+	struct jbody	 jb;
+	const char	*why;
+	unsigned char	 md[32];
+	char		 hex[65];
+	size_t		 len = resp ? evbuffer_get_length(resp) : 0;
+	char		*p;
+
+	line = audit_line_begin("outcome", r->id, log_now_ms(), r->peer, r->method, r->path,
+	    c->profiles[r->profile].name);
+	if (line == NULL)
+		return;
+	if (r->nonce_ours)
+		evbuffer_add_printf(line, ",\"nonce\":%llu", r->nonce);
+	else if (r->jb.has_nonce)
+		evbuffer_add(line, ",\"nonce\":\"client\"", 17);
+	else
+		evbuffer_add(line, ",\"nonce\":null", 13);
+	evbuffer_add_printf(line, ",\"status\":%d,\"upstream_status\":", status);
+	if (ustatus > 0)
+		evbuffer_add_printf(line, "%d", ustatus);
+	else
+		evbuffer_add(line, "null", 4);
+	evbuffer_add_printf(line, ",\"duration_ms\":%.3f,\"bytes_in\":%zu,\"bytes_out\":%zu,"
+	    "\"error\":", ms, r->bytes_in, bytes_out);
+	if (err != NULL)
+		evbuffer_add_printf(line, "\"%s\"", err);
+	else
+		evbuffer_add(line, "null", 4);
+	if (c->audit_bodies == BODIES_REDACTED && resp != NULL) {
+		p = (char *)evbuffer_pullup(resp, -1);
+		if (len > 0 && (red = evbuffer_new()) != NULL &&
+		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
+			evbuffer_add(line, ",\"response\":", 12);
+			evbuffer_add_buffer(line, red);
+		} else {
+			EVP_Digest(p, len, md, NULL, EVP_sha256(), NULL);
+			signer_hex(md, sizeof(md), hex);
+			evbuffer_add_printf(line, ",\"response_bytes\":%zu,\"response_sha256\":\"%s\"",
+			    len, hex);
+		}
+		if (red != NULL)
+			evbuffer_free(red);
+	}
+	evbuffer_add(line, "}", 1);
+	audit_append(ocp->audit, line, NULL, NULL);
+	evbuffer_free(line);
+}
+
+/* Answer the caller (if still connected), audit the outcome, free. */
+static void
+request_finish(struct request *r, int status, int ustatus, const char *ctype,
+    struct evbuffer *body, const char *err)
+{
+	double	 ms = request_ms(r);
+	size_t	 out = body ? evbuffer_get_length(body) : 0;
+
+	request_audit_outcome(r, status, ustatus, err, err == NULL || ustatus > 0 ? body : NULL,
+	    out, ms);
+	request_log(r->id, r->peer, r->method, r->path, r->gen->conf->profiles[r->profile].name,
+	    status, ustatus, ms, err);
+	if (r->cl != NULL) {
+		client_respond(r->cl, status, ctype, body, r->id, 0);
+		client_request_done(r->cl);
+		r->cl = NULL;
+	}
+	request_free(r);
+}
+
+/* Finish with an error envelope made by the proxy. */
+static void
+request_fail(struct request *r, int status, const char *name, const char *msg)
+{
+	struct evbuffer	*env = request_envelope(status, name, msg, r->id);
+
+	request_finish(r, status, 0, "application/json", env, name);
+	if (env != NULL)
+		evbuffer_free(env);
+}
+
+/* The upstream answered, failed or timed out. */
+static void
+request_upstream_done(void *arg, struct up_result *res)
+{
+	struct request	*r = arg;
+
+	r->xfer = NULL;
+	switch (res->err) {
+	case UP_OK:
+		request_finish(r, res->status, res->status, res->content_type, res->body, NULL);
+		return;
+	case UP_TIMEOUT:
+		request_fail(r, 504, "PROXY_UPSTREAM_TIMEOUT", res->why);
+		return;
+	case UP_CONNECT:
+		request_fail(r, 502, "PROXY_UPSTREAM_CONNECT_FAILED", res->why);
+		return;
+	case UP_TLS:
+		request_fail(r, 502, "PROXY_UPSTREAM_TLS_FAILED", res->why);
+		return;
+	case UP_PROTOCOL:
+		request_fail(r, 502, "PROXY_UPSTREAM_BAD_RESPONSE", res->why);
+		return;
+	}
+}
+
+/* Sign the exact bytes and hand them to the upstream pool. */
+static void
+request_forward(struct request *r)
+{
+	const struct conf *c = r->gen->conf;
+	struct evbuffer	*head;
+	struct iovec	 iov[3];
+	char		*p = (char *)evbuffer_pullup(r->body, -1);
+	size_t		 len = evbuffer_get_length(r->body), cut;
+	char		 sig[SIGNER_HEX_LEN + 1];
+	int		 n;
+
+	if (r->member_len > 0) {
+		cut = r->jb.open + 1;
+		iov[0] = (struct iovec){ p, cut };
+		iov[1] = (struct iovec){ r->member, r->member_len };
+		iov[2] = (struct iovec){ p + cut, len - cut };
+		n = 3;
+	} else {
+		iov[0] = (struct iovec){ p, len };
+		n = 1;
+	}
+	if (signer_sign(r->key->signer, iov, n, sig) == -1 || (head = evbuffer_new()) == NULL) {
+		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", "signing failed");
+		return;
+	}
+	evbuffer_add_printf(head, "POST %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	    "Accept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION "\r\n"
+	    "x-api-public-key: %s\r\nx-api-signature: %s\r\n\r\n", r->path,
+	    strchr(c->up_host, ':') ? "[" : "", c->up_host, strchr(c->up_host, ':') ? "]" : "",
+	    strcmp(c->up_port, "443") ? ":" : "", strcmp(c->up_port, "443") ? c->up_port : "",
+	    len + r->member_len, r->key->public_key, sig);
+	OPENSSL_cleanse(sig, sizeof(sig));
+	r->xfer = upstream_send(r->gen->up, head, iov, n, request_upstream_done, r);
+	evbuffer_free(head);
+	if (r->xfer == NULL)
+		request_fail(r, 502, "PROXY_UPSTREAM_CONNECT_FAILED", "out of memory");
+}
+
+/* The write-ahead record is durable (ok == 0) or could not be written. */
+static void
+request_audited(void *arg, int ok)
+{
+	struct request	*r = arg;
+
+	r->waiting_audit = 0;
+	if (ok != 0) {
+		request_fail(r, 503, "PROXY_AUDIT_UNAVAILABLE",
+		    "the audit trail cannot be written; nothing was sent");
+		return;
+	}
+	if (r->cl == NULL) {
+		request_fail(r, 499, "PROXY_CLIENT_CLOSED",
+		    "the caller went away before forwarding; nothing was sent");
+		return;
+	}
+	request_forward(r);
+}
+
+/* The write-ahead record: who, what, which key and nonce, the redacted body. */
+static int
+request_audit_ahead(struct request *r, struct evbuffer *redacted)
+{
+	const struct conf *c = r->gen->conf;
+	struct evbuffer	*line;
+
+	line = audit_line_begin("request", r->id, r->t0_ms, r->peer, r->method, r->path,
+	    c->profiles[r->profile].name);
+	if (line == NULL)
+		return -1;
+	evbuffer_add_printf(line, ",\"key\":\"%s\"", r->key->fp);
+	if (r->nonce_ours)
+		evbuffer_add_printf(line, ",\"nonce\":%llu", r->nonce);
+	else
+		evbuffer_add(line, ",\"nonce\":\"client\"", 17);
+	evbuffer_add_printf(line, ",\"bytes_in\":%zu", r->bytes_in);
+	if (redacted != NULL) {
+		evbuffer_add(line, ",\"request\":", 11);
+		evbuffer_add_buffer(line, redacted);
+	}
+	evbuffer_add(line, "}", 1);
+	r->waiting_audit = 1;
+	audit_append(ocp->audit, line, request_audited, r);
+	evbuffer_free(line);
+	return 0;
+}
+
+/* Checks that need the body; returns 0 when the request may go on. */
+static int
+request_prepare(struct request *r, struct evbuffer *redacted)
+{
+	const struct conf *c = r->gen->conf;
+	const char	*why = NULL;
+	char		*p, *cause = NULL;
+	size_t		 len;
+
+	if (evbuffer_get_length(r->body) == 0)
+		evbuffer_add(r->body, "{}", 2);		/* an empty body counts as {} */
+	len = evbuffer_get_length(r->body);
+	p = (char *)evbuffer_pullup(r->body, -1);
+	if (jbody_scan(p, len, JBODY_OBJECT, c->max_json_depth, r->gen->redact, redacted,
+	    &r->jb, &why) == -1) {
+		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
+		return -1;
+	}
+	if ((r->key = r->gen->keys[r->profile]) == NULL) {
+		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE",
+		    "the key of this profile is not loaded");
+		return -1;
+	}
+	r->key->refs++;
+	if (!r->jb.has_nonce) {
+		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1) {
+			log_err("profile %s: %s", c->profiles[r->profile].name,
+			    cause ? cause : "cannot reserve nonces");
+			free(cause);
+			request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
+			    "nonce state cannot be written; nothing was sent");
+			return -1;
+		}
+		r->nonce_ours = 1;
+		r->member_len = jbody_nonce_member(r->member, sizeof(r->member), r->nonce,
+		    r->jb.empty);
+	}
+	return 0;
+}
+
+/* A complete request from a caller. */
+void
+request_start(struct client *cl, const char *method, const char *path,
+    struct evbuffer *body, int body_ok)
+{
+	struct request	*r;
+	struct evbuffer	*redacted = NULL;
+	const struct conf_profile *pr;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL || (r->method = strdup(method)) == NULL ||
+	    (r->path = strdup(path)) == NULL) {
+		if (r != NULL)
+			free(r->method);
+		free(r);
+		evbuffer_free(body);
+		request_reject(cl, method, path, 0, 503, "PROXY_OVERLOADED", "out of memory", 1);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&ocp->requests, r, entry);
+	ocp->inflight++;
+	r->cl = cl;
+	client_set_request(cl, r);
+	snprintf(r->peer, sizeof(r->peer), "%s", client_peer(cl));
+	r->gen = ocp->gen;
+	r->gen->refs++;
+	r->body = body;
+	r->bytes_in = evbuffer_get_length(body);
+	r->t0_ms = log_now_ms();
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	request_new_id(r->id);
+	pr = conf_route(r->gen->conf, path, strlen(path), &r->profile);
+	if (pr == NULL) {	/* a reload removed the route meanwhile */
+		r->profile = 0;
+		request_fail(r, 404, "PROXY_NO_ROUTE", "no profile serves this path");
+		return;
+	}
+	if (r->gen->conf->audit_bodies == BODIES_REDACTED)
+		redacted = evbuffer_new();
+	if (request_prepare(r, redacted) == 0)
+		(void)request_audit_ahead(r, redacted);
+	if (redacted != NULL)
+		evbuffer_free(redacted);
+}
+
+/* The caller's connection closed: finish without it. */
+void
+request_client_gone(struct request *r)
+{
+	r->cl = NULL;
+}
+
+/* Shutdown deadline: cut every request still running. */
+void
+request_cut_all(struct proxy *px)
+{
+	struct request	*r;
+
+	while ((r = TAILQ_FIRST(&px->requests)) != NULL) {
+		px->cut++;
+		if (r->xfer != NULL) {
+			upstream_cancel(r->xfer);
+			r->xfer = NULL;
+		}
+		request_fail(r, 503, "PROXY_SHUTTING_DOWN",
+		    "the proxy stopped before the upstream answered");
+	}
+}

@@ -1,0 +1,163 @@
+/*
+ * fuzz_jbody.c — libFuzzer target for jbody_scan.
+ *
+ * The input is a request body.  It is scanned with and without output, with
+ * and without redaction and fingerprints, and these must hold (abort if not):
+ * - the verdict, the reason and struct jbody do not depend on the output;
+ * - JBODY_OBJECT accepts exactly the accepted bodies whose value is an object;
+ * - every copy is valid JSON (a second jbody_scan) with the same top-level
+ *   shape and nonce; the unredacted copy is a fixed point (copying it again
+ *   gives the same bytes); redacting a redacted copy changes nothing;
+ * - an accepted object, spliced with a nonce member, is valid JSON that has
+ *   a top-level nonce.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "jbody.h"
+#include "redact.h"
+
+#define FUZZ_DEPTH	64
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static struct redact_set *fuzz_rs, *fuzz_rs_fp;
+
+/* A fingerprint that depends on every byte of the value. */
+static void
+fuzz_fp(void *arg, const unsigned char *val, size_t len, char hex16[17])
+{
+	static const char	 hex[] = "0123456789abcdef";
+	unsigned long long	 h = 0xcbf29ce484222325ULL;
+	size_t			 i;
+
+	(void)arg;
+	for (i = 0; i < len; i++)
+		h = (h ^ val[i]) * 0x100000001b3ULL;
+	for (i = 0; i < 16; i++, h >>= 4)
+		hex16[i] = hex[h & 0xf];
+	hex16[16] = '\0';
+}
+
+/* Build the redaction sets once. */
+static void
+fuzz_init(void)
+{
+	char	*cause;
+
+	if (fuzz_rs != NULL)
+		return;
+	fuzz_rs = redact_set_new("password, secret, signature, requestHeaders,"
+	    " requestBody, a, nonce", &cause);
+	fuzz_rs_fp = redact_set_new("password, secret, a, nonce", &cause);
+	if (fuzz_rs == NULL || fuzz_rs_fp == NULL)
+		abort();
+	redact_set_fingerprint(fuzz_rs_fp, fuzz_fp, NULL);
+}
+
+/* Are two scans' results the same? */
+static int
+fuzz_same(const struct jbody *a, const struct jbody *b)
+{
+	return a->has_nonce == b->has_nonce && a->empty == b->empty &&
+	    a->is_object == b->is_object && (!a->is_object || a->open == b->open);
+}
+
+/* Scan with output into a flat copy (malloc'd, *n bytes); rc as jbody_scan. */
+static int
+fuzz_copy(const char *buf, size_t len, const struct redact_set *rs,
+    struct jbody *jb, const char **why, char **out, size_t *n)
+{
+	struct evbuffer	*ev;
+	int		 rc;
+
+	if ((ev = evbuffer_new()) == NULL)
+		abort();
+	rc = jbody_scan(buf, len, 0, FUZZ_DEPTH, rs, ev, jb, why);
+	*n = evbuffer_get_length(ev);
+	if ((*out = malloc(*n + 1)) == NULL)
+		abort();
+	evbuffer_remove(ev, *out, *n);
+	evbuffer_free(ev);
+	return rc;
+}
+
+/* A copy must be valid, of the same shape, and copy (with rs) onto itself. */
+static void
+fuzz_check_copy(const char *c, size_t n, const struct jbody *orig,
+    const struct redact_set *rs)
+{
+	struct jbody	 jb;
+	const char	*why;
+	char		*again;
+	size_t		 m;
+
+	if (fuzz_copy(c, n, rs, &jb, &why, &again, &m) != 0)
+		abort();
+	if (jb.is_object != orig->is_object || jb.has_nonce != orig->has_nonce ||
+	    jb.empty != orig->empty || (jb.is_object && jb.open != 0))
+		abort();
+	if (m != n || memcmp(again, c, n) != 0)
+		abort();
+	free(again);
+}
+
+/* Splice a nonce into an accepted object the way the proxy does. */
+static void
+fuzz_check_splice(const char *buf, size_t len, const struct jbody *jb)
+{
+	struct jbody	 sp;
+	const char	*why;
+	char		 m[JBODY_NONCE_MAX], *s;
+	size_t		 n;
+
+	n = jbody_nonce_member(m, sizeof(m), 18446744073709551615ULL, jb->empty);
+	if (n == 0 || (s = malloc(len + n)) == NULL)
+		abort();
+	memcpy(s, buf, jb->open + 1);
+	memcpy(s + jb->open + 1, m, n);
+	memcpy(s + jb->open + 1 + n, buf + jb->open + 1, len - jb->open - 1);
+	if (jbody_scan(s, len + n, JBODY_OBJECT, FUZZ_DEPTH, NULL, NULL, &sp,
+	    &why) != 0 || !sp.has_nonce || sp.empty || sp.open != jb->open)
+		abort();
+	free(s);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char		*buf = (const char *)data, *why, *why2;
+	const struct redact_set	*sets[3];
+	struct jbody		 jb, jb2;
+	char			*c;
+	size_t			 n, i;
+	int			 rc, rc2;
+
+	fuzz_init();
+	sets[0] = NULL;
+	sets[1] = fuzz_rs;
+	sets[2] = fuzz_rs_fp;
+	rc = jbody_scan(buf, size, 0, FUZZ_DEPTH, NULL, NULL, &jb, &why);
+	if ((rc == 0) != (why == NULL))
+		abort();
+	rc2 = jbody_scan(buf, size, JBODY_OBJECT, FUZZ_DEPTH, NULL, NULL, &jb2,
+	    &why2);
+	if ((rc2 == 0) != (rc == 0 && jb.is_object))
+		abort();
+	for (i = 0; i < 3; i++) {
+		rc2 = fuzz_copy(buf, size, sets[i], &jb2, &why2, &c, &n);
+		if (rc2 != rc || (rc == 0 && !fuzz_same(&jb, &jb2)) ||
+		    (rc != 0 && strcmp(why, why2) != 0))
+			abort();
+		if (rc == 0)
+			fuzz_check_copy(c, n, &jb, sets[i] == fuzz_rs_fp ?
+			    NULL : sets[i]);
+		free(c);
+	}
+	if (rc == 0 && jb.is_object && !jb.has_nonce)
+		fuzz_check_splice(buf, size, &jb);
+	return 0;
+}

@@ -1,0 +1,549 @@
+/*
+ * test_jbody.c — jbody_scan (validation, nonce detection, splice offsets,
+ * redacted audit copy), jbody_nonce_member, jbody_quote and redact_set.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "jbody.h"
+#include "redact.h"
+#include "unit.h"
+
+#define DEPTH	32
+#define L(s)	(s), (sizeof(s) - 1)	/* literal with its length (NULs kept) */
+
+static struct redact_set *audit_rs;	/* the SPEC's example list */
+
+/* Drain an evbuffer into a malloc'd NUL-terminated string. */
+static char *
+drain(struct evbuffer *ev)
+{
+	size_t	 n = evbuffer_get_length(ev);
+	char	*s = malloc(n + 1);
+
+	evbuffer_remove(ev, s, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* Scan buf with output; the copy (malloc'd) or NULL on error. */
+static char *
+copy(const char *buf, size_t len, const struct redact_set *rs,
+    const char **why)
+{
+	struct evbuffer	*ev = evbuffer_new();
+	struct jbody	 jb;
+	char		*s = NULL;
+
+	if (jbody_scan(buf, len, 0, DEPTH, rs, ev, &jb, why) == 0)
+		s = drain(ev);
+	evbuffer_free(ev);
+	return s;
+}
+
+/* Does the text (NUL-terminated) scan as one JSON value? */
+static int
+valid(const char *s)
+{
+	struct jbody	 jb;
+	const char	*why;
+
+	return jbody_scan(s, strlen(s), 0, DEPTH, NULL, NULL, &jb, &why) == 0;
+}
+
+/* Build the body the proxy sends upstream (malloc'd), as it would, or NULL. */
+static char *
+splice(const char *buf, size_t len, unsigned long long nonce)
+{
+	struct jbody	 jb;
+	const char	*why;
+	char		 m[JBODY_NONCE_MAX], *s;
+	size_t		 n;
+
+	if (len == 0) {
+		buf = "{}";
+		len = 2;
+	}
+	if (jbody_scan(buf, len, JBODY_OBJECT, DEPTH, NULL, NULL, &jb,
+	    &why) == -1)
+		return NULL;
+	n = jb.has_nonce ? 0 : jbody_nonce_member(m, sizeof(m), nonce, jb.empty);
+	s = malloc(len + n + 1);
+	memcpy(s, buf, jb.open + 1);
+	memcpy(s + jb.open + 1, m, n);
+	memcpy(s + jb.open + 1 + n, buf + jb.open + 1, len - jb.open - 1);
+	s[len + n] = '\0';
+	return s;
+}
+
+/* Compare a spliced body with what is expected (NULL: must be refused). */
+static void
+check_splice(const char *in, const char *want)
+{
+	char	*got = splice(in, strlen(in), 5);
+
+	if (want == NULL)
+		CHECK(got == NULL);
+	else {
+		CHECK_STREQ(got, want);
+		CHECK(got != NULL && valid(got));
+	}
+	free(got);
+}
+
+static void
+test_splice(void)
+{
+	check_splice("", "{\"nonce\":5}");
+	check_splice("{}", "{\"nonce\":5}");
+	check_splice("{ }", "{\"nonce\":5 }");
+	check_splice("{\n}\n", "{\"nonce\":5\n}\n");
+	check_splice("  {\"a\":1}", "  {\"nonce\":5,\"a\":1}");
+	check_splice("\r\n\t {\"a\":1}\r\n", "\r\n\t {\"nonce\":5,\"a\":1}\r\n");
+	check_splice("{\"x\":{\"nonce\":1}}", "{\"nonce\":5,\"x\":{\"nonce\":1}}");
+	check_splice("{\"l\":[{\"nonce\":1}]}", "{\"nonce\":5,\"l\":[{\"nonce\":1}]}");
+	check_splice("{\"nonce\":\"dbe834b7-aa27-4554-9c25-95cd542a7efe\"}",
+	    "{\"nonce\":\"dbe834b7-aa27-4554-9c25-95cd542a7efe\"}");
+	check_splice("{\"from\":\"ETH\",\"nonce\":1717000000000.0}",
+	    "{\"from\":\"ETH\",\"nonce\":1717000000000.0}");
+	check_splice("{\"\\u006eonce\":1}", "{\"\\u006eonce\":1}");
+	check_splice("{\"Nonce\":1}", "{\"nonce\":5,\"Nonce\":1}");
+	check_splice("{\"nonce \":1}", "{\"nonce\":5,\"nonce \":1}");
+	check_splice("{\"a\":123456789012345678901234567890,\"b\":1e400,"
+	    "\"c\":-0.0,\"d\":1E-7,\"e\":0.10}",
+	    "{\"nonce\":5,\"a\":123456789012345678901234567890,\"b\":1e400,"
+	    "\"c\":-0.0,\"d\":1E-7,\"e\":0.10}");
+	check_splice("{\"s\":\"\\u00e9\",\"t\":\"\xc3\xa9\",\"e\":\"\\ud83d\\ude00\","
+	    "\"p\":\"a\\/b\",\"q\":\"\\\"\"}",
+	    "{\"nonce\":5,\"s\":\"\\u00e9\",\"t\":\"\xc3\xa9\",\"e\":\"\\ud83d\\ude00\","
+	    "\"p\":\"a\\/b\",\"q\":\"\\\"\"}");
+	check_splice("{ \"a\" : [ 1 , 2 ] ,\n\t\"b\" : { } }",
+	    "{\"nonce\":5, \"a\" : [ 1 , 2 ] ,\n\t\"b\" : { } }");
+	check_splice("[1]", NULL);
+	check_splice("\"{}\"", NULL);
+	check_splice("{} {}", NULL);
+}
+
+static void
+test_jbody_fields(void)
+{
+	struct jbody	 jb;
+	const char	*why;
+
+	CHECK(jbody_scan(L("  {\"nonce\":1,\"a\":2}"), JBODY_OBJECT, DEPTH,
+	    NULL, NULL, &jb, &why) == 0);
+	CHECK(jb.has_nonce == 1 && jb.is_object == 1 && jb.empty == 0 &&
+	    jb.open == 2 && why == NULL);
+	CHECK(jbody_scan(L("{\"nonce\":1,\"nonce\":2}"), JBODY_OBJECT, DEPTH,
+	    NULL, NULL, &jb, &why) == 0 && jb.has_nonce == 1);
+	CHECK(jbody_scan(L("{\"non\\u0000ce\":1}"), JBODY_OBJECT, DEPTH, NULL,
+	    NULL, &jb, &why) == 0 && jb.has_nonce == 0);
+	CHECK(jbody_scan(L("{\"a\":\"nonce\"}"), JBODY_OBJECT, DEPTH, NULL,
+	    NULL, &jb, &why) == 0 && jb.has_nonce == 0);
+	CHECK(jbody_scan(L("{ }"), JBODY_OBJECT, DEPTH, NULL, NULL, &jb,
+	    &why) == 0 && jb.empty == 1 && jb.open == 0);
+	CHECK(jbody_scan(L("{\"a\":{}}"), JBODY_OBJECT, DEPTH, NULL, NULL, &jb,
+	    &why) == 0 && jb.empty == 0);
+	CHECK(jbody_scan(L(" [{\"nonce\":1}]"), 0, DEPTH, NULL, NULL, &jb,
+	    &why) == 0 && jb.is_object == 0 && jb.has_nonce == 0);
+	CHECK(jbody_scan(L("12"), 0, 0, NULL, NULL, &jb, &why) == 0 &&
+	    jb.is_object == 0);
+	CHECK(jbody_scan(L("\"x\""), 0, DEPTH, NULL, NULL, &jb, &why) == 0);
+}
+
+/* Scan in must fail with the reason want, with and without output. */
+static void
+check_bad(const char *in, size_t len, int flags, unsigned depth,
+    const char *want)
+{
+	struct evbuffer	*ev = evbuffer_new();
+	struct jbody	 jb;
+	const char	*why = NULL, *why2 = NULL;
+
+	CHECK(jbody_scan(in, len, flags, depth, NULL, NULL, &jb, &why) == -1);
+	CHECK_STREQ(why, want);
+	CHECK(jbody_scan(in, len, flags, depth, audit_rs, ev, &jb, &why2) == -1);
+	CHECK_STREQ(why2, want);
+	evbuffer_free(ev);
+}
+
+static void
+test_invalid(void)
+{
+	check_bad("", 0, JBODY_OBJECT, DEPTH, "empty body");
+	check_bad("", 0, 0, DEPTH, "empty body");
+	check_bad(L(" \r\n"), 0, DEPTH, "invalid JSON");
+	check_bad(L("[1,2]"), JBODY_OBJECT, DEPTH, "not a JSON object");
+	check_bad(L(" \"{}\""), JBODY_OBJECT, DEPTH, "not a JSON object");
+	check_bad(L("null"), JBODY_OBJECT, DEPTH, "not a JSON object");
+	check_bad(L("{}{}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{} 1"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("1 2"), 0, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":1,}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("[1,]"), 0, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":1"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\"}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{'a':1}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{a:1}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":01}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":1.}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":.5}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":+1}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":NaN}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":tru}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":1 /* c */}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("// c\n{}"), 0, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":\"x\ny\"}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":\"\\x\"}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":\"\\u12g4\"}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\v}"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{}\f"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{}\0"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("\xef\xbb\xbf{}"), 0, DEPTH, "invalid JSON");	/* BOM */
+	/* strict UTF-8: bad byte, overlong, encoded surrogate, > U+10FFFF, cut */
+	check_bad(L("{\"a\":\"\xff\"}"), JBODY_OBJECT, DEPTH, "invalid UTF-8");
+	check_bad(L("{\"a\":\"\xc0\xaf\"}"), JBODY_OBJECT, DEPTH, "invalid UTF-8");
+	check_bad(L("{\"a\":\"\xe0\x80\xaf\"}"), JBODY_OBJECT, DEPTH,
+	    "invalid UTF-8");
+	check_bad(L("{\"a\":\"\xed\xa0\x80\"}"), JBODY_OBJECT, DEPTH,
+	    "invalid UTF-8");
+	check_bad(L("{\"a\":\"\xf4\x90\x80\x80\"}"), JBODY_OBJECT, DEPTH,
+	    "invalid UTF-8");
+	check_bad(L("{\"a\":\"\xe2\x82\"}"), JBODY_OBJECT, DEPTH, "invalid UTF-8");
+	check_bad(L("{\"\xe9t\xe9\":1}"), JBODY_OBJECT, DEPTH, "invalid UTF-8");
+	/* surrogate escapes must pair: lone high, lone low, reversed, high+BMP */
+	check_bad(L("{\"a\":\"\\ud800\"}"), JBODY_OBJECT, DEPTH,
+	    "unpaired surrogate escape");
+	check_bad(L("{\"a\":\"\\uDC00\"}"), JBODY_OBJECT, DEPTH,
+	    "unpaired surrogate escape");
+	check_bad(L("{\"a\":\"\\ude00\\ud83d\"}"), JBODY_OBJECT, DEPTH,
+	    "unpaired surrogate escape");
+	check_bad(L("{\"a\":\"\\ud800\\u0041\"}"), JBODY_OBJECT, DEPTH,
+	    "unpaired surrogate escape");
+	check_bad(L("{\"\\ud800x\":1}"), JBODY_OBJECT, DEPTH,
+	    "unpaired surrogate escape");
+	/* depth: "{}" is 1 */
+	check_bad(L("{\"a\":{\"b\":{\"c\":{}}}}"), JBODY_OBJECT, 3,
+	    "nesting too deep");
+	check_bad(L("[[[[]]]]"), 0, 3, "nesting too deep");
+	check_bad(L("{\"a\":[]}"), JBODY_OBJECT, 1, "nesting too deep");
+	check_bad(L("{}"), JBODY_OBJECT, 0, "nesting too deep");
+}
+
+static void
+test_accepted_edges(void)
+{
+	struct jbody	 jb;
+	const char	*why;
+	char		*deep;
+	size_t		 i;
+
+	CHECK(jbody_scan(L("{\"a\":{\"b\":{}}}"), JBODY_OBJECT, 3, NULL, NULL,
+	    &jb, &why) == 0);
+	CHECK(jbody_scan(L("[[[]]]"), 0, 3, NULL, NULL, &jb, &why) == 0);
+	CHECK(valid("{\"a\":\"\\uD83D\\uDE00\"}"));	/* upper-case pair */
+	CHECK(valid("{\"a\":\"\\\\ud800\"}"));		/* escaped backslash */
+	CHECK(valid("{\"a\":\"\xf4\x8f\xbf\xbf\xef\xbf\xbf\x7f\"}"));
+	CHECK(valid("{\"a\":\"\\u0000\"}"));
+	CHECK(valid(" {\"a\" :\t[ true ,false, null ,-1.5e+3 ] }\n"));
+	/* a million brackets stop at the limit, long before the end */
+	deep = malloc(1000000);
+	for (i = 0; i < 1000000; i++)
+		deep[i] = i < 500000 ? '[' : ']';
+	CHECK(jbody_scan(deep, 1000000, 0, 64, NULL, NULL, &jb, &why) == -1);
+	CHECK_STREQ(why, "nesting too deep");
+	free(deep);
+}
+
+/* The redacted copy of in (NUL-terminated) must be want. */
+static void
+check_copy(const struct redact_set *rs, const char *in, const char *want)
+{
+	const char	*why;
+	char		*got = copy(in, strlen(in), rs, &why);
+
+	CHECK_STREQ(got, want);
+	CHECK(got != NULL && valid(got));
+	free(got);
+}
+
+/* The redacted copy of in must not contain secret anywhere. */
+static void
+check_hidden(const char *in, const char *secret)
+{
+	const char	*why;
+	char		*got = copy(in, strlen(in), audit_rs, &why);
+
+	CHECK(got != NULL && strstr(got, secret) == NULL);
+	free(got);
+}
+
+static void
+test_copy(void)
+{
+	/* compact, numbers verbatim, strings re-escaped minimally */
+	check_copy(NULL, " { \"a\" : [ 1 , 2.50 , -0.0 , 1e400 ] ,\n\"b\":{} }\n",
+	    "{\"a\":[1,2.50,-0.0,1e400],\"b\":{}}");
+	check_copy(NULL, "{\"n\":123456789012345678901234567890}",
+	    "{\"n\":123456789012345678901234567890}");
+	check_copy(NULL, "{\"s\":\"x\\\"y\\\\z\\u0001\\n\\/\\u00e9\\ud83d\\ude00\"}",
+	    "{\"s\":\"x\\\"y\\\\z\\u0001\\n/\xc3\xa9\xf0\x9f\x98\x80\"}");
+	check_copy(NULL, "{\"\\u0000\":\"\\b\\f\\r\\t\\u001f\\u007f\"}",
+	    "{\"\\u0000\":\"\\b\\f\\r\\t\\u001f\x7f\"}");
+	check_copy(NULL, "[]", "[]");
+	check_copy(NULL, " \"top\" ", "\"top\"");
+	check_copy(NULL, "[null,true,false,{},[[]]]", "[null,true,false,{},[[]]]");
+}
+
+static void
+test_redact(void)
+{
+	check_copy(audit_rs, "{\"password\":\"hunter2\",\"x\":1}",
+	    "{\"password\":\"[REDACTED]\",\"x\":1}");
+	check_copy(audit_rs, "{\"secret\":12345}", "{\"secret\":\"[REDACTED]\"}");
+	check_copy(audit_rs, "{\"secret\":null,\"signature\":true}",
+	    "{\"secret\":\"[REDACTED]\",\"signature\":\"[REDACTED]\"}");
+	check_copy(audit_rs, "{\"requestHeaders\":{\"a\":\"b\",\"c\":[1,2]},\"k\":\"v\"}",
+	    "{\"requestHeaders\":\"[REDACTED]\",\"k\":\"v\"}");
+	check_copy(audit_rs, "{\"signature\":[1,{\"x\":\"y\"}],\"n\":[]}",
+	    "{\"signature\":\"[REDACTED]\",\"n\":[]}");
+	check_copy(audit_rs, "{\"secret\":{},\"password\":[]}",
+	    "{\"secret\":\"[REDACTED]\",\"password\":\"[REDACTED]\"}");
+	check_copy(audit_rs, "{\"success\":true,\"response\":{\"keys\":["
+	    "{\"id\":1,\"secret\":\"S3CR3T\"},{\"id\":2,\"secret\":\"T0P\"}]}}",
+	    "{\"success\":true,\"response\":{\"keys\":["
+	    "{\"id\":1,\"secret\":\"[REDACTED]\"},{\"id\":2,\"secret\":\"[REDACTED]\"}]}}");
+	check_copy(audit_rs, "[{\"password\":\"p\"},[{\"a\":{\"password\":1}}]]",
+	    "[{\"password\":\"[REDACTED]\"},[{\"a\":{\"password\":\"[REDACTED]\"}}]]");
+	check_copy(audit_rs, "{\"secret\":{\"password\":\"x\"},\"b\":2}",
+	    "{\"secret\":\"[REDACTED]\",\"b\":2}");
+	check_copy(audit_rs, "{\"a\":\"password\",\"l\":[\"secret\"]}",
+	    "{\"a\":\"password\",\"l\":[\"secret\"]}");
+	check_copy(audit_rs, "{\"Password\":\"x\",\"secret_\":\"y\"}",
+	    "{\"Password\":\"x\",\"secret_\":\"y\"}");
+	check_copy(audit_rs, "{\"pass\\u0077ord\":\"x\"}",
+	    "{\"password\":\"[REDACTED]\"}");
+	check_copy(audit_rs, "{\"password\":\"a\",\"password\":\"b\"}",
+	    "{\"password\":\"[REDACTED]\",\"password\":\"[REDACTED]\"}");
+	check_hidden("{\"password\":\"hunter2\"}", "hunter2");
+	check_hidden("{\"password\":\"hun\\u0074er2\"}", "hun");
+	check_hidden("{\"secret\":98765}", "98765");
+	check_hidden("{\"requestBody\":\"{\\\"k\\\":\\\"SeKrEt\\\"}\"}", "SeKrEt");
+	check_hidden("{\"requestHeaders\":{\"x-api-signature\":\"abcdef0123\"}}",
+	    "abcdef0123");
+	check_hidden("[[{\"z\":[{\"signature\":[\"deadbeef\"]}]}]]", "deadbeef");
+}
+
+static char	fp_seen[256];	/* the last value handed to test_fp */
+static size_t	fp_seen_len;
+static int	fp_calls;
+
+/* A test fingerprint: FNV-1a 64, as hex; records its input. */
+static void
+test_fp(void *arg, const unsigned char *val, size_t len, char hex16[17])
+{
+	unsigned long long	h = 0xcbf29ce484222325ULL;
+	size_t			i;
+
+	(void)arg;
+	fp_calls++;
+	fp_seen_len = len < sizeof(fp_seen) ? len : sizeof(fp_seen);
+	memcpy(fp_seen, val, fp_seen_len);
+	for (i = 0; i < len; i++)
+		h = (h ^ val[i]) * 0x100000001b3ULL;
+	snprintf(hex16, 17, "%016llx", h);
+}
+
+/* A broken fingerprint that writes no hex. */
+static void
+test_fp_bad(void *arg, const unsigned char *val, size_t len, char hex16[17])
+{
+	(void)arg;
+	(void)val;
+	(void)len;
+	memcpy(hex16, "ZZZZZZZZZZZZZZZ\"", 17);
+}
+
+/* In fingerprint mode the value handed to fn must be want. */
+static void
+check_fp(const struct redact_set *rs, const char *in, const char *want,
+    const char *want_out)
+{
+	const char	*why;
+	char		*got;
+
+	fp_calls = 0;
+	got = copy(in, strlen(in), rs, &why);
+	CHECK(fp_calls == 1);
+	CHECK(fp_seen_len == strlen(want) && memcmp(fp_seen, want,
+	    fp_seen_len) == 0);
+	if (want_out != NULL)
+		CHECK_STREQ(got, want_out);
+	CHECK(got != NULL && valid(got) && strstr(got, "hmac-sha256:") != NULL);
+	free(got);
+}
+
+static void
+test_fingerprint(void)
+{
+	struct redact_set	*rs;
+	char			*cause, *got;
+	const char		*why;
+
+	rs = redact_set_new("password, secret", &cause);
+	CHECK(redact_set_fingerprints(rs) == 0);
+	redact_set_fingerprint(rs, test_fp, NULL);
+	CHECK(redact_set_fingerprints(rs) == 1);
+	/* FNV-1a 64 of "hunter2" */
+	check_fp(rs, "{\"password\":\"hunter2\"}", "hunter2",
+	    "{\"password\":\"hmac-sha256:4db147a54908e973\"}");
+	check_fp(rs, "{\"password\":\"hun\\u0074er2\"}", "hunter2",
+	    "{\"password\":\"hmac-sha256:4db147a54908e973\"}");
+	check_fp(rs, "{\"secret\":12.50}", "12.50", NULL);
+	check_fp(rs, "{\"secret\":null}", "null", NULL);
+	check_fp(rs, "{\"secret\":false}", "false", NULL);
+	check_fp(rs, "{\"secret\":\"a\\u00e9\"}", "a\xc3\xa9", NULL);
+	check_fp(rs, "{\"x\":[{\"secret\": { \"a\" : [1, \"x\\/\"], \"b\":{} } }]}",
+	    "{\"a\":[1,\"x/\"],\"b\":{}}", NULL);
+	check_fp(rs, "{\"secret\":{\"password\":\"p\"}}", "{\"password\":\"p\"}",
+	    NULL);
+	check_fp(rs, "{\"secret\":[]}", "[]", NULL);
+	/* a captured value larger than the stage grows on the heap */
+	got = malloc(5000);
+	memcpy(got, "{\"secret\":[", 11);
+	memset(got + 11, '1', 4000);
+	memcpy(got + 4011, "]}", 3);
+	fp_calls = 0;
+	free(copy(got, strlen(got), rs, &why));
+	CHECK(fp_calls == 1 && why == NULL);
+	free(got);
+	redact_set_fingerprint(rs, test_fp_bad, NULL);
+	check_copy(rs, "{\"secret\":\"x\"}", "{\"secret\":\"[REDACTED]\"}");
+	redact_set_fingerprint(rs, NULL, NULL);
+	check_copy(rs, "{\"secret\":\"x\"}", "{\"secret\":\"[REDACTED]\"}");
+	redact_set_free(rs);
+}
+
+/* redact_set_new(list) must fail. */
+static void
+check_bad_list(const char *list)
+{
+	char	*cause = NULL;
+
+	CHECK(redact_set_new(list, &cause) == NULL);
+	CHECK(cause != NULL && strstr(cause, "empty") != NULL);
+	free(cause);
+}
+
+static void
+test_redact_set(void)
+{
+	struct redact_set	*rs;
+	char			*cause = NULL;
+
+	rs = redact_set_new(" password,secret ,\tsignature\t, a b ", &cause);
+	CHECK(rs != NULL && cause == NULL);
+	CHECK(redact_set_has(rs, (const unsigned char *)"password", 8));
+	CHECK(redact_set_has(rs, (const unsigned char *)"secret", 6));
+	CHECK(redact_set_has(rs, (const unsigned char *)"signature", 9));
+	CHECK(redact_set_has(rs, (const unsigned char *)"a b", 3));
+	CHECK(!redact_set_has(rs, (const unsigned char *)"Secret", 6));
+	CHECK(!redact_set_has(rs, (const unsigned char *)"secret ", 7));
+	CHECK(!redact_set_has(rs, (const unsigned char *)"secre", 5));
+	CHECK(!redact_set_has(rs, (const unsigned char *)"", 0));
+	CHECK(!redact_set_has(NULL, (const unsigned char *)"secret", 6));
+	redact_set_free(rs);
+	rs = redact_set_new("x", &cause);
+	CHECK(rs != NULL && redact_set_has(rs, (const unsigned char *)"x", 1));
+	redact_set_free(rs);
+	check_bad_list("");
+	check_bad_list("  ");
+	check_bad_list("a,,b");
+	check_bad_list(",a");
+	check_bad_list("a,");
+	check_bad_list("a, \t ,b");
+	redact_set_free(NULL);
+}
+
+static void
+test_nonce_member(void)
+{
+	char	m[JBODY_NONCE_MAX];
+
+	CHECK(jbody_nonce_member(m, sizeof(m), 5, 1) == 9);
+	CHECK_STREQ(m, "\"nonce\":5");
+	CHECK(jbody_nonce_member(m, sizeof(m), 1643881172430ULL, 0) == 22);
+	CHECK_STREQ(m, "\"nonce\":1643881172430,");
+	CHECK(jbody_nonce_member(m, sizeof(m), 0, 1) == 9);
+	CHECK_STREQ(m, "\"nonce\":0");
+	CHECK(jbody_nonce_member(m, sizeof(m), ULLONG_MAX, 0) == 29);
+	CHECK_STREQ(m, "\"nonce\":18446744073709551615,");
+	CHECK(jbody_nonce_member(m, 8, 5, 1) == 0);
+}
+
+/* jbody_quote(s) must be want and valid JSON. */
+static void
+check_quote(const char *s, size_t len, const char *want)
+{
+	struct evbuffer	*ev = evbuffer_new();
+	char		*got;
+
+	jbody_quote(ev, s, len);
+	got = drain(ev);
+	CHECK_STREQ(got, want);
+	CHECK(valid(got));
+	free(got);
+	evbuffer_free(ev);
+}
+
+static void
+test_quote(void)
+{
+	char	big[3000], *got;
+	struct evbuffer *ev;
+
+	check_quote(L("plain/text"), "\"plain/text\"");
+	check_quote(L(""), "\"\"");
+	check_quote(L("\"\\\n\r\t\b\f\x01\x1f\x7f"),
+	    "\"\\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
+	check_quote(L("a\0b"), "\"a\\u0000b\"");
+	check_quote(L("\xc3\xa9\xf0\x9f\x98\x80"), "\"\xc3\xa9\xf0\x9f\x98\x80\"");
+	check_quote(L("x\xffy"), "\"x\\ufffdy\"");
+	check_quote(L("\xc3"), "\"\\ufffd\"");
+	check_quote(L("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");
+	check_quote(L("\xc0\xaf\xf5"), "\"\\ufffd\\ufffd\\ufffd\"");
+	memset(big, '\n', sizeof(big));
+	ev = evbuffer_new();
+	jbody_quote(ev, big, sizeof(big));
+	CHECK(evbuffer_get_length(ev) == 2 + 2 * sizeof(big));
+	got = drain(ev);
+	CHECK(valid(got));
+	free(got);
+	evbuffer_free(ev);
+}
+
+int
+main(void)
+{
+	char	*cause;
+
+	audit_rs = redact_set_new(
+	    "password, secret, signature, requestHeaders, requestBody", &cause);
+	CHECK(audit_rs != NULL);
+	test_splice();
+	test_jbody_fields();
+	test_invalid();
+	test_accepted_edges();
+	test_copy();
+	test_redact();
+	test_fingerprint();
+	test_redact_set();
+	test_nonce_member();
+	test_quote();
+	redact_set_free(audit_rs);
+	UNIT_END("test_jbody");
+}
