@@ -1,9 +1,11 @@
 /*
- * audit.c — group-committed JSON lines audit writer.
+ * audit.c — group-committed, hash-chained JSON lines audit writer.
  */
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,11 +15,18 @@
 #include "audit.h"
 #include "log.h"
 #include "secret.h"
+#include "signer.h"
+
+#define AUDIT_TAIL_READ		65536	/* enough for the last line */
+#define AUDIT_CHECK_MS		1000	/* how often the path is checked */
+#define AUDIT_NO_CHAIN		"null"
 
 struct audit_entry {
-	size_t		 len;		/* bytes of this line incl. newline */
-	audit_done_fn	 cb;
-	void		*arg;
+	size_t			 len;	/* bytes of this line incl. newline */
+	audit_done_fn		 cb;
+	void			*arg;
+	unsigned long long	 seq;	/* chain state after this line */
+	char			 chain[SIGNER_HEX_LEN + 1];
 };
 
 struct audit {
@@ -26,13 +35,22 @@ struct audit {
 	int			 fd;
 	off_t			 size;		/* end of the last complete line */
 	enum conf_sync		 sync;
+	const struct signer	*key;
+	/* chain state of the last queued line and of the last durable one */
+	unsigned long long	 seq, dseq;
+	char			 chain[SIGNER_HEX_LEN + 1], dchain[SIGNER_HEX_LEN + 1];
 	struct evbuffer		*queue;
 	struct audit_entry	*ent;
 	size_t			 nent, cap;
 	struct event		*flush_ev;
+	struct event		*check_ev;
 	int			 failed;
 	int			 scheduled;
 };
+
+static void audit_flush_cb(evutil_socket_t, short, void *);
+static void audit_check_cb(evutil_socket_t, short, void *);
+static int audit_start_file(struct audit *, const char *reason, const char *note);
 
 static int
 audit_openfd(const char *path, off_t *size, char **cause)
@@ -40,7 +58,7 @@ audit_openfd(const char *path, off_t *size, char **cause)
 	struct stat	st;
 	int		fd;
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 	if (fd == -1 || fstat(fd, &st) == -1) {
 		if (asprintf(cause, "%s: %s", path, strerror(errno)) == -1)
 			*cause = NULL;
@@ -52,13 +70,70 @@ audit_openfd(const char *path, off_t *size, char **cause)
 	return fd;
 }
 
-static void audit_flush_cb(evutil_socket_t, short, void *);
+/* Parse "seq" and "chain" out of one of our own lines. */
+static void
+audit_parse_tail(struct audit *a, const char *line, size_t len)
+{
+	const char	*p = line + 7;
 
-/* Open the trail for appending. */
+	if (len > 8 && strncmp(line, "{\"seq\":", 7) == 0)
+		a->seq = strtoull(p, NULL, 10);
+	if (len >= AUDIT_CHAIN_SUFFIX_LEN && memcmp(line + len - AUDIT_CHAIN_SUFFIX_LEN,
+	    ",\"chain\":\"", 10) == 0) {
+		memcpy(a->chain, line + len - AUDIT_CHAIN_SUFFIX_LEN + 10, SIGNER_HEX_LEN);
+		a->chain[SIGNER_HEX_LEN] = '\0';
+	}
+}
+
+/*
+ * Recover seq and chain from the end of an existing file.  A torn last line
+ * (no newline: the machine died inside a write) is cut off and reported.
+ */
+static size_t
+audit_recover(struct audit *a)
+{
+	char	*buf, *nl, *start;
+	size_t	 n, torn = 0;
+	off_t	 from;
+	ssize_t	 r;
+
+	if (a->size == 0)
+		return 0;
+	from = a->size > AUDIT_TAIL_READ ? a->size - AUDIT_TAIL_READ : 0;
+	n = (size_t)(a->size - from);
+	if ((buf = malloc(n + 1)) == NULL)
+		return 0;
+	if ((r = pread(a->fd, buf, n, from)) != (ssize_t)n) {
+		free(buf);
+		return 0;
+	}
+	buf[n] = '\0';
+	if (buf[n - 1] != '\n') {
+		nl = memrchr(buf, '\n', n);
+		torn = nl ? n - (size_t)(nl + 1 - buf) : n;
+		if (ftruncate(a->fd, a->size - (off_t)torn) == 0)
+			a->size -= (off_t)torn;
+		n -= torn;
+	}
+	if (n > 0) {
+		buf[n - 1] = '\0';
+		start = memrchr(buf, '\n', n - 1);
+		start = start ? start + 1 : buf;
+		audit_parse_tail(a, start, strlen(start));
+	}
+	free(buf);
+	return torn;
+}
+
+/* Open the trail, recover its chain state and write the "open" record. */
 struct audit *
-audit_open(struct event_base *base, const char *path, enum conf_sync sync, char **cause)
+audit_open(struct event_base *base, const char *path, enum conf_sync sync,
+    const struct signer *key, char **cause)
 {
 	struct audit	*a;
+	struct timeval	 tv = { AUDIT_CHECK_MS / 1000, (AUDIT_CHECK_MS % 1000) * 1000 };
+	char		 note[64] = "";
+	size_t		 torn;
 
 	*cause = NULL;
 	if ((a = calloc(1, sizeof(*a))) == NULL || (a->path = strdup(path)) == NULL ||
@@ -71,31 +146,104 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync, char 
 	}
 	a->base = base;
 	a->sync = sync;
+	a->key = key;
+	strcpy(a->chain, AUDIT_NO_CHAIN);
 	if ((a->fd = audit_openfd(path, &a->size, cause)) == -1) {
-		evbuffer_free(a->queue);
-		free(a->path);
-		free(a);
+		audit_close(a);
 		return NULL;
 	}
-	if (base != NULL)
+	if ((torn = audit_recover(a)) > 0) {
+		log_warn("audit: %s ended in a torn line (%zu bytes, never acknowledged); cut off",
+		    path, torn);
+		snprintf(note, sizeof(note), ",\"torn_bytes_removed\":%zu", torn);
+	}
+	a->dseq = a->seq;
+	memcpy(a->dchain, a->chain, sizeof(a->chain));
+	if (base != NULL) {
 		a->flush_ev = event_new(base, -1, 0, audit_flush_cb, a);
+		a->check_ev = event_new(base, -1, EV_PERSIST, audit_check_cb, a);
+		event_add(a->check_ev, &tv);
+	}
+	if (audit_start_file(a, "start", note) == -1) {
+		if (asprintf(cause, "%s: cannot write the opening record", path) == -1)
+			*cause = NULL;
+		audit_close(a);
+		return NULL;
+	}
 	return a;
 }
 
-/* Reopen by path, for log rotation. */
+/* Write a record made by the writer itself, synchronously. */
+static int
+audit_own_record(struct audit *a, const char *phase, const char *reason, const char *extra)
+{
+	struct evbuffer	*line = evbuffer_new();
+	char		 ts[32];
+
+	if (line == NULL)
+		return -1;
+	log_time(ts, log_now_ms());
+	evbuffer_add_printf(line, "{\"time\":\"%s\",\"phase\":\"%s\",\"reason\":\"%s\","
+	    "\"pid\":%ld%s}", ts, phase, reason, (long)getpid(), extra);
+	audit_append(a, line, NULL, NULL);
+	evbuffer_free(line);
+	audit_flush(a);
+	return a->failed ? -1 : 0;
+}
+
+/* The first record of a file names the chain value it continues. */
+static int
+audit_start_file(struct audit *a, const char *reason, const char *note)
+{
+	char	extra[160];
+
+	snprintf(extra, sizeof(extra), ",\"prev_chain\":%s%s%s,\"chained\":%s%s",
+	    strcmp(a->chain, AUDIT_NO_CHAIN) ? "\"" : "", a->chain,
+	    strcmp(a->chain, AUDIT_NO_CHAIN) ? "\"" : "", a->key ? "true" : "false", note);
+	return audit_own_record(a, "open", reason, extra);
+}
+
+/* Reopen by path (log rotation): close the old file, open the new one. */
 int
 audit_reopen(struct audit *a, char **cause)
 {
 	off_t	size;
 	int	fd;
 
+	*cause = NULL;
 	audit_flush(a);
 	if ((fd = audit_openfd(a->path, &size, cause)) == -1)
 		return -1;
+	(void)audit_own_record(a, "close", "rotate", "");
 	close(a->fd);
 	a->fd = fd;
 	a->size = size;
+	if (audit_start_file(a, "rotate", "") == -1) {
+		if (asprintf(cause, "%s: cannot write the opening record", a->path) == -1)
+			*cause = NULL;
+		return -1;
+	}
 	return 0;
+}
+
+/* The file at our path was removed or replaced behind our back. */
+static void
+audit_check_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct audit	*a = arg;
+	struct stat	 st, mine;
+	char		*cause = NULL;
+
+	if (fstat(a->fd, &mine) == -1)
+		return;
+	if (stat(a->path, &st) == 0 && st.st_dev == mine.st_dev && st.st_ino == mine.st_ino)
+		return;
+	log_warn("audit: %s was removed or replaced; starting a new file there", a->path);
+	if (audit_reopen(a, &cause) == -1) {
+		log_err("audit: %s", cause ? cause : "cannot reopen");
+		a->failed = 1;
+	}
+	free(cause);
 }
 
 /* Change the durability mode (reload). */
@@ -112,7 +260,13 @@ audit_healthy(const struct audit *a)
 	return a->failed ? -1 : 0;
 }
 
-/* Write n bytes from the queue; on failure cut the file back to its last line. */
+unsigned long long
+audit_seq(const struct audit *a)
+{
+	return a->seq;
+}
+
+/* Write n bytes from the queue, retrying short writes. */
 static int
 audit_write(struct audit *a, size_t n)
 {
@@ -126,10 +280,6 @@ audit_write(struct audit *a, size_t n)
 				continue;
 			if (w == 0)
 				errno = EIO;
-			evbuffer_drain(a->queue, n - done);
-			if (ftruncate(a->fd, a->size) == -1)
-				log_err("audit: cannot truncate %s after a failed write: %s",
-				    a->path, strerror(errno));
 			return -1;
 		}
 		done += (size_t)w;
@@ -137,16 +287,7 @@ audit_write(struct audit *a, size_t n)
 	return 0;
 }
 
-static void
-audit_fail(struct audit *a, int err)
-{
-	if (!a->failed)
-		log_err("audit: cannot write %s: %s; refusing requests until it works",
-		    a->path, strerror(err));
-	a->failed = 1;
-}
-
-/* Write (and sync) entries [0, k) totalling n bytes; returns 0 or -1. */
+/* Write (and sync) n queued bytes; on failure cut the file back. */
 static int
 audit_commit(struct audit *a, size_t n)
 {
@@ -156,7 +297,10 @@ audit_commit(struct audit *a, size_t n)
 		err = errno;
 		if (ftruncate(a->fd, a->size) == -1)
 			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
-		audit_fail(a, err);
+		if (!a->failed)
+			log_err("audit: cannot write %s: %s; refusing requests until it works",
+			    a->path, strerror(err));
+		a->failed = 1;
 		return -1;
 	}
 	a->size += (off_t)n;
@@ -184,12 +328,20 @@ audit_flush(struct audit *a)
 		i = start;
 		do
 			n += ent[i++].len;
-		while (a->sync != SYNC_ALWAYS && i < nent);
-		rc = audit_commit(a, n);
-		for (; start < i; start++)
-			if (ent[start].cb != NULL)
-				ent[start].cb(ent[start].arg, rc);
+		while ((a->sync != SYNC_ALWAYS || rc == -1) && i < nent);
+		if (rc == 0 && (rc = audit_commit(a, n)) == 0) {
+			a->dseq = ent[i - 1].seq;
+			memcpy(a->dchain, ent[i - 1].chain, sizeof(a->dchain));
+		} else
+			evbuffer_drain(a->queue, n);
 	}
+	if (rc == -1) {		/* later lines chain from the last durable one */
+		a->seq = a->dseq;
+		memcpy(a->chain, a->dchain, sizeof(a->chain));
+	}
+	for (i = 0; i < nent; i++)	/* durable iff its chunk was committed */
+		if (ent[i].cb != NULL)
+			ent[i].cb(ent[i].arg, ent[i].seq <= a->dseq ? 0 : -1);
 	free(ent);
 }
 
@@ -199,19 +351,54 @@ audit_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	audit_flush(arg);
 }
 
+/* Number the line, chain it and move it to the queue. */
+static void
+audit_seal(struct audit *a, struct evbuffer *line, size_t len, struct audit_entry *e)
+{
+	unsigned char	*p = evbuffer_pullup(line, (ev_ssize_t)len);
+	char		 head[40], mac[SIGNER_HEX_LEN + 1];
+	struct iovec	 iov[4];
+	size_t		 before = evbuffer_get_length(a->queue);
+	int		 hl;
+
+	a->seq++;
+	hl = snprintf(head, sizeof(head), "{\"seq\":%llu,", a->seq);
+	evbuffer_add(a->queue, head, (size_t)hl);
+	evbuffer_add(a->queue, p + 1, len - 2);
+	if (a->key != NULL) {
+		iov[0] = (struct iovec){ a->chain, strcmp(a->chain, AUDIT_NO_CHAIN) ? SIGNER_HEX_LEN : 0 };
+		iov[1] = (struct iovec){ head, (size_t)hl };
+		iov[2] = (struct iovec){ p + 1, len - 2 };
+		iov[3] = (struct iovec){ (char *)"}", 1 };
+		if (signer_sign(a->key, iov, 4, mac) == 0) {
+			memcpy(a->chain, mac, sizeof(mac));
+			evbuffer_add_printf(a->queue, ",\"chain\":\"%s\"}\n", mac);
+		} else
+			evbuffer_add(a->queue, "}\n", 2);
+	} else
+		evbuffer_add(a->queue, "}\n", 2);
+	evbuffer_drain(line, len);
+	e->len = evbuffer_get_length(a->queue) - before;
+	e->seq = a->seq;
+	memcpy(e->chain, a->chain, sizeof(e->chain));
+}
+
 /* Queue one line; the callback runs after the group commit. */
 void
 audit_append(struct audit *a, struct evbuffer *line, audit_done_fn cb, void *arg)
 {
 	struct audit_entry	*n;
-	size_t			 len;
+	size_t			 len = evbuffer_get_length(line), hits;
 	unsigned char		*p;
 
-	len = evbuffer_get_length(line);
-	evbuffer_add(line, "\n", 1);
-	len++;
-	if ((p = evbuffer_pullup(line, -1)) != NULL)
-		secret_guard_scrub((char *)p, len);
+	if (len < 3 || (p = evbuffer_pullup(line, -1)) == NULL || p[0] != '{' || p[len - 1] != '}') {
+		if (cb != NULL)
+			cb(arg, -1);
+		return;
+	}
+	if ((hits = secret_guard_scrub((char *)p, len)) > 0)
+		log_warn("leak guard: replaced %zu occurrence(s) of a held secret in an audit "
+		    "record", hits);
 	if (a->nent == a->cap) {
 		size_t cap = a->cap ? a->cap * 2 : 64;
 		if ((n = realloc(a->ent, cap * sizeof(*n))) == NULL) {
@@ -223,8 +410,10 @@ audit_append(struct audit *a, struct evbuffer *line, audit_done_fn cb, void *arg
 		a->ent = n;
 		a->cap = cap;
 	}
-	a->ent[a->nent++] = (struct audit_entry){ len, cb, arg };
-	evbuffer_remove_buffer(line, a->queue, len);
+	n = &a->ent[a->nent++];
+	n->cb = cb;
+	n->arg = arg;
+	audit_seal(a, line, len, n);
 	if (!a->scheduled && a->flush_ev != NULL) {
 		a->scheduled = 1;
 		event_active(a->flush_ev, 0, 0);
@@ -243,19 +432,26 @@ audit_forget(struct audit *a, void *arg)
 			a->ent[i].cb = NULL;
 }
 
-/* Flush and close. */
+/* Closing record, flush and close. */
 void
 audit_close(struct audit *a)
 {
 	if (a == NULL)
 		return;
-	audit_flush(a);
-	if (a->sync != SYNC_NONE)
-		(void)fsync(a->fd);
-	close(a->fd);
+	if (a->fd != -1 && a->queue != NULL) {
+		audit_flush(a);
+		(void)audit_own_record(a, "close", "shutdown", "");
+		if (a->sync != SYNC_NONE)
+			(void)fsync(a->fd);
+	}
+	if (a->fd > 0)
+		close(a->fd);
 	if (a->flush_ev != NULL)
 		event_free(a->flush_ev);
-	evbuffer_free(a->queue);
+	if (a->check_ev != NULL)
+		event_free(a->check_ev);
+	if (a->queue != NULL)
+		evbuffer_free(a->queue);
 	free(a->path);
 	free(a);
 }

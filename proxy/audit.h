@@ -8,6 +8,14 @@
  * be written (ok = -1): the request is only forwarded after ok = 0.
  * On a failed write the file is truncated back to its last complete line and
  * the trail reports itself unavailable until a later write succeeds.
+ *
+ * Every line gets a "seq" (first member) continuing across files and
+ * restarts, and, with a chain key, a final "chain" member:
+ *   chain = hex HMAC-SHA256(key, previous chain hex || line without chain)
+ * where "line without chain" is the line with the member removed, i.e. the
+ * bytes up to ',"chain":' followed by '}'.  Each file starts with an "open"
+ * record naming the previous chain value ("prev_chain"); a clean shutdown or
+ * rotation writes a "close" record, so truncation is visible.
  */
 #ifndef AUDIT_H
 #define AUDIT_H
@@ -19,10 +27,15 @@ struct audit;
 
 typedef void (*audit_done_fn)(void *arg, int ok);
 
+struct signer;
+
+/* chain may be NULL (no chain values); the audit keeps a pointer to it. */
 struct audit	*audit_open(struct event_base *, const char *path, enum conf_sync,
-		    char **cause);
-/* Flush everything queued (blocking) and close. */
+		    const struct signer *chain, char **cause);
+/* Write the closing record, flush everything queued (blocking) and close. */
 void		 audit_close(struct audit *);
+/* Recovered or fresh sequence number and chain value of the trail's tail. */
+unsigned long long audit_seq(const struct audit *);
 /* Reopen the file by path (log rotation); keeps the old fd on failure. */
 int		 audit_reopen(struct audit *, char **cause);
 void		 audit_set_sync(struct audit *, enum conf_sync);
@@ -34,5 +47,7 @@ void		 audit_forget(struct audit *, void *arg);
 int		 audit_healthy(const struct audit *);
 /* Write and sync everything queued now (blocking). */
 void		 audit_flush(struct audit *);
+
+#define AUDIT_CHAIN_SUFFIX_LEN	(10 + 64 + 2)	/* ,"chain":"<64 hex>"} */
 
 #endif

@@ -4,6 +4,8 @@
  * requests to request.c one at a time, and writes responses.
  */
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +107,7 @@ void
 client_accept(struct proxy *px, int fd, const char *peer)
 {
 	struct client	*cl;
+	int		 one = 1;
 
 	if ((cl = calloc(1, sizeof(*cl))) == NULL ||
 	    (cl->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
@@ -112,6 +115,7 @@ client_accept(struct proxy *px, int fd, const char *peer)
 		close(fd);
 		return;
 	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	cl->px = px;
 	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);

@@ -80,6 +80,10 @@ static const struct conf_key conf_schema[] = {
 	  "JSON keys whose values are replaced at any depth" },
 	{ "audit", "sync", T_ENUM, O(audit_sync), 0, 0, "batch", "batch|always|none",
 	  "fsync before forwarding: grouped (batch), per request (always), never (none)" },
+	{ "audit", "chain_key", T_STR, O(audit_chain_key), 0, 0, "", NULL,
+	  "secret source of the key for the tamper-evident chain and fingerprints" },
+	{ "audit", "redact_mode", T_ENUM, O(audit_redact_mode), 0, 0, "mask", "mask|fingerprint",
+	  "replace redacted values by \"[REDACTED]\" or a keyed fingerprint" },
 	{ "log", "level", T_STR, O(log_level), 0, 0, "info", NULL,
 	  "error, warning, info (one line per request) or debug" },
 };
@@ -517,6 +521,11 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 		free(cause);
 	}
 	redact_set_free(rs);
+	if (*c->audit_chain_key != '\0' && !secret_is_source(c->audit_chain_key))
+		conf_errs_add(errs, "%s: [audit] chain_key: must be a secret source: file:, "
+		    "credential:, env: or vault:", name);
+	if (c->audit_redact_mode == REDACT_MODE_FINGERPRINT && *c->audit_chain_key == '\0')
+		conf_errs_add(errs, "%s: [audit] redact_mode: fingerprint needs chain_key", name);
 	if (c->nprofiles == 0)
 		conf_errs_add(errs, "%s: no [profile.NAME] section: nothing to sign with", name);
 	for (i = 0; i < c->nprofiles; i++) {

@@ -14,6 +14,7 @@
 
 enum conf_bodies { BODIES_REDACTED, BODIES_NONE };
 enum conf_sync { SYNC_BATCH, SYNC_ALWAYS, SYNC_NONE };
+enum conf_redact_mode { REDACT_MODE_MASK, REDACT_MODE_FINGERPRINT };
 
 struct conf_profile {
 	char		*name;
@@ -58,6 +59,8 @@ struct conf {
 	enum conf_bodies audit_bodies;
 	char		*audit_redact;
 	enum conf_sync	 audit_sync;
+	char		*audit_chain_key;	/* a secret source, "" = no chain */
+	enum conf_redact_mode audit_redact_mode;
 	/* [log] */
 	char		*log_level;
 	/* [profile.*] */

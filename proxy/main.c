@@ -10,10 +10,12 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "audit_verify.h"
 #include "conf.h"
 #include "log.h"
 #include "ocp-proxy.h"
 #include "secret.h"
+#include "signer.h"
 
 static void
 usage(FILE *f)
@@ -21,8 +23,87 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: ocp-proxy [-c FILE]            run in the foreground, log to stderr\n"
 	    "       ocp-proxy -t [-c FILE]         check the config and load every key\n"
+	    "       ocp-proxy -c FILE audit-verify AUDIT...  verify an audit file or a rotated\n"
+	    "                                    series (oldest first) against its chain\n"
+	    "       ocp-proxy -c FILE audit-fingerprint      keyed fingerprint of the value on stdin\n"
 	    "       ocp-proxy -V | -h | --schema   version | this help | every config key\n"
 	    "default config: %s\n", CONF_DEFAULT_PATH);
+}
+
+static void
+scrub_log_line(char *line, size_t len)
+{
+	(void)secret_guard_scrub(line, len);
+}
+
+/* Load the config and its audit chain key only (offline commands). */
+static struct conf *
+load_for_audit(struct proxy *px, const char *path)
+{
+	struct conf_errs	 errs = { NULL, 0 };
+	struct conf		*c;
+	size_t			 i;
+
+	if ((c = conf_load(path, &errs)) != NULL && proxy_load_audit_key(px, c, &errs) == -1) {
+		conf_free(c);
+		c = NULL;
+	}
+	if (c != NULL && px->audit_key == NULL) {
+		conf_errs_add(&errs, "%s: [audit] chain_key: not set", path);
+		conf_free(c);
+		c = NULL;
+	}
+	for (i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.line[i]);
+	conf_errs_clear(&errs);
+	return c;
+}
+
+/* ocp-proxy -c CONF audit-verify FILE... */
+static int
+cmd_audit_verify(struct proxy *px, const char *path, int argc, char **argv)
+{
+	struct conf	*c;
+	int		 rc;
+
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	if ((c = load_for_audit(px, path)) == NULL)
+		return 2;
+	rc = audit_verify_files(px->audit_key, argv, argc, stdout);
+	proxy_free_audit_key(px);
+	conf_free(c);
+	return rc;
+}
+
+/* ocp-proxy -c CONF audit-fingerprint < value */
+static int
+cmd_audit_fingerprint(struct proxy *px, const char *path)
+{
+	struct conf	*c;
+	struct secret	*v;
+	char		 buf[65536], out[32];
+	size_t		 n;
+
+	if ((c = load_for_audit(px, path)) == NULL)
+		return 2;
+	n = fread(buf, 1, sizeof(buf), stdin);
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	v = secret_from(buf, n);
+	explicit_bzero(buf, sizeof(buf));
+	if (v == NULL)
+		return 2;
+	audit_verify_fingerprint(px->audit_key, v->p, v->len, out);
+	printf("%s\n", out);
+	secret_free(v);
+	proxy_free_audit_key(px);
+	conf_free(c);
+	return 0;
 }
 
 int
@@ -37,7 +118,7 @@ main(int argc, char **argv)
 		conf_dump_schema();
 		return 0;
 	}
-	while ((ch = getopt(argc, argv, "c:thV")) != -1) {
+	while ((ch = getopt(argc, argv, "+c:thV")) != -1) {
 		switch (ch) {
 		case 'c':
 			conf = optarg;
@@ -56,12 +137,18 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	secret_harden_process();
+	log_set_scrub(scrub_log_line);
+	signal(SIGXFSZ, SIG_IGN);	/* RLIMIT_FSIZE: get EFBIG, fail closed */
+	memset(&px, 0, sizeof(px));
+	if (optind < argc && strcmp(argv[optind], "audit-verify") == 0)
+		return cmd_audit_verify(&px, conf, argc - optind - 1, argv + optind + 1);
+	if (optind < argc && strcmp(argv[optind], "audit-fingerprint") == 0)
+		return cmd_audit_fingerprint(&px, conf);
 	if (optind != argc) {
 		usage(stderr);
 		return 1;
 	}
-	secret_harden_process();
-	memset(&px, 0, sizeof(px));
 	log_libevent();
 	if (!check) {
 		if ((px.base = event_base_new()) == NULL)
@@ -79,14 +166,19 @@ main(int argc, char **argv)
 	if (check) {
 		printf("%s: configuration OK, %zu profile(s), every key loaded\n", conf,
 		    px.gen->conf->nprofiles);
+		if (px.gen->conf->nprofiles > 0)
+			printf("no [caller.*] section: any local process that can reach %s "
+			    "may use every profile\n", px.gen->conf->listen_address);
 		gen_unref(px.gen);
 		proxy_nonces_close();
+		proxy_free_audit_key(&px);
 		return 0;
 	}
 	proxy_run(&px);
 	rc = proxy_exit_code(&px);
 	gen_unref(px.gen);
 	proxy_nonces_close();
+	proxy_free_audit_key(&px);
 	if (px.dns != NULL)
 		evdns_base_free(px.dns, 0);
 	event_base_free(px.base);

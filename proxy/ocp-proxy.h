@@ -55,6 +55,8 @@ struct proxy {
 	struct evdns_base	*dns;
 	struct gen		*gen;
 	struct audit		*audit;
+	struct secret		*audit_secret;	/* [audit] chain_key */
+	struct signer		*audit_key;
 	const char		*conf_path;
 	struct evconnlistener	*listener;
 	char			*listen_desc;	/* "127.0.0.1:8780" or "unix:/path" */
@@ -86,6 +88,9 @@ void		 pkey_unref(struct pkey *);
 void		 proxy_reload(struct proxy *);
 void		 proxy_maybe_done(struct proxy *);
 void		 proxy_nonces_close(void);
+/* Load [audit] chain_key into px (no-op when unset); -1 with a line in errs. */
+int		 proxy_load_audit_key(struct proxy *, const struct conf *, struct conf_errs *);
+void		 proxy_free_audit_key(struct proxy *);
 
 /* client.c */
 void		 client_accept(struct proxy *, int fd, const char *peer);

@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "audit.h"
+#include "audit_verify.h"
 #include "log.h"
 #include "nonce.h"
 #include "notify.h"
@@ -139,6 +140,45 @@ gen_unref(struct gen *g)
 	free(g);
 }
 
+/* Keyed fingerprint of a redacted value (redact_mode = fingerprint). */
+static void
+proxy_fp(void *arg, const unsigned char *val, size_t len, char hex16[17])
+{
+	char	out[32];
+
+	audit_verify_fingerprint(arg, val, len, out);
+	memcpy(hex16, out + 12, 17);
+}
+
+/* Load the audit chain key; it lives as long as the process. */
+int
+proxy_load_audit_key(struct proxy *px, const struct conf *c, struct conf_errs *errs)
+{
+	char	*cause = NULL;
+
+	if (*c->audit_chain_key == '\0')
+		return 0;
+	if ((px->audit_secret = secret_load(c->audit_chain_key, &cause)) == NULL ||
+	    (px->audit_key = signer_new(px->audit_secret->p, px->audit_secret->len)) == NULL) {
+		conf_errs_add(errs, "%s: [audit] chain_key: cannot load key: %s", c->path,
+		    cause ? cause : "out of memory");
+		free(cause);
+		proxy_free_audit_key(px);
+		return -1;
+	}
+	secret_guard_add(px->audit_secret);
+	return 0;
+}
+
+void
+proxy_free_audit_key(struct proxy *px)
+{
+	signer_free(px->audit_key);
+	secret_free(px->audit_secret);
+	px->audit_key = NULL;
+	px->audit_secret = NULL;
+}
+
 /* Check the state directory is usable. */
 static int
 gen_check_state(const struct conf *c, struct conf_errs *errs)
@@ -173,7 +213,8 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 	if ((g->redact = redact_set_new(c->audit_redact, &cause)) == NULL) {
 		conf_errs_add(errs, "%s: [audit] redact: %s", c->path, cause);
 		free(cause);
-	}
+	} else if (c->audit_redact_mode == REDACT_MODE_FINGERPRINT && px->audit_key != NULL)
+		redact_set_fingerprint(g->redact, proxy_fp, px->audit_key);
 	(void)gen_check_state(c, errs);
 	for (i = 0; i < c->nprofiles && errs->n == before; i++) {
 		if ((g->nonces[i] = proxy_nonce(c->state_dir, c->profiles[i].name, &cause)) == NULL) {
@@ -387,6 +428,14 @@ proxy_reload(struct proxy *px)
 	if ((c = conf_load(px->conf_path, &errs)) != NULL &&
 	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
 		log_warn("[listen] address changed: takes effect only after a restart");
+	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
+		log_warn("[audit] chain_key changed: takes effect only after a restart");
+	if (c != NULL && c->audit_redact_mode == REDACT_MODE_FINGERPRINT && px->audit_key == NULL) {
+		conf_errs_add(&errs, "%s: [audit] redact_mode: fingerprint needs the chain key "
+		    "loaded at start; restart to enable it", c->path);
+		conf_free(c);
+		c = NULL;
+	}
 	if (c != NULL && (g = gen_load(px, c, 0, &errs)) == NULL)
 		conf_free(c);
 	if (g == NULL) {
@@ -400,7 +449,8 @@ proxy_reload(struct proxy *px)
 	for (i = 0; i < g->conf->nprofiles; i++)
 		log_info("profile %s: key %s", g->conf->profiles[i].name, g->keys[i]->fp);
 	if (strcmp(g->conf->audit_path, px->gen->conf->audit_path) != 0) {
-		struct audit *a = audit_open(px->base, g->conf->audit_path, g->conf->audit_sync, &cause);
+		struct audit *a = audit_open(px->base, g->conf->audit_path, g->conf->audit_sync,
+		    px->audit_key, &cause);
 		if (a == NULL) {
 			log_err("reload refused: audit: %s", cause ? cause : "cannot open");
 			free(cause);
@@ -504,8 +554,9 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	TAILQ_INIT(&px->clients);
 	TAILQ_INIT(&px->requests);
 	px->conf_path = conf_path;
-	if ((c = conf_load(conf_path, &errs)) != NULL && (px->gen = gen_load(px, c, check_only,
-	    &errs)) == NULL)
+	if ((c = conf_load(conf_path, &errs)) != NULL &&
+	    (proxy_load_audit_key(px, c, &errs) == -1 ||
+	    (px->gen = gen_load(px, c, check_only, &errs)) == NULL))
 		conf_free(c);
 	if (px->gen == NULL) {
 		for (i = 0; i < errs.n; i++)
@@ -521,8 +572,11 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		fatalx("no randomness");
 	signer_hex(rnd, sizeof(rnd), px->boot);
 	if ((px->audit = audit_open(px->base, px->gen->conf->audit_path,
-	    px->gen->conf->audit_sync, &cause)) == NULL)
+	    px->gen->conf->audit_sync, px->audit_key, &cause)) == NULL)
 		fatalx("audit: %s", cause ? cause : "cannot open");
+	if (px->audit_key == NULL)
+		log_warn("[audit] chain_key is not set: audit records carry no chain values "
+		    "and cannot be verified");
 	if (px->gen->conf->audit_sync == SYNC_NONE)
 		log_warn("[audit] sync = none: audit records are not made durable before "
 		    "forwarding (development only)");

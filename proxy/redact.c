@@ -26,7 +26,7 @@ redact_set_err(char **cause, const char *what, size_t idx)
 {
 	char	msg[128];
 
-	snprintf(msg, sizeof(msg), "redact list: %s (item %zu)", what, idx);
+	snprintf(msg, sizeof(msg), "%s (item %zu of the list)", what, idx);
 	*cause = strdup(msg);
 }
 
@@ -82,7 +82,7 @@ redact_set_new(const char *list, char **cause)
 	if ((rs = calloc(1, sizeof(*rs))) == NULL ||
 	    (rs->text = strdup(list)) == NULL ||
 	    (rs->names = calloc(items, sizeof(*rs->names))) == NULL) {
-		*cause = strdup("redact list: out of memory");
+		*cause = strdup("out of memory");
 		redact_set_free(rs);
 		return NULL;
 	}

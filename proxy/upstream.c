@@ -283,6 +283,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	for (i = 0; i < n; i++)
 		evbuffer_add(x->req, body[i].iov_base, body[i].iov_len);
 	x->req_len = evbuffer_get_length(x->req);
+	(void)evbuffer_pullup(x->req, -1);	/* one TLS record, one segment */
 	x->up = up;
 	x->done = done;
 	x->arg = arg;

@@ -9,7 +9,8 @@
  *   shape and nonce; the unredacted copy is a fixed point (copying it again
  *   gives the same bytes); redacting a redacted copy changes nothing;
  * - an accepted object, spliced with a nonce member, is valid JSON that has
- *   a top-level nonce.
+ *   a top-level nonce;
+ * - jbody_quote of the raw input, whatever its bytes, is a valid JSON string.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -126,6 +127,30 @@ fuzz_check_splice(const char *buf, size_t len, const struct jbody *jb)
 	free(s);
 }
 
+/* Quoting any bytes must give one valid JSON string. */
+static void
+fuzz_check_quote(const char *buf, size_t len)
+{
+	struct evbuffer	*ev;
+	struct jbody	 jb;
+	const char	*why;
+	char		*q;
+	size_t		 n;
+
+	if ((ev = evbuffer_new()) == NULL)
+		abort();
+	jbody_quote(ev, buf, len);
+	n = evbuffer_get_length(ev);
+	if ((q = malloc(n)) == NULL)
+		abort();
+	evbuffer_remove(ev, q, n);
+	if (n < 2 + len || q[0] != '"' || jbody_scan(q, n, 0, 0, NULL, NULL, &jb,
+	    &why) != 0)
+		abort();
+	free(q);
+	evbuffer_free(ev);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -159,5 +184,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (rc == 0 && jb.is_object && !jb.has_nonce)
 		fuzz_check_splice(buf, size, &jb);
+	fuzz_check_quote(buf, size);
 	return 0;
 }

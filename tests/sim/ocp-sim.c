@@ -3,11 +3,15 @@
  *
  * usage: ocp-sim --listen 127.0.0.1:0 --cert server.pem --key server.key
  *            --keys keys.txt [--port-file FILE] [--record FILE.jsonl]
+ *            [--timeout SECONDS]
  *
  * keys.txt: one "PUBLIC_KEY SECRET" pair per line, # comments.  Once
  * listening the bound port is written to --port-file (atomically, decimal
  * and a newline) and "ocp-sim: listening on 127.0.0.1:PORT" to stderr.
- * SIGTERM/SIGINT stop the loop; everything is freed before exit.
+ * --timeout sets evhttp's read/write/idle timeout (default
+ * SIM_HTTP_TIMEOUT_S); a small value lets tests see idle keep-alive
+ * connections closed by the server.  SIGTERM/SIGINT stop the loop;
+ * everything is freed before exit.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -33,13 +37,15 @@ struct sim	*sim_global;
 
 struct sim_opts {
 	const char	*listen, *cert, *key, *keys, *port_file, *record;
+	int		 timeout;
 };
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: ocp-sim --listen 127.0.0.1:PORT --cert PEM "
-	    "--key PEM --keys FILE [--port-file FILE] [--record FILE]\n");
+	    "--key PEM --keys FILE [--port-file FILE] [--record FILE] "
+	    "[--timeout SECONDS]\n");
 	exit(2);
 }
 
@@ -279,12 +285,16 @@ sim_parse_args(int argc, char **argv, struct sim_opts *o)
 		{ "keys", required_argument, NULL, 'K' },
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "record", required_argument, NULL, 'r' },
+		{ "timeout", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int	ch;
+	char	*end;
+	long	 t;
+	int	 ch;
 
 	memset(o, 0, sizeof(*o));
 	o->listen = "127.0.0.1:0";
+	o->timeout = SIM_HTTP_TIMEOUT_S;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l': o->listen = optarg; break;
@@ -293,6 +303,12 @@ sim_parse_args(int argc, char **argv, struct sim_opts *o)
 		case 'K': o->keys = optarg; break;
 		case 'p': o->port_file = optarg; break;
 		case 'r': o->record = optarg; break;
+		case 't':
+			t = strtol(optarg, &end, 10);
+			if (*end != '\0' || t < 1 || t > 86400)
+				usage();
+			o->timeout = (int)t;
+			break;
 		default: usage();
 		}
 	}
@@ -303,7 +319,7 @@ sim_parse_args(int argc, char **argv, struct sim_opts *o)
 
 /* Configure evhttp on the loop. */
 static int
-sim_http_init(struct sim *sim)
+sim_http_init(struct sim *sim, int timeout)
 {
 	if ((sim->http = evhttp_new(sim->base)) == NULL)
 		return -1;
@@ -315,7 +331,7 @@ sim_http_init(struct sim *sim)
 	    EVHTTP_REQ_PATCH);
 	evhttp_set_max_body_size(sim->http, SIM_MAX_BODY_BYTES);
 	evhttp_set_max_headers_size(sim->http, SIM_MAX_HEADER_BYTES);
-	evhttp_set_timeout(sim->http, SIM_HTTP_TIMEOUT_S);
+	evhttp_set_timeout(sim->http, timeout);
 	return 0;
 }
 
@@ -367,7 +383,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "ocp-sim: %s: %s\n", o.record, strerror(errno));
 		goto out;
 	}
-	if ((sim->base = event_base_new()) == NULL || sim_http_init(sim) == -1 ||
+	if ((sim->base = event_base_new()) == NULL ||
+	    sim_http_init(sim, o.timeout) == -1 ||
 	    sim_listen(sim, o.listen, host, sizeof(host), &port) == -1)
 		goto out;
 	sigs[0] = evsignal_new(sim->base, SIGTERM, sim_signal_cb, sim->base);

@@ -27,7 +27,7 @@
 #define SIM_HUGE_DEFAULT	(8u * 1024 * 1024)
 #define SIM_HUGE_MAX		(512u * 1024 * 1024)
 #define SIM_NONCE_BUCKETS	1024	/* string-nonce hash buckets per key */
-#define SIM_HTTP_TIMEOUT_S	120	/* evhttp idle/read timeout */
+#define SIM_HTTP_TIMEOUT_S	120	/* default evhttp idle/read timeout */
 
 enum sim_fault_mode {
 	SIM_FAULT_NONE = 0,
