@@ -22,19 +22,19 @@ UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: proxy/%.c proxy/*.h | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"; $(CC) $(CFLAGS) -c -o $@ $<
 $(BUILD)/obj/sim/%.o: tests/sim/%.c tests/sim/*.h proxy/*.h | $(BUILD)/obj/sim
-	$(CC) $(CFLAGS) -Itests/sim -c -o $@ $<
+	@echo "  CC      $<"; $(CC) $(CFLAGS) -Itests/sim -c -o $@ $<
 $(BUILD)/obj $(BUILD)/obj/sim:
 	mkdir -p $@
 $(BUILD)/libocp.a: $(PROXY_OBJ)
-	rm -f $@; ar rcs $@ $^
+	@rm -f $@; ar rcs $@ $^
 $(BUILD)/ocp-proxy: proxy/main.c $(BUILD)/libocp.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
+	@echo "  LD      $@"; $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
 $(BUILD)/ocp-sim: $(SIM_OBJ) $(BUILD)/libocp.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_OBJ) $(BUILD)/libocp.a $(LIBS)
+	@echo "  LD      $@"; $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_OBJ) $(BUILD)/libocp.a $(LIBS)
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libocp.a
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
+	@echo "  LD      $@"; $(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
 
 # Install the Debian packages the build and tests need (only when one is missing).
 deps:
@@ -43,7 +43,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 check: deps
-	$(MAKE) all
+	@$(MAKE) --no-print-directory all
 	@tests/run-all.sh $(BUILD)
 
 unit: all

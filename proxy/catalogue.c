@@ -97,7 +97,8 @@ const char *const catalogue_paths[] = {
 	"/partner/api/top-up-advanced-balance",
 };
 
-const size_t catalogue_count = sizeof(catalogue_paths) / sizeof(catalogue_paths[0]);
+const size_t catalogue_count =
+    sizeof(catalogue_paths) / sizeof(catalogue_paths[0]);
 
 _Static_assert(sizeof(catalogue_paths) / sizeof(catalogue_paths[0]) ==
     CATALOGUE_PATHS, "catalogue must hold every method of ocp-api.md §5");

@@ -40,11 +40,14 @@ struct client {
 	int			 too_large;
 	struct request		*req;
 	int			 served;
+	struct event		*deadline;	/* absolute head / body deadline */
+	int			 head_started;
 };
 
 static void client_read_cb(struct bufferevent *, void *);
 static void client_write_cb(struct bufferevent *, void *);
 static void client_event_cb(struct bufferevent *, short, void *);
+static void client_free(struct client *);
 
 static void
 ms_tv(unsigned ms, struct timeval *tv)
@@ -69,6 +72,31 @@ client_set_timeout(struct client *cl, unsigned ms)
 	bufferevent_set_timeouts(cl->bev, &tv, NULL);
 }
 
+/* Slow senders: the head and the body each get an absolute deadline. */
+static void
+client_deadline_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct client	*cl = arg;
+
+	log_info("%s: request %s not received within %s", cl->peer,
+	    cl->state == CL_BODY ? "body" : "head",
+	    cl->state == CL_BODY ? "body_timeout_ms" : "header_timeout_ms");
+	client_free(cl);
+}
+
+static void
+client_deadline(struct client *cl, unsigned ms)
+{
+	struct timeval	tv;
+
+	if (ms == 0) {
+		evtimer_del(cl->deadline);
+		return;
+	}
+	ms_tv(ms, &tv);
+	evtimer_add(cl->deadline, &tv);
+}
+
 /* Release everything of the current request's parse state. */
 static void
 client_reset(struct client *cl)
@@ -83,6 +111,7 @@ client_reset(struct client *cl)
 	cl->left = 0;
 	cl->chunked = 0;
 	cl->too_large = 0;
+	cl->head_started = 0;
 }
 
 /* The one teardown of a connection. */
@@ -95,6 +124,8 @@ client_free(struct client *cl)
 		request_client_gone(cl->req);
 	cl->req = NULL;
 	client_reset(cl);
+	if (cl->deadline != NULL)
+		event_free(cl->deadline);
 	bufferevent_free(cl->bev);
 	TAILQ_REMOVE(&px->clients, cl, entry);
 	px->nclients--;
@@ -110,9 +141,13 @@ client_accept(struct proxy *px, int fd, const char *peer)
 	int		 one = 1;
 
 	if ((cl = calloc(1, sizeof(*cl))) == NULL ||
-	    (cl->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+	    (cl->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
+	    (cl->deadline = evtimer_new(px->base, client_deadline_cb, cl)) == NULL) {
+		if (cl != NULL && cl->bev != NULL)
+			bufferevent_free(cl->bev);
+		else
+			close(fd);
 		free(cl);
-		close(fd);
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -121,7 +156,7 @@ client_accept(struct proxy *px, int fd, const char *peer)
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
 	bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
-	client_set_timeout(cl, px->gen->conf->header_timeout_ms);
+	client_set_timeout(cl, px->gen->conf->idle_timeout_ms);
 	bufferevent_enable(cl->bev, EV_READ);
 }
 
@@ -232,6 +267,7 @@ client_host_ok(const struct client *cl, const char *h, size_t len)
 static void
 client_refuse(struct client *cl, int status, const char *name, const char *msg, int close_after)
 {
+	client_deadline(cl, 0);
 	cl->state = CL_BUSY;
 	bufferevent_disable(cl->bev, EV_READ);
 	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
@@ -297,6 +333,11 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	size_t			 hl;
 	char			*p;
 
+	if (!cl->head_started && evbuffer_get_length(in) > 0) {
+		cl->head_started = 1;
+		bufferevent_set_timeouts(cl->bev, NULL, NULL);
+		client_deadline(cl, c->header_timeout_ms);
+	}
 	pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 	if (pos.pos < 0) {
 		if (evbuffer_get_length(in) > c->max_header_bytes) {
@@ -339,7 +380,7 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	if (m.expect_continue)
 		evbuffer_add(bufferevent_get_output(cl->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	cl->state = CL_BODY;
-	client_set_timeout(cl, c->body_timeout_ms);
+	client_deadline(cl, c->body_timeout_ms);
 	return 1;
 }
 
@@ -415,6 +456,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	if ((r = client_read_body(cl, in)) <= 0)
 		return;
 	cl->state = CL_BUSY;
+	client_deadline(cl, 0);
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	body = cl->body;
@@ -438,12 +480,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client	*cl = arg;
 
-	if ((what & BEV_EVENT_TIMEOUT) && cl->state == CL_HEAD &&
-	    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-		log_info("%s: request head not received within header_timeout_ms", cl->peer);
-	else if ((what & BEV_EVENT_TIMEOUT) && cl->state == CL_BODY)
-		log_info("%s: request body stalled beyond body_timeout_ms", cl->peer);
-	client_free(cl);
+	client_free(cl);	/* EOF, error, or idle/write timeout */
 }
 
 /* Remember the request that runs on this client. */
@@ -451,4 +488,14 @@ void
 client_set_request(struct client *cl, struct request *r)
 {
 	cl->req = r;
+}
+
+/* Release every connection (exit). */
+void
+client_free_all(struct proxy *px)
+{
+	struct client	*cl;
+
+	while ((cl = TAILQ_FIRST(&px->clients)) != NULL)
+		client_free(cl);
 }

@@ -71,6 +71,7 @@ struct proxy {
 	int			 cut;		/* requests cut at shutdown */
 	struct event		*sig[4];
 	struct event		*drain_timer;
+	struct event		*watchdog;
 	unsigned long long	 reqseq;
 	char			 boot[9];	/* random per process: request id prefix */
 };
@@ -100,6 +101,8 @@ void		 client_respond(struct client *, int status, const char *ctype,
 void		 client_request_done(struct client *);
 void		 client_set_request(struct client *, struct request *);
 void		 client_close_idle(struct proxy *);
+/* Release every connection (after the loop ended). */
+void		 client_free_all(struct proxy *);
 const char	*client_peer(const struct client *);
 
 /* request.c */

@@ -393,13 +393,51 @@ proxy_listen_tcp(struct proxy *px, const struct conf *c)
 	return fd;
 }
 
+/* A socket passed by systemd (ocp-proxy.socket), or -1. */
+static int
+proxy_activated_fd(struct proxy *px)
+{
+	const char		*pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl = sizeof(ss);
+	char			 h[INET6_ADDRSTRLEN], desc[160];
+	int			 fd = 3;	/* SD_LISTEN_FDS_START */
+
+	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid() ||
+	    strtol(fds, NULL, 10) < 1)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
+		fatalx("LISTEN_FDS: fd 3 is not a socket");
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	if (ss.ss_family == AF_UNIX) {
+		snprintf(desc, sizeof(desc), "unix:%s", ((struct sockaddr_un *)&ss)->sun_path);
+		px->listen_unix = 1;
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
+		snprintf(desc, sizeof(desc), "[%s]:%u", h,
+		    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
+		snprintf(desc, sizeof(desc), "%s:%u", h, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	}
+	px->listen_desc = strdup(desc);
+	log_info("using the socket passed by systemd (socket activation)");
+	return fd;
+}
+
 /* Set up the listener (or take a socket-activated one). */
 static void
 proxy_listen(struct proxy *px, const struct conf *c)
 {
 	int	fd;
 
-	if (strncmp(c->listen_address, "unix:", 5) == 0)
+	if ((fd = proxy_activated_fd(px)) != -1)
+		;
+	else if (strncmp(c->listen_address, "unix:", 5) == 0)
 		fd = proxy_listen_unix(px, c);
 	else
 		fd = proxy_listen_tcp(px, c);
@@ -527,6 +565,13 @@ proxy_stop(struct proxy *px)
 	proxy_maybe_done(px);
 }
 
+/* systemd watchdog keep-alive, from the event loop so a hang stops it. */
+static void
+proxy_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	notify_send("WATCHDOG=1");
+}
+
 static void
 proxy_signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
@@ -549,6 +594,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	char			*cause = NULL;
 	size_t			 i;
 	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
+	unsigned long long	 wd;
 
 	ocp = px;
 	TAILQ_INIT(&px->clients);
@@ -589,6 +635,12 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		evsignal_add(px->sig[i], NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if ((wd = notify_watchdog_ms()) > 0) {
+		struct timeval tv = { (time_t)(wd / 2000), (suseconds_t)((wd / 2) % 1000) * 1000 };
+		px->watchdog = event_new(px->base, -1, EV_PERSIST, proxy_watchdog_cb, px);
+		event_add(px->watchdog, &tv);
+		log_info("systemd watchdog: keep-alive every %llu ms", wd / 2);
+	}
 	return 0;
 }
 
@@ -612,10 +664,16 @@ proxy_run(struct proxy *px)
 		evconnlistener_free(px->listener);
 	if (px->unix_path != NULL && px->listener != NULL)
 		unlink(px->unix_path);
+	px->listener = NULL;
 	if (px->accept_pause != NULL)
 		event_free(px->accept_pause);
 	if (px->drain_timer != NULL)
 		event_free(px->drain_timer);
+	if (px->watchdog != NULL)
+		event_free(px->watchdog);
+	client_free_all(px);
+	free(px->listen_desc);
+	free(px->unix_path);
 }
 
 /* 0 after a clean stop, 2 when requests had to be cut. */

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+sys.dont_write_bytecode = True     # keep tests/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: E402
                      PARTNER_SECRET, TOP, Sim, add_secret, assert_contains,

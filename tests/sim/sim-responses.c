@@ -96,29 +96,29 @@ struct sim_template {
 /* One template per catalogue path (checked at start-up). */
 static const struct sim_template sim_templates[] = {
 	{ "/api-gateway/test-signature", "{'checkSignatureResult':true,'errors':[]}" },
-	{ "/api-gateway/available-currencies", "[{'currency':'USDT','alias':'Tether'," \
-	    "'allowDeposit':true,'allowWithdrawal':true,'priceUSD':'1.00000000'," \
-	    "'networks':[{'name':'tron','alias':'TRC20','contract':" \
-	    "'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t','confirmations':20," \
-	    "'withdrawalFee':'1.00000000','withdrawalMin':'10.00000000'}]}," \
-	    "{'currency':'ETH','alias':'Ethereum','allowDeposit':true," \
-	    "'allowWithdrawal':true,'priceUSD':'2751.51000000','networks':[{'name':" \
-	    "'ethereum','alias':'ERC20','contract':null,'confirmations':12," \
+	{ "/api-gateway/available-currencies", "[{'currency':'USDT','alias':'Tether',"
+	    "'allowDeposit':true,'allowWithdrawal':true,'priceUSD':'1.00000000',"
+	    "'networks':[{'name':'tron','alias':'TRC20','contract':"
+	    "'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t','confirmations':20,"
+	    "'withdrawalFee':'1.00000000','withdrawalMin':'10.00000000'}]},"
+	    "{'currency':'ETH','alias':'Ethereum','allowDeposit':true,"
+	    "'allowWithdrawal':true,'priceUSD':'2751.51000000','networks':[{'name':"
+	    "'ethereum','alias':'ERC20','contract':null,'confirmations':12,"
 	    "'withdrawalFee':'0.00300000','withdrawalMin':'0.01000000'}]}]" },
 	{ "/api-gateway/price-rate", "'2751.51000000'" },
-	{ "/api-gateway/find-tx", "{'orders':[" ORDER "],'withdrawals':[]," \
+	{ "/api-gateway/find-tx", "{'orders':[" ORDER "],'withdrawals':[],"
 	    "'personalDeposits':[],'orphanDeposits':[]}" },
-	{ "/api-gateway/utils/validate-address", "{'valid':true,'address':'$T'," \
+	{ "/api-gateway/utils/validate-address", "{'valid':true,'address':'$T',"
 	    "'network':'tron'}" },
-	{ "/api-gateway/get-transaction-history", "{'transactions':[" TX "]," \
+	{ "/api-gateway/get-transaction-history", "{'transactions':[" TX "],"
 	    "'total':1,'limit':100,'offset':0}" },
 	{ "/api-gateway/advanced-balances", "[" ADV "]" },
 	{ "/api-gateway/advanced-balance", ADV },
-	{ "/api-gateway/advanced-balance-deposit-address", "{'advancedBalanceId':'$U'," \
-	    "'currency':'USDT','network':'tron','address':'$T','tag':null," \
+	{ "/api-gateway/advanced-balance-deposit-address", "{'advancedBalanceId':'$U',"
+	    "'currency':'USDT','network':'tron','address':'$T','tag':null,"
 	    "'amount':'$M','until':'$D'}" },
 	{ "/api-gateway/addresses/find-by-id", ADDRESS },
-	{ "/api-gateway/track-addresses/add-address", "{'id':'$U','address':'$T'," \
+	{ "/api-gateway/track-addresses/add-address", "{'id':'$U','address':'$T',"
 	    "'network':'tron','webhookUrl':null,'createdAt':'$D'}" },
 	{ "/api-gateway/addresses/find-by-address", "[" ADDRESS "]" },
 	{ "/api-gateway/addresses/set-meta", ADDRESS },
@@ -131,11 +131,11 @@ static const struct sim_template sim_templates[] = {
 	{ "/api-gateway/business-address", ADDRESS },
 	{ "/api-gateway/create-payout-address", ADDRESS },
 	{ "/api-gateway/personal-addresses/create-user", PUSER },
-	{ "/api-gateway/personal-addresses/get-user-address", "{'id':'$U'," \
-	    "'userId':'$U','currency':'USDT','network':'tron','address':'$T'," \
+	{ "/api-gateway/personal-addresses/get-user-address", "{'id':'$U',"
+	    "'userId':'$U','currency':'USDT','network':'tron','address':'$T',"
 	    "'balance':'$M','isActive':true}" },
-	{ "/api-gateway/personal-addresses/get-user-addresses", "[{'id':'$U'," \
-	    "'currency':'USDT','network':'tron','address':'$T','balance':'$M'," \
+	{ "/api-gateway/personal-addresses/get-user-addresses", "[{'id':'$U',"
+	    "'currency':'USDT','network':'tron','address':'$T','balance':'$M',"
 	    "'isActive':true}]" },
 	{ "/api-gateway/personal-addresses/get-user", PUSER },
 	{ "/api-gateway/personal-addresses/add-trusted-address", TRUSTED },
@@ -143,7 +143,7 @@ static const struct sim_template sim_templates[] = {
 	{ "/api-gateway/personal-addresses/del-trusted-address", "null" },
 	{ "/api-gateway/make-order", ORDER },
 	{ "/api-gateway/order", ORDER },
-	{ "/api-gateway/orders", "{'orders':[" ORDER "],'total':1,'limit':100," \
+	{ "/api-gateway/orders", "{'orders':[" ORDER "],'total':1,'limit':100,"
 	    "'offset':0}" },
 	{ "/api-gateway/withdrawal-fee-token", FEETOK },
 	{ "/api-gateway/make-withdrawal", WDRAW("processed", "'$H'") },
@@ -158,15 +158,15 @@ static const struct sim_template sim_templates[] = {
 	{ "/api-gateway/auto-withdrawals/get", AWDRAW("APPROVED", APPROVE) },
 	{ "/api-gateway/auto-withdrawals/approve", AWDRAW("APPROVED", APPROVE) },
 	{ "/api-gateway/bridge/limit", LIMIT },
-	{ "/api-gateway/bridge/fee-token", "{'token':'$F','currency':'USDT'," \
-	    "'networkFrom':'ethereum','networkTo':'tron','amount':'$M'," \
+	{ "/api-gateway/bridge/fee-token", "{'token':'$F','currency':'USDT',"
+	    "'networkFrom':'ethereum','networkTo':'tron','amount':'$M',"
 	    "'blockchainFee':'2.10000000','serviceFee':'0.50000000','expiresAt':'$D'}" },
 	{ "/api-gateway/bridge/create", BRIDGE },
 	{ "/api-gateway/bridge/get", BRIDGE },
 	{ "/api-gateway/swaps/limit", LIMIT },
-	{ "/api-gateway/swaps/fee-token", "{'token':'$F','currencyFrom':'ETH'," \
-	    "'currencyTo':'USDT','networkFrom':'ethereum','networkTo':'tron'," \
-	    "'amountFrom':'1.00000000','amountTo':'2751.51000000'," \
+	{ "/api-gateway/swaps/fee-token", "{'token':'$F','currencyFrom':'ETH',"
+	    "'currencyTo':'USDT','networkFrom':'ethereum','networkTo':'tron',"
+	    "'amountFrom':'1.00000000','amountTo':'2751.51000000',"
 	    "'price':'2751.51000000','expiresAt':'$D'}" },
 	{ "/api-gateway/swaps/create", SWAP },
 	{ "/api-gateway/swaps/get", SWAP },
@@ -178,10 +178,10 @@ static const struct sim_template sim_templates[] = {
 	{ "/api-gateway/recurrents/create-subscription", SUB("ACTIVE") },
 	{ "/api-gateway/recurrents/get-subscription", SUB("ACTIVE") },
 	{ "/api-gateway/recurrents/cancel-subscription", SUB("CANCELED") },
-	{ "/api-gateway/recurrents/make-payment", "{'id':'$U','billingLinkId':'$U'," \
+	{ "/api-gateway/recurrents/make-payment", "{'id':'$U','billingLinkId':'$U',"
 	    "'status':'PENDING','amount':'$M','currency':'USD','createdAt':'$D'}" },
-	{ "/api-gateway/kyt/check-transfer", "{'status':'SUCCESS','riskLevel':'low'," \
-	    "'score':'0.05','tx':'$H','network':'ethereum','currency':'USDT'," \
+	{ "/api-gateway/kyt/check-transfer", "{'status':'SUCCESS','riskLevel':'low',"
+	    "'score':'0.05','tx':'$H','network':'ethereum','currency':'USDT',"
 	    "'alerts':[]}" },
 	{ "/api-gateway/kyt/check-withdrawal-address", KYT },
 	{ "/api-gateway/kyt/withdrawal-address-screening", KYT },
@@ -191,28 +191,28 @@ static const struct sim_template sim_templates[] = {
 	{ "/partner/api/create-user-organization", ORG },
 	{ "/partner/api/get-user-organizations", "[" ORG "]" },
 	{ "/partner/api/get-organization-advanced-balances", "[" ADV "]" },
-	{ "/partner/api/top-up-advanced-balance", "{'advancedBalanceId':'$U'," \
+	{ "/partner/api/top-up-advanced-balance", "{'advancedBalanceId':'$U',"
 	    "'amount':'5.25','balance':'$M'}" },
 	{ "/partner/api/get-default-tariffs", "[" TARIFF "]" },
 	{ "/partner/api/set-organization-tariff", TARIFF },
 	{ "/partner/api/get-organization-tariffs", "[" TARIFF "," TARIFF "]" },
-	{ "/partner/api/create-api-keys", "{'id':'$U','alias':'sim-key','public':'$K'," \
+	{ "/partner/api/create-api-keys", "{'id':'$U','alias':'sim-key','public':'$K',"
 	    "'secret':'$K'}" },
 	{ "/partner/api/get-api-keys", "{'keys':[" APIKEY "," APIKEY "]}" },
 	{ "/partner/api/delete-api-keys", "null" },
 	{ "/api-gateway/webhooks/get", WEBHOOK },
-	{ "/api-gateway/webhooks/get-verbose", "{'id':'$U','event':'ORDER'," \
-	    "'eventId':'$U','requestUrl':'https://merchant.example.test/ocp-hook'," \
-	    "'requestHeaders':{'content-type':'application/json'," \
-	    "'x-api-public-key':$p,'x-api-signature':'$X'},'requestBody':" HOOK_BODY \
-	    ",'responseCode':200,'responseStatus':'SUCCESS','responseBody':" \
-	    "'{\\'ok\\':true,\\'token\\':\\'$X\\'}','sentAt':'$D','signature':'$X'," \
+	{ "/api-gateway/webhooks/get-verbose", "{'id':'$U','event':'ORDER',"
+	    "'eventId':'$U','requestUrl':'https://merchant.example.test/ocp-hook',"
+	    "'requestHeaders':{'content-type':'application/json',"
+	    "'x-api-public-key':$p,'x-api-signature':'$X'},'requestBody':" HOOK_BODY
+	    ",'responseCode':200,'responseStatus':'SUCCESS','responseBody':"
+	    "'{\\'ok\\':true,\\'token\\':\\'$X\\'}','sentAt':'$D','signature':'$X',"
 	    "'apiKey':$p,'apiKeyAlias':'sim-key','createdAt':'$D','updatedAt':'$D'}" },
 	{ "/api-gateway/orphan-deposits/get-deposit", ORPHAN },
-	{ "/api-gateway/orphan-deposits/get-deposits", "{'deposits':[" ORPHAN "]," \
+	{ "/api-gateway/orphan-deposits/get-deposits", "{'deposits':[" ORPHAN "],"
 	    "'total':1}" },
 	{ "/api-gateway/orphan-deposits/withdrawal-token", FEETOK },
-	{ "/api-gateway/orphan-deposits/withdrawal", "{'id':'$U','status':'PENDING'," \
+	{ "/api-gateway/orphan-deposits/withdrawal", "{'id':'$U','status':'PENDING',"
 	    "'amount':'$M','fee':'1.00000000','address':'$T','createdAt':'$D'}" },
 	{ "/api-gateway/address-book/add", BOOK },
 	{ "/api-gateway/address-book/remove", "null" },
