@@ -61,6 +61,17 @@ struct conf {
 	enum conf_sync	 audit_sync;
 	char		*audit_chain_key;	/* a secret source, "" = no chain */
 	enum conf_redact_mode audit_redact_mode;
+	/* [vault] */
+	char		*vault_address;		/* "" = no Vault */
+	char		*vault_ca_file;
+	char		*vault_namespace;
+	char		*vault_token_file;
+	char		*vault_role_id;
+	char		*vault_secret_id_file;
+	char		*vault_approle_mount;
+	unsigned	 vault_refresh_ms;
+	unsigned	 vault_max_stale_ms;
+	unsigned	 vault_timeout_ms;
 	/* [log] */
 	char		*log_level;
 	/* [profile.*] */

@@ -38,6 +38,7 @@ struct jbody_ctx {
 	int			 emit;		/* an output was asked for */
 	int			 fp;		/* fingerprint mode: capture, not drop */
 	int			 pending;	/* the next value is to be replaced */
+	int			 at_nonce;	/* the current top-level member is "nonce" */
 	int			 comma;		/* a ',' goes before the next item */
 	const char		*why;
 	struct jbody_sink	 out;
@@ -415,6 +416,18 @@ jbody_cb_boolean(void *ctx, int v)
 static int
 jbody_cb_number(void *ctx, const char *s, size_t len)
 {
+	struct jbody_ctx	*c = ctx;
+	unsigned long long	 v = 0;
+	size_t			 i;
+
+	if (c->depth == 1 && c->at_nonce && len > 0 && len < 20) {
+		for (i = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			v = v * 10 + (unsigned long long)(s[i] - '0');
+		if (i == len) {
+			c->jb->nonce_is_int = 1;
+			c->jb->nonce_num = v;
+		}
+	}
 	return jbody_scalar(ctx, s, len, 0);
 }
 
@@ -448,7 +461,8 @@ jbody_cb_map_key(void *ctx, const unsigned char *key, size_t len)
 
 	if (c->depth == 1) {
 		c->jb->empty = 0;
-		if (len == 5 && memcmp(key, "nonce", 5) == 0)
+		c->at_nonce = len == 5 && memcmp(key, "nonce", 5) == 0;
+		if (c->at_nonce)
 			c->jb->has_nonce = 1;
 	}
 	if (!c->emit)

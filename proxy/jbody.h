@@ -35,6 +35,8 @@ struct jbody {
 	size_t	open;		/* offset of the top-level '{' (when is_object) */
 	int	empty;		/* the top-level object has no members */
 	int	is_object;	/* the top-level value is an object */
+	int	nonce_is_int;	/* the top-level nonce is a plain non-negative integer */
+	unsigned long long nonce_num;	/* its value (when nonce_is_int, < 10^19) */
 };
 
 /*

@@ -385,6 +385,15 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		return -1;
 	}
 	r->key->refs++;
+	if (r->jb.has_nonce && r->jb.nonce_is_int &&
+	    nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1) {
+		log_err("profile %s: %s", c->profiles[r->profile].name,
+		    cause ? cause : "cannot record the caller's nonce");
+		free(cause);
+		request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
+		    "nonce state cannot be written; nothing was sent");
+		return -1;
+	}
 	if (!r->jb.has_nonce) {
 		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1) {
 			log_err("profile %s: %s", c->profiles[r->profile].name,

@@ -58,8 +58,9 @@ printf '%s\n' "$merchant_secret" >"$dir/merchant.secret"
 printf '%s\n' "$partner_secret" >"$dir/partner.secret"
 printf 'pub-demo-merchant %s\npub-demo-partner %s\n' "$merchant_secret" "$partner_secret" \
     >"$dir/keys.txt"
-chmod 600 "$dir/merchant.secret" "$dir/partner.secret" "$dir/keys.txt"
-echo "test CA, server certificate and two fake key pairs written (mode 600)"
+openssl rand -hex 32 >"$dir/audit-chain.key"
+chmod 600 "$dir/merchant.secret" "$dir/partner.secret" "$dir/keys.txt" "$dir/audit-chain.key"
+echo "test CA, server certificate, two fake key pairs and an audit chain key written (mode 600)"
 
 step "starting the OnChainPay simulator (build/ocp-sim)"
 "$sim" --listen 127.0.0.1:0 --cert "$dir/server.pem" --key "$dir/server.key" \
@@ -140,10 +141,13 @@ proxy_pid=""
 echo "exit status $rc"
 sed -e 's/^/  /' "$dir/proxy.log"
 
-step "audit trail $dir/audit.jsonl ($(wc -l <"$dir/audit.jsonl") lines: a write-ahead \"request\" line and an \"outcome\" line per call)"
+step "audit trail $dir/audit.jsonl: an \"open\" record, then per call a write-ahead \"request\" line and an \"outcome\" line, then a \"close\" record"
 while IFS= read -r line; do
 	printf '%s\n' "$line" | pretty
 done <"$dir/audit.jsonl"
+
+step "checking the chain: ocp-proxy -c demo.ini audit-verify audit.jsonl"
+"$proxy" -c "$dir/demo.ini" audit-verify "$dir/audit.jsonl"
 
 step "what never reaches the audit trail or the log"
 if grep -qF -- "$password" "$dir/audit.jsonl" "$dir/proxy.log"; then
@@ -151,13 +155,14 @@ if grep -qF -- "$password" "$dir/audit.jsonl" "$dir/proxy.log"; then
 fi
 signature=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["response"]["signature"])' \
     "$dir/r1")
-if grep -qF -e "$merchant_secret" -e "$partner_secret" -e "$signature" \
+chain_key=$(cat "$dir/audit-chain.key")
+if grep -qF -e "$merchant_secret" -e "$partner_secret" -e "$chain_key" -e "$signature" \
     "$dir/audit.jsonl" "$dir/proxy.log"; then
 	die "a secret key or a signature appears in the audit trail or the log"
 fi
 echo "- the create-user password is \"[REDACTED]\" in the outcome line; the caller got it above"
 echo "- the \"signature\" in the test-signature answer (the same HMAC the proxy sent as"
 echo "  x-api-signature) is \"[REDACTED]\" too: \"signature\" is in [audit] redact"
-echo "- neither secret key nor the signature appears in the audit trail or the log (checked)"
+echo "- no secret key (API or chain key) and no signature appears in the audit trail or the log (checked)"
 echo
 echo "demo OK"
