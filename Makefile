@@ -1,7 +1,8 @@
 # ocp-proxy — build, test and demo.  `make` builds build/ocp-proxy and the test tools.
 CC       ?= cc
 BUILD    ?= build
-PKGS      = libevent-dev libssl-dev libyajl-dev libinih-dev pkg-config make gcc python3 openssl curl
+PKGS      = libevent-dev libssl-dev libyajl-dev libinih-dev pkg-config make gcc python3 openssl curl \
+            valgrind clang util-linux
 LIBS      = -levent_openssl -levent_core -levent_extra -lssl -lcrypto -lyajl -linih -lpthread
 WARN      = -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wcast-qual -Wno-unused-parameter
@@ -18,7 +19,7 @@ SIM_OBJ   = $(SIM_SRC:tests/sim/%.c=$(BUILD)/obj/sim/%.o)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 
-.PHONY: all deps check unit integration asan asan-check fuzz bench demo clean
+.PHONY: all deps check unit integration asan asan-build fuzz bench demo clean
 all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: proxy/%.c proxy/*.h | $(BUILD)/obj
@@ -44,17 +45,23 @@ deps:
 
 check: deps
 	@$(MAKE) --no-print-directory all
-	@tests/run-all.sh $(BUILD)
+	@tests/check.sh
 
 unit: all
 	@tests/run-all.sh $(BUILD) unit
 integration: all
 	@tests/run-all.sh $(BUILD) integration
 
-asan: deps
-	$(MAKE) BUILD=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  LDFLAGS="-fsanitize=address,undefined" HARDEN="-fPIE" all
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run-all.sh build/asan
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan-build:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g $(SAN)" LDFLAGS="$(SAN)" HARDEN="-fPIE" all
+asan: deps asan-build
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 OCP_SLOW=2 tests/run-all.sh build/asan
+
+# libFuzzer targets (clang), each for FUZZ_SECONDS on a copy of its seed corpus.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 demo: deps all
 	@tests/demo.sh $(BUILD)

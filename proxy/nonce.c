@@ -138,7 +138,8 @@ nonce_reserve(struct nonce *n, unsigned long long v, char **cause)
 		*cause = nonce_err("nonce space exhausted for", n->path);
 		return -1;
 	}
-	return nonce_persist(n, v + NONCE_RESERVE, cause);
+	return nonce_persist(n, v + NONCE_RESERVE > NONCE_MAX ? NONCE_MAX : v + NONCE_RESERVE,
+	    cause);
 }
 
 /* Hand out the next nonce. */

@@ -23,6 +23,7 @@
 #include "upstream.h"
 
 #define REQ_ID_LEN	24
+#define REQ_NONCE_AHEAD_MS	86400000ULL	/* caller nonces: at most a day ahead */
 
 struct request {
 	TAILQ_ENTRY(request)	 entry;
@@ -385,6 +386,13 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		return -1;
 	}
 	r->key->refs++;
+	if (r->jb.has_nonce && r->jb.nonce_is_int &&
+	    r->jb.nonce_num > log_now_ms() + REQ_NONCE_AHEAD_MS) {
+		/* it would push this profile's nonces (here and upstream) out of reach */
+		request_fail(r, 400, "PROXY_NONCE_TOO_LARGE",
+		    "a caller-chosen numeric nonce may be at most one day ahead of the clock in ms");
+		return -1;
+	}
 	if (r->jb.has_nonce && r->jb.nonce_is_int &&
 	    nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1) {
 		log_err("profile %s: %s", c->profiles[r->profile].name,

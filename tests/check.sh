@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make check: the unit and integration suites on the normal build, the same
+# under AddressSanitizer + UndefinedBehaviorSanitizer, and the proxy's
+# integration suite under valgrind memcheck.  Sanitizer and valgrind reports
+# go to log files; any report counts as a failure.  Ends with one line
+# "N passed, N failed".
+# Env: OCP_CHECK_ASAN=0 / OCP_CHECK_VALGRIND=0 skip a stage (said so below).
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+P=0; F=0
+logs=$(mktemp -d); trap 'rm -rf "$logs"' EXIT
+
+add() {	# add LOGFILE: take the last "N passed, N failed" line
+	local line
+	line=$(grep -oE '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+	if [ -z "$line" ]; then F=$((F + 1)); echo "(stage printed no summary)"; return; fi
+	P=$((P + ${line%% *})); line=${line#*, }; F=$((F + ${line%% *}))
+}
+
+reports() {	# reports DIR WHAT: each non-empty report file is one failure
+	local f n=0
+	for f in "$1"/*; do
+		[ -s "$f" ] || continue
+		n=$((n + 1)); echo "== $2 report $(basename "$f"):"; head -n 40 "$f"
+	done
+	if [ "$n" -eq 0 ]; then P=$((P + 1)); echo "$2: no reports"; else F=$((F + n)); fi
+}
+
+echo "== stage 1: unit and integration tests (build/)"
+tests/run-all.sh build 2>&1 | tee "$logs/plain.log"
+add "$logs/plain.log"
+
+if [ "${OCP_CHECK_ASAN:-1}" = 1 ]; then
+	echo "== stage 2: the same under ASan+UBSan (build/asan/)"
+	make --no-print-directory asan-build >/dev/null || { echo "asan build failed"; F=$((F + 1)); }
+	mkdir -p "$logs/asan"
+	ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=$logs/asan/asan" \
+	UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/asan/ubsan" \
+	OCP_SLOW=2 tests/run-all.sh build/asan 2>&1 | tee "$logs/asan.log"
+	add "$logs/asan.log"
+	reports "$logs/asan" "sanitizer"
+else
+	echo "== stage 2 skipped: OCP_CHECK_ASAN=0"
+fi
+
+if [ "${OCP_CHECK_VALGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
+	echo "== stage 3: proxy integration suite under valgrind memcheck"
+	mkdir -p "$logs/vg"
+	OCP_BUILD=build OCP_SLOW=8 OCP_PROXY_WRAPPER="valgrind -q --error-exitcode=99 \
+--leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+--log-file=$logs/vg/vg.%p" timeout 900 python3 tests/integration/test_proxy.py \
+	    2>&1 | grep -vE '^ok ' | tee "$logs/vg.log"
+	add "$logs/vg.log"
+	reports "$logs/vg" "valgrind"
+else
+	echo "== stage 3 skipped: valgrind missing or OCP_CHECK_VALGRIND=0"
+fi
+echo "$P passed, $F failed"
+[ "$F" -eq 0 ]

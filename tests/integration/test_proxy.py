@@ -1,0 +1,1119 @@
+#!/usr/bin/env python3
+"""The real ocp-proxy in front of the OnChainPay simulator: signing with both
+profiles and every secret source, the endpoint catalogue, byte-exact bodies
+and nonce splicing, nonce monotonicity (concurrency, restart), secrets kept out
+of the audit trail and stderr, the proxy's own error envelopes, header
+stripping, open-proxy refusals, SIGHUP reload, SIGTERM drain, upstream
+keep-alive, -t/-V/-h and the audit record format."""
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+
+sys.dont_write_bytecode = True     # keep tests/ free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: E402
+                     PARTNER_SECRET, TOP, Proxy, Sim, add_secret,
+                     assert_contains, assert_eq, assert_not_contains,
+                     assert_status, assert_true, certs, connect, envelope,
+                     error_name, free_port, main, raw, request, run_proxy,
+                     sign, subdir, test, wait_for, write_file)
+
+RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+_sim = None
+
+
+def sim():
+    """The shared simulator, reset to a clean state (records, nonces, stats)."""
+    global _sim
+    if _sim is None:
+        _sim = Sim()
+    _sim.fault("none")
+    _sim.reset()
+    return _sim
+
+
+def catalogue():
+    """The endpoint paths from proxy/catalogue.c, in table order."""
+    with open(os.path.join(TOP, "proxy", "catalogue.c")) as f:
+        src = f.read()
+    table = src[src.index("catalogue_paths[] = {"):]
+    table = table[:table.index("};")]
+    return re.findall(r'"(/[^"]*)"', table)
+
+
+# ------------------------------------------------------------------ set-up
+
+class Setup:
+    """A private directory for one proxy: secret files (0600), state dir,
+    audit path, and an INI builder.  Sections are dicts; a value of None
+    drops the key, a section of None drops the section."""
+
+    def __init__(self, s, name="px"):
+        self.sim = s
+        self.dir = subdir(name)
+        self.state = os.path.join(self.dir, "state")
+        os.mkdir(self.state, 0o700)
+        self.audit = os.path.join(self.dir, "audit.jsonl")
+        self.merchant_secret = write_file(os.path.join(self.dir, "merchant.secret"),
+                                          MERCHANT_SECRET + "\n")
+        self.partner_secret = write_file(os.path.join(self.dir, "partner.secret"),
+                                         PARTNER_SECRET)
+        self.proxy = None
+
+    def sections(self, **over):
+        sec = {
+            "listen": {"address": "127.0.0.1:0", "shutdown_timeout_ms": "5000"},
+            "upstream": {"url": self.sim.url, "ca_file": self.sim.ca,
+                         "connect_timeout_ms": "2000", "timeout_ms": "5000"},
+            "state": {"dir": self.state},
+            "audit": {"path": self.audit, "bodies": "redacted"},
+            "log": {"level": "info"},
+            "profile.merchant": {"public_key": MERCHANT_PUBLIC,
+                                 "secret": "file:" + self.merchant_secret,
+                                 "routes": "/api-gateway/"},
+            "profile.partner": {"public_key": PARTNER_PUBLIC,
+                                "secret": "file:" + self.partner_secret,
+                                "routes": "/partner/api/"},
+        }
+        for name, values in over.items():
+            name = name.replace("profile_", "profile.")
+            if values is None:
+                sec.pop(name, None)
+                continue
+            d = sec.setdefault(name, {})
+            for k, v in values.items():
+                if v is None:
+                    d.pop(k, None)
+                else:
+                    d[k] = str(v)
+        return sec
+
+    def ini(self, extra="", **over):
+        out = []
+        for name, values in self.sections(**over).items():
+            out.append("[%s]" % name)
+            out.extend("%s = %s" % kv for kv in values.items())
+            out.append("")
+        return "\n".join(out) + extra
+
+    def start(self, env=None, **over):
+        self.proxy = Proxy(self.ini(**over), env=env)
+        return self.proxy
+
+    def audit_text(self):
+        try:
+            with open(self.audit, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def audit_lines(self):
+        return [json.loads(l) for l in self.audit_text().splitlines() if l.strip()]
+
+    def audit_for(self, rid, phase="outcome", timeout=5.0):
+        """The audit line of request rid in phase (waits for the writer)."""
+        def find():
+            for rec in self.audit_lines():
+                if rec.get("id") == rid and rec.get("phase") == phase:
+                    return rec
+            return None
+        return wait_for(find, timeout, "audit %s line of %s" % (phase, rid))
+
+    def stop(self):
+        if self.proxy is not None and self.proxy.running():
+            return self.proxy.stop()
+        return self.proxy.proc.returncode if self.proxy else None
+
+
+def ok(resp, what):
+    """A relayed upstream success: 200, JSON, success true; returns response."""
+    assert_status(resp, 200, what)
+    assert_eq(resp[1].get("content-type", "").split(";")[0], "application/json",
+              what + " content-type relayed")
+    env = envelope(resp[2])
+    assert_eq(env.get("success"), True, what + " success")
+    assert_true(resp[1].get("x-request-id"), what + ": no X-Request-Id")
+    return env.get("response")
+
+
+def proxy_error(resp, status, names, what):
+    """The proxy's own error envelope with X-Request-Id == requestId."""
+    if isinstance(names, str):
+        names = (names,)
+    assert_status(resp, status, what)
+    st, h, body = resp
+    assert_eq(h.get("content-type", "").split(";")[0], "application/json",
+              what + " content-type")
+    env = envelope(body)
+    assert_eq(sorted(env), ["error", "requestId", "success"], what + " envelope members")
+    assert_eq(env["success"], False, what + " success")
+    err = env["error"]
+    assert_true(isinstance(err, dict), what + ": error is not an object")
+    assert_eq(sorted(err), ["code", "message", "name"], what + " error members")
+    assert_eq(err["code"], status, what + " error.code")
+    assert_true(err["name"] in names, "%s: error.name %r not in %r"
+                % (what, err["name"], names))
+    assert_true(err["name"].startswith("PROXY_"), what + ": name starts PROXY_")
+    assert_true(isinstance(err["message"], str) and err["message"],
+                what + ": empty message")
+    rid = env["requestId"]
+    assert_true(isinstance(rid, str) and len(rid) >= 8, what + ": requestId")
+    assert_eq(h.get("x-request-id"), rid, what + " X-Request-Id == requestId")
+    return err["name"], rid
+
+
+def parse_http(data):
+    """(status, {lowercased: value}, body) of one raw HTTP/1.1 response."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert_true(sep, "no complete response head (%d bytes received)" % len(data))
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    assert_true(len(parts) >= 2 and parts[0].startswith("HTTP/1."),
+                "bad status line %r" % lines[0][:40])
+    h = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        h[k.strip().lower()] = v.strip()
+    n = int(h.get("content-length", len(rest)))
+    return int(parts[1]), h, rest[:n]
+
+
+def rec_count(s):
+    return len(s.records())
+
+
+def expected_splice(body, n):
+    """body with "nonce":n (and ',' unless the object is empty) after '{'."""
+    body = body if body.strip() else b"{}"
+    i = body.index(b"{")
+    inner = body[i + 1:body.rindex(b"}")]
+    member = b'"nonce":%d' % n + (b"," if inner.strip() else b"")
+    return body[:i + 1] + member + body[i + 1:]
+
+
+def thread(fn, *a):
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn(*a)
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def joined(t, box, what, timeout=15):
+    t.join(timeout)
+    assert_true(not t.is_alive(), what + ": still running")
+    if "error" in box:
+        raise AssertionError("%s raised %s" % (what, type(box["error"]).__name__))
+    return box["value"]
+
+
+def no_secrets(text, what, extra=()):
+    for s in (MERCHANT_SECRET, PARTNER_SECRET) + tuple(extra):
+        assert_not_contains(text, s, what)
+
+
+# ------------------------------------------------------------------ 1 signing
+
+def check_signed(s, p, what):
+    """test-signature through the proxy (merchant) and a partner call."""
+    body = b'{"x":1,"s":"caf\xc3\xa9"}'
+    resp = request(p.target, "/api-gateway/test-signature", body)
+    r = ok(resp, what + " test-signature")
+    assert_eq(r.get("checkSignatureResult"), True, what + " checkSignatureResult")
+    assert_eq(r.get("errors"), [], what + " errors")
+    recs = s.records()
+    rec = recs[-1]
+    got = rec["body"].encode("utf-8")
+    assert_true(r["receivedBody"].encode("utf-8") == got,
+                what + ": receivedBody equals the bytes the sim received")
+    assert_true(got == expected_splice(body, int(rec["nonce"])),
+                what + ": received body is the caller's with the nonce spliced")
+    assert_true(r["signature"] == sign(MERCHANT_SECRET, got),
+                what + ": server-side signature uses the merchant secret")
+    assert_eq(rec["result"], "ok", what + " merchant record result")
+    assert_eq(rec["public_key"], MERCHANT_PUBLIC, what + " merchant public key")
+    assert_eq(rec["nonce_type"], "number", what + " merchant nonce type")
+    assert_true(rec["nonce"] and rec["nonce"].isdigit(), what + " merchant nonce present")
+    assert_eq(rec["headers"].get("x-api-signature"), "<present>", what + " signature sent")
+    ok(request(p.target, "/partner/api/get-users", b'{"limit":10}'), what + " partner")
+    rec = s.records()[-1]
+    assert_eq(rec["path"], "/partner/api/get-users", what + " partner path")
+    assert_eq(rec["result"], "ok", what + " partner record result")
+    assert_eq(rec["public_key"], PARTNER_PUBLIC, what + " partner public key")
+    assert_true(rec["nonce"] and rec["nonce"].isdigit(), what + " partner nonce present")
+    no_secrets(p.stderr_text(), what + " stderr")
+
+
+@test
+def both_profiles_sign_with_file_secrets():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        check_signed(s, p, "file:")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+    no_secrets(st.audit_text(), "audit")
+
+
+@test
+def env_and_credential_secret_sources():
+    s = sim()
+    # env:VAR for both keys
+    st = Setup(s, "env")
+    env = dict(os.environ, OCP_IT_MERCHANT_SECRET=MERCHANT_SECRET,
+               OCP_IT_PARTNER_SECRET=PARTNER_SECRET)
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    p = st.start(env=env,
+                 profile_merchant={"secret": "env:OCP_IT_MERCHANT_SECRET"},
+                 profile_partner={"secret": "env:OCP_IT_PARTNER_SECRET"})
+    try:
+        check_signed(s, p, "env:")
+        try:
+            with open("/proc/%d/environ" % p.pid, "rb") as f:
+                environ = f.read()
+        except OSError:
+            environ = b""
+        # env: "reads and then clears the variable"; /proc shows the initial
+        # environment block, which the daemon overwrote in place
+        no_secrets(environ, "/proc/PID/environ of the env: proxy")
+    finally:
+        assert_eq(st.stop(), 0, "env: exit code")
+    # credential:NAME from $CREDENTIALS_DIRECTORY
+    s.reset()
+    st = Setup(s, "cred")
+    cdir = subdir("creds")
+    write_file(os.path.join(cdir, "ocp-merchant"), MERCHANT_SECRET + "\n")
+    write_file(os.path.join(cdir, "ocp-partner"), PARTNER_SECRET)
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=cdir)
+    p = st.start(env=env,
+                 profile_merchant={"secret": "credential:ocp-merchant"},
+                 profile_partner={"secret": "credential:ocp-partner"})
+    try:
+        check_signed(s, p, "credential:")
+    finally:
+        assert_eq(st.stop(), 0, "credential: exit code")
+
+
+# ------------------------------------------------------------------ 2 catalogue
+
+@test
+def every_catalogue_endpoint_through_the_proxy():
+    s = sim()
+    paths = catalogue()
+    assert_eq(len(paths), 85, "catalogue size")
+    st = Setup(s)
+    p = st.start()
+    c = connect(p.target)
+    try:
+        for path in paths:
+            ok(request(p.target, path, b"{}", conn=c), path)
+    finally:
+        c.close()
+        assert_eq(st.stop(), 0, "exit code")
+    recs = s.records()
+    assert_eq(len(recs), 85, "records")
+    assert_eq([r["path"] for r in recs], paths, "paths forwarded in order")
+    for r in recs:
+        assert_eq(r["result"], "ok", r["path"] + " result")
+        want = PARTNER_PUBLIC if r["path"].startswith("/partner/api/") else MERCHANT_PUBLIC
+        assert_eq(r["public_key"], want, r["path"] + " key")
+    assert_true(s.stats()["connections"] <= 2, "upstream connections reused")
+
+
+# ------------------------------------------------------------------ 3 bytes
+
+BODIES = [
+    ("empty body", b""),
+    ("empty object", b"{}"),
+    ("empty object with space", b"{ }"),
+    ("leading whitespace", b'  {"a":1}'),
+    ("trailing newline", b'{"a":1}\n'),
+    ("whitespace everywhere", b'\t{ "a" : [ 1 , 2 ] ,\r\n "b" : { } }  '),
+    ("nested nonce only", b'{"a":{"nonce":5},"b":[{"nonce":6}]}'),
+    ("big numbers", b'{"big":123456789012345678901234567890,"f":1e400,'
+                    b'"g":-0.000000000000000000001,"h":1E+21,"amount":"1.10"}'),
+    ("unicode", b'{"s":"\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80"}'),
+    ("escapes", b'{"s":"\\u00e9\\/\\"\\\\\\n","t":"a\\/b"}'),
+    ("key order and duplicates kept", b'{"z":1,"a":2,"z":3}'),
+]
+
+
+@test
+def body_bytes_forwarded_exactly():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    c = connect(p.target)
+    try:
+        for what, body in BODIES:
+            n0 = rec_count(s)
+            r = ok(request(p.target, "/api-gateway/test-signature", body, conn=c), what)
+            recs = s.records()
+            assert_eq(len(recs), n0 + 1, what + ": one request forwarded")
+            rec = recs[-1]
+            assert_true(rec["nonce"] and rec["nonce"].isdigit(), what + ": numeric nonce")
+            got = rec["body"].encode("utf-8")
+            want = expected_splice(body, int(rec["nonce"]))
+            assert_true(got == want, "%s: forwarded %r, expected %r" % (what, got, want))
+            assert_true(r["receivedBody"].encode("utf-8") == got, what + ": receivedBody")
+            assert_eq(r["checkSignatureResult"], True, what + ": signature")
+            assert_eq(rec["result"], "ok", what + ": sim result")
+        # a caller's own nonce is kept and none is inserted
+        last = int(s.records()[-1]["nonce"])
+        u = str(uuid.uuid4())
+        for what, body in (
+                ("client string nonce", ('{"a":1,"nonce":"%s"}' % u).encode()),
+                ("client number nonce", b'{ "nonce" : %d , "a":1}' % (last + 10 ** 6))):
+            ok(request(p.target, "/api-gateway/test-signature", body, conn=c), what)
+            rec = s.records()[-1]
+            assert_true(rec["body"].encode("utf-8") == body, what + ": forwarded unchanged")
+            assert_eq(rec["result"], "ok", what + ": sim result")
+            assert_eq(rec["body"].count('"nonce"'), 1, what + ": no second nonce")
+    finally:
+        c.close()
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def client_numeric_nonce_raises_the_floor():
+    """SPEC 4: the inserted nonce is greater than every nonce the profile
+    used before, including one a caller chose (the key saw it upstream)."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "first")
+        # a caller nonce far ahead of the clock would push the profile's
+        # nonces (here and at the API) out of reach: refused, not forwarded
+        n0 = len(s.records())
+        far = int(s.records()[-1]["nonce"]) + 10 * 86400000
+        resp = request(p.target, "/api-gateway/orders", b'{"nonce":%d}' % far)
+        assert_status(resp, 400, "nonce ten days ahead")
+        assert_eq(error_name(resp[2]), "PROXY_NONCE_TOO_LARGE", "error name")
+        assert_eq(len(s.records()), n0, "nothing forwarded")
+        big = int(s.records()[-1]["nonce"]) + 10 ** 7
+        ok(request(p.target, "/api-gateway/orders", b'{"nonce":%d}' % big), "client nonce")
+        resp = request(p.target, "/api-gateway/orders", b"{}")
+        rec = s.records()[-1]
+        assert_true(int(rec["nonce"]) > big,
+                    "inserted nonce %s is not above the client's %d (sim: %s)"
+                    % (rec["nonce"], big, rec["result"]))
+        ok(resp, "after client nonce")
+    finally:
+        st.stop()
+
+
+# ------------------------------------------------------------------ 4 nonces
+
+@test
+def nonces_increase_under_concurrency_and_across_restart():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    failures = []
+    n_threads, per = 8, 25
+
+    def worker(i):
+        path = "/api-gateway/orders" if i % 2 == 0 else "/partner/api/get-users"
+        c = connect(p.target, timeout=20)
+        try:
+            for _ in range(per):
+                resp = request(p.target, path, b'{"w":%d}' % i, conn=c)
+                if resp[0] != 200:
+                    failures.append((resp[0], error_name(resp[2])))
+        except Exception as e:  # noqa: BLE001
+            failures.append(type(e).__name__)
+        finally:
+            c.close()
+    try:
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert_true(not any(t.is_alive() for t in ts), "workers finished")
+        recs = s.records()
+        rejected = [r["result"] for r in recs if r["result"] != "ok"]
+        assert_eq(rejected, [], "sim rejections")
+        assert_eq(failures, [], "failed requests")
+        assert_eq(len(recs), n_threads * per, "requests forwarded")
+        before = {}
+        for key in (MERCHANT_PUBLIC, PARTNER_PUBLIC):
+            ns = [int(r["nonce"]) for r in sorted(recs, key=lambda r: r["seq"])
+                  if r["public_key"] == key]
+            assert_eq(len(ns), n_threads * per // 2, key + " count")
+            assert_eq(len(set(ns)), len(ns), key + " nonces distinct")
+            assert_true(all(a < b for a, b in zip(ns, ns[1:])),
+                        key + " nonces increase in arrival order")
+            before[key] = max(ns)
+        # restart immediately on the same state dir
+        assert_eq(p.stop(), 0, "exit code")
+        p = st.start()
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "merchant after restart")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "partner after restart")
+        recs = s.records()[-2:]
+        assert_true(int(recs[0]["nonce"]) > before[MERCHANT_PUBLIC],
+                    "merchant nonce after restart is above every earlier one")
+        assert_true(int(recs[1]["nonce"]) > before[PARTNER_PUBLIC],
+                    "partner nonce after restart is above every earlier one")
+        assert_eq([r["result"] for r in recs], ["ok", "ok"], "accepted after restart")
+    finally:
+        st.stop()
+
+
+# ------------------------------------------------------------------ 5 secrets
+
+@test
+def secrets_reach_the_caller_but_not_the_logs():
+    s = sim()
+    st = Setup(s)
+    p = st.start(log={"level": "debug"})
+    try:
+        c = connect(p.target)
+        r = ok(request(p.target, "/partner/api/create-user",
+                       b'{"email":"u@example.test"}', conn=c), "create-user")
+        pw = r["password"]
+        add_secret(pw)
+        assert_true(isinstance(pw, str) and pw.startswith("sim-pw-") and len(pw) > 12,
+                    "password relayed unchanged")
+        r = ok(request(p.target, "/partner/api/create-api-keys",
+                       ('{"userId":"%s"}' % uuid.uuid4()).encode(), conn=c),
+               "create-api-keys")
+        secrets = [r["secret"]]
+        r = ok(request(p.target, "/partner/api/get-api-keys", b"{}", conn=c),
+               "get-api-keys")
+        secrets += [k["secret"] for k in r["keys"]]
+        for x in secrets:
+            assert_true(isinstance(x, str) and len(x) == 88 and x.endswith("=="),
+                        "API key secret relayed unchanged (88-char base64)")
+        r = ok(request(p.target, "/api-gateway/webhooks/get-verbose",
+                       ('{"webhookId":"%s"}' % uuid.uuid4()).encode(), conn=c),
+               "get-verbose")
+        secrets += [r["signature"]]
+        r = ok(request(p.target, "/api-gateway/test-signature", b'{"q":1}', conn=c),
+               "test-signature")
+        secrets += [r["signature"]]
+        # a caller's own password in a request body is redacted as well
+        client_pw = "client-pw-" + uuid.uuid4().hex
+        ok(request(p.target, "/partner/api/create-user",
+                   ('{"email":"v@example.test","password":"%s"}' % client_pw).encode(),
+                   conn=c), "create-user with a password")
+        c.close()
+        secrets += [client_pw]
+        for x in secrets:
+            add_secret(x)
+            assert_true(isinstance(x, str) and len(x) >= 16, "secret value relayed")
+        # every x-api-signature the proxy sent
+        sigs = []
+        for rec in s.records():
+            key = MERCHANT_SECRET if rec["public_key"] == MERCHANT_PUBLIC else PARTNER_SECRET
+            sigs.append(sign(key, rec["body"].encode("utf-8")))
+        for x in sigs:
+            add_secret(x)
+        wait_for(lambda: len([l for l in st.audit_lines()
+                              if l.get("phase") == "outcome"]) >= 6, 5, "outcomes")
+        assert_eq(st.stop(), 0, "exit code")
+        audit, err = st.audit_text(), p.stderr_text()
+        assert_contains(audit, "[REDACTED]", "audit redacts")
+        for where, text in (("audit", audit), ("stderr", err)):
+            no_secrets(text, where)
+            assert_not_contains(text, pw, where + ": create-user password")
+            for x in secrets:
+                assert_not_contains(text, x, where + ": relayed secret")
+            for x in sigs:
+                assert_not_contains(text, x, where + ": x-api-signature")
+            # no 64-hex signature-shaped value at all (chain values aside)
+            for m in re.finditer(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])", text):
+                assert_true(m.group(0) not in sigs, where + ": signature hex")
+    finally:
+        st.stop()
+
+
+# ------------------------------------------------------------------ 6 errors
+
+@test
+def bad_requests_get_envelopes_and_are_not_forwarded():
+    s = sim()
+    st = Setup(s)
+    p = st.start(listen={"max_body_bytes": "64"})
+    try:
+        n0 = rec_count(s)
+        for what, body in (("invalid JSON", b"{"), ("trailing garbage", b'{"a":1}x'),
+                           ("array", b"[]"), ("array of object", b'[{"a":1}]'),
+                           ("string", b'"x"'), ("number", b"42"), ("null", b"null"),
+                           ("two objects", b'{"a":1}{"b":2}'),
+                           ("bad utf-8", b'{"a":"\xff"}'), ("trailing comma", b'{"a":1,}')):
+            proxy_error(request(p.target, "/api-gateway/orders", body), 400,
+                        "PROXY_INVALID_JSON", what)
+        proxy_error(request(p.target, "/elsewhere/orders", b"{}"), 404,
+                    "PROXY_NO_ROUTE", "path outside every route")
+        proxy_error(request(p.target, "/", b"{}"), 404, "PROXY_NO_ROUTE", "root")
+        proxy_error(request(p.target, "/api-gateway", b"{}"), 404, "PROXY_NO_ROUTE",
+                    "prefix without its slash")
+        for m in ("GET", "PUT", "DELETE"):
+            resp = request(p.target, "/api-gateway/orders", b"", method=m)
+            proxy_error(resp, 405, "PROXY_METHOD_NOT_ALLOWED", m)
+            assert_eq(resp[1].get("allow"), "POST", m + " Allow header")
+        proxy_error(request(p.target, "/api-gateway/orders", b'{"a":"%s"}' % (b"x" * 80)),
+                    413, "PROXY_BODY_TOO_LARGE", "body over max_body_bytes")
+        chunked = (b'{"a":"%s"}' % (b"y" * 80))
+        data = raw(p.target, b"POST /api-gateway/orders HTTP/1.1\r\nHost: localhost\r\n"
+                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunked), chunked))
+        proxy_error(parse_http(data), 413, "PROXY_BODY_TOO_LARGE", "chunked body over the limit")
+        # exactly at the limit is fine
+        at = b'{"a":"%s"}' % (b"z" * (64 - 8))
+        assert_eq(len(at), 64, "test body size")
+        ok(request(p.target, "/api-gateway/orders", at), "body of exactly max_body_bytes")
+        assert_eq(rec_count(s), n0 + 1, "only the good request reached the sim")
+        # the refusals are in the audit trail with their error names
+        names = [l.get("error") for l in st.audit_lines() if l.get("phase") == "outcome"]
+        for n in ("PROXY_INVALID_JSON", "PROXY_NO_ROUTE", "PROXY_METHOD_NOT_ALLOWED",
+                  "PROXY_BODY_TOO_LARGE"):
+            assert_true(n in names, "audit outcome with error " + n)
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def upstream_failures_502_and_504():
+    s = sim()
+    # connection refused: nothing listens on the port
+    st = Setup(s, "refused")
+    p = st.start(upstream={"url": "https://127.0.0.1:%d" % free_port()})
+    try:
+        name, rid = proxy_error(request(p.target, "/api-gateway/orders", b"{}"), 502,
+                                "PROXY_UPSTREAM_CONNECT_FAILED", "upstream refused")
+        rec = st.audit_for(rid)
+        assert_eq((rec["status"], rec["upstream_status"], rec["error"]),
+                  (502, None, "PROXY_UPSTREAM_CONNECT_FAILED"), "audit of refused")
+    finally:
+        assert_eq(st.stop(), 0, "exit code (refused)")
+    # TLS verification failure: the sim's certificate is not from other_ca
+    st = Setup(s, "tls")
+    p = st.start(upstream={"ca_file": certs()["other_ca"]})
+    try:
+        proxy_error(request(p.target, "/api-gateway/orders", b"{}"), 502,
+                    "PROXY_UPSTREAM_TLS_FAILED", "TLS verification failure")
+        assert_eq(rec_count(s), 0, "nothing reached the sim over unverified TLS")
+        assert_eq(s.stats()["requests"], 0, "no API request at the sim")
+    finally:
+        assert_eq(st.stop(), 0, "exit code (tls)")
+    # timeout: the sim answers after 1.5 s, the proxy waits 400 ms
+    s.reset()
+    st = Setup(s, "timeout")
+    p = st.start(upstream={"timeout_ms": "400"})
+    try:
+        s.fault("delay", ms=1500, count=1)
+        t0 = time.monotonic()
+        name, rid = proxy_error(request(p.target, "/api-gateway/orders", b"{}"), 504,
+                                "PROXY_UPSTREAM_TIMEOUT", "upstream timeout")
+        assert_true(time.monotonic() - t0 < 1.4, "504 before the sim answered")
+        assert_eq(rec_count(s), 1, "forwarded exactly once")
+        rec = st.audit_for(rid)
+        assert_eq((rec["status"], rec["error"]), (504, "PROXY_UPSTREAM_TIMEOUT"),
+                  "audit of timeout")
+        # the proxy keeps working afterwards
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "after the timeout")
+    finally:
+        assert_eq(st.stop(), 0, "exit code (timeout)")
+
+
+@test
+def upstream_closing_is_502_and_never_resent():
+    """SPEC 8: a request that reached the upstream is not sent twice."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        c = connect(p.target)
+        ok(request(p.target, "/api-gateway/orders", b"{}", conn=c), "warm-up")
+        for mode in ("close", "close_mid"):
+            s.fault(mode, count=1)
+            n0 = rec_count(s)
+            proxy_error(request(p.target, "/api-gateway/orders", b"{}", conn=c), 502,
+                        "PROXY_UPSTREAM_BAD_RESPONSE", "upstream " + mode)
+            assert_eq(rec_count(s), n0 + 1, mode + ": received once, not retried")
+        s.fault("status500", count=1)
+        resp = request(p.target, "/api-gateway/orders", b"{}", conn=c)
+        assert_status(resp, 500, "upstream 500 relayed")
+        assert_eq(error_name(resp[2]), "INTERNAL_ERROR", "upstream error relayed as is")
+        ok(request(p.target, "/api-gateway/orders", b"{}", conn=c), "after faults")
+        c.close()
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def stale_keepalive_upstream_connection_is_retried_safely():
+    """SPEC 8: a kept-alive connection the upstream closed while idle: the
+    request certainly did not reach it, so it goes out on a new one."""
+    s2 = Sim(timeout=1)
+    try:
+        st = Setup(s2)
+        p = st.start()
+        try:
+            ok(request(p.target, "/api-gateway/orders", b"{}"), "first")
+            time.sleep(1.6)           # the sim closes the idle connection after 1 s
+            ok(request(p.target, "/api-gateway/orders", b"{}"), "after idle close")
+            recs = s2.records()
+            assert_eq(len(recs), 2, "each request received once")
+            assert_eq([r["result"] for r in recs], ["ok", "ok"], "accepted")
+        finally:
+            assert_eq(st.stop(), 0, "exit code")
+    finally:
+        s2.stop()
+
+
+@test
+def nonce_state_unwritable_is_503():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        # nonce reservation writes <state>/nonce.<profile>.tmp then renames it;
+        # a directory in its way makes that fail (even for root)
+        os.mkdir(os.path.join(st.state, "nonce.merchant.tmp"))
+        name, rid = proxy_error(request(p.target, "/api-gateway/orders", b"{}"), 503,
+                                "PROXY_NONCE_UNAVAILABLE", "nonce reservation fails")
+        assert_eq(rec_count(s), 0, "nothing forwarded without a durable nonce")
+        rec = st.audit_for(rid)
+        assert_eq((rec["status"], rec["error"]), (503, "PROXY_NONCE_UNAVAILABLE"),
+                  "audit of 503")
+        # a caller-chosen nonce needs no reservation; the other profile is fine
+        ok(request(p.target, "/api-gateway/orders",
+                   ('{"nonce":"%s"}' % uuid.uuid4()).encode()), "client nonce")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "partner unaffected")
+        os.rmdir(os.path.join(st.state, "nonce.merchant.tmp"))
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "recovers")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def key_not_loaded_refuses_start_and_reload():
+    """PROXY_KEY_UNAVAILABLE (503) is only reachable if a generation could
+    lack a key; this build refuses to start or reload without every key, so
+    check exactly that (and that the running keys keep serving)."""
+    s = sim()
+    st = Setup(s)
+    os.chmod(st.partner_secret, 0o644)
+    rc, out, err = run_proxy(["-c", write_file(os.path.join(st.dir, "bad.ini"), st.ini())])
+    assert_eq(rc, 1, "start refused with an unreadable-by-policy key")
+    assert_contains(err, "profile.partner", "names the profile")
+    os.chmod(st.partner_secret, 0o600)
+    p = st.start()
+    try:
+        os.unlink(st.partner_secret)
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in p.stderr_text(), 5, "reload refused")
+        assert_contains(p.stderr_text(), st.partner_secret, "names the missing file")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "old partner key serves")
+        assert_eq(s.records()[-1]["result"], "ok", "signed with the old key")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+# ------------------------------------------------------------------ 7 headers
+
+@test
+def client_auth_and_hop_headers_are_not_forwarded():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        body = b'{"h":1}'
+        evil_sig = sign("attacker", body)
+        hdrs = (b"POST /api-gateway/test-signature HTTP/1.1\r\n"
+                b"Host: 127.0.0.1:%d\r\n"
+                b"Content-Type: text/plain\r\n"
+                b"x-api-public-key: pub-attacker\r\n"
+                b"X-Api-Signature: %s\r\n"
+                b"X-Api-Extra: 1\r\n"
+                b"Authorization: Bearer attacker-token\r\n"
+                b"Cookie: session=attacker-cookie\r\n"
+                b"Proxy-Authorization: Basic YXR0YWNrZXI=\r\n"
+                b"Proxy-Connection: keep-alive\r\n"
+                b"X-Forwarded-For: 203.0.113.9\r\n"
+                b"Forwarded: for=203.0.113.9\r\n"
+                b"X-Custom-Hop: secret-hop\r\n"
+                b"Keep-Alive: timeout=5\r\n"
+                b"TE: trailers\r\n"
+                b"Upgrade: h2c\r\n"
+                b"Connection: close, X-Custom-Hop, Upgrade\r\n"
+                b"X-Harmless: yes\r\n"
+                b"Content-Length: %d\r\n\r\n%s") % (p.port, evil_sig.encode(), len(body), body)
+        resp = parse_http(raw(p.target, hdrs))
+        r = ok(resp, "request with hostile headers")
+        assert_eq(r["checkSignatureResult"], True, "the proxy's own signature")
+        rec = s.records()[-1]
+        h = rec["headers"]
+        assert_eq(rec["public_key"], MERCHANT_PUBLIC, "x-api-public-key replaced")
+        assert_eq(h.get("x-api-public-key"), MERCHANT_PUBLIC, "one public key header")
+        assert_eq(h.get("content-type"), "application/json", "content-type")
+        assert_eq(h.get("host"), s.hostport, "Host is the upstream")
+        for name in ("x-api-extra", "authorization", "cookie", "proxy-authorization",
+                     "proxy-connection", "x-forwarded-for", "forwarded", "x-custom-hop",
+                     "keep-alive", "te", "upgrade"):
+            assert_true(name not in h, name + " was forwarded")
+        text = json.dumps(rec)
+        for v in ("attacker-token", "attacker-cookie", "pub-attacker", "203.0.113.9",
+                  "secret-hop", "YXR0YWNrZXI="):
+            assert_not_contains(text, v, "forwarded value " + v)
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+# ------------------------------------------------------------------ 8 not a proxy
+
+@test
+def not_an_open_proxy():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        body = b"{}"
+        cases = [
+            ("absolute-form", b"POST http://evil.example/api-gateway/orders HTTP/1.1\r\n"
+                              b"Host: evil.example\r\n", (400, 405)),
+            ("absolute-form to itself", b"POST http://127.0.0.1:%d/api-gateway/orders "
+                                        b"HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                                        % (p.port, p.port), (400,)),
+            ("CONNECT", b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n",
+             (400, 405)),
+            ("CONNECT to the sim", b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n"
+                                   % (s.hostport.encode(), s.hostport.encode()), (400, 405)),
+            ("foreign Host", b"POST /api-gateway/orders HTTP/1.1\r\nHost: evil.example\r\n",
+             (400, 403, 421)),
+            ("foreign Host with port", b"POST /api-gateway/orders HTTP/1.1\r\n"
+                                       b"Host: ocp.onchainpay.io:443\r\n", (400, 403, 421)),
+            ("other loopback host", b"POST /api-gateway/orders HTTP/1.1\r\n"
+                                    b"Host: 127.0.0.2:%d\r\n" % p.port, (400, 403, 421)),
+            ("upstream name as Host", b"POST /api-gateway/orders HTTP/1.1\r\n"
+                                      b"Host: ocp.onchainpay.io\r\n", (400, 403, 421)),
+            ("no Host", b"POST /api-gateway/orders HTTP/1.1\r\n", (400,)),
+            ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n", (400, 405)),
+        ]
+        for what, head, statuses in cases:
+            data = raw(p.target, head + b"Content-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            resp = parse_http(data)
+            assert_true(resp[0] in statuses, "%s: HTTP %d not in %r (error %r)"
+                        % (what, resp[0], statuses, error_name(resp[2])))
+            proxy_error(resp, resp[0], ("PROXY_BAD_TARGET", "PROXY_BAD_HOST",
+                                        "PROXY_METHOD_NOT_ALLOWED", "PROXY_BAD_REQUEST"),
+                        what)
+        assert_eq(rec_count(s), 0, "nothing forwarded")
+        # the names of this proxy are accepted
+        for host in (b"localhost", b"127.0.0.1:%d" % p.port, b"LOCALHOST:%d" % p.port):
+            data = raw(p.target, b"POST /api-gateway/orders HTTP/1.1\r\nHost: %s\r\n"
+                       b"Connection: close\r\nContent-Length: 2\r\n\r\n{}" % host)
+            ok(parse_http(data), "Host " + host.decode())
+        assert_eq(rec_count(s), 3, "the three good requests were forwarded")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+# ------------------------------------------------------------------ 9 SIGHUP
+
+@test
+def sighup_reload_good_and_bad():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "before reload")
+        assert_eq(s.records()[-1]["public_key"], PARTNER_PUBLIC, "partner key before")
+        # a request in flight across the reload
+        s.fault("delay", ms=1200, count=1)
+        n0 = rec_count(s)
+        t, box = thread(request, p.target, "/api-gateway/orders", b'{"inflight":1}', "POST",
+                        None, 15)
+        wait_for(lambda: rec_count(s) > n0, 5, "in-flight request at the sim")
+        write_file(p.conf, st.ini(log={"level": "debug"},
+                                  profile_merchant={"routes": "/api-gateway/, "
+                                                    "/partner/api/get-users"}))
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in p.stderr_text(), 5, "reloaded")
+        assert_true(t.is_alive(), "request still in flight after the reload")
+        ok(joined(t, box, "in-flight request"), "in-flight request across reload")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "after reload")
+        assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC,
+                  "new longest-prefix route took effect")
+        ok(request(p.target, "/partner/api/get-user", b"{}"), "other partner path")
+        assert_eq(s.records()[-1]["public_key"], PARTNER_PUBLIC, "partner route kept")
+        assert_true(p.running(), "still running")
+        # a bad config is refused; the running one stays
+        good_err = p.stderr_text()
+        write_file(p.conf, st.ini(extra="[listen]\nbogus_key = 1\n"))
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in p.stderr_text(), 5, "reload refused")
+        err = p.stderr_text()[len(good_err):]
+        assert_contains(err, "bogus_key", "stderr names the unknown key")
+        assert_contains(err, p.conf, "stderr names the file")
+        assert_true(re.search(re.escape(p.conf) + r":\d+", err), "stderr names the line")
+        assert_true(p.running(), "still running after a bad reload")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "old config serves")
+        assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC, "previous good config kept")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+# ------------------------------------------------------------------ 10 SIGTERM
+
+@test
+def sigterm_drains_in_flight_requests():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    idle = connect(p.target)
+    ok(request(p.target, "/api-gateway/orders", b"{}", conn=idle), "idle keep-alive")
+    s.fault("delay", ms=1000, count=1)
+    n0 = rec_count(s)
+    t, box = thread(request, p.target, "/api-gateway/orders", b'{"drain":1}', "POST",
+                    None, 15)
+    wait_for(lambda: rec_count(s) > n0, 5, "in-flight request at the sim")
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    wait_for(lambda: "shutting down" in p.stderr_text(), 5, "shutting down")
+    try:
+        refused = False
+        try:
+            request(p.target, "/api-gateway/orders", b"{}", timeout=2)
+        except (ConnectionRefusedError, ConnectionResetError,
+                http.client.RemoteDisconnected, BrokenPipeError):
+            refused = True
+        assert_true(refused, "a new connection after SIGTERM is refused")
+        resp = joined(t, box, "in-flight request")
+        ok(resp, "in-flight request completes")
+        rid = resp[1]["x-request-id"]
+        rc = p.wait_exit(10)
+        assert_eq(rc, 0, "exit code after draining")
+        assert_true(time.monotonic() - t0 < 5, "stopped soon after the request")
+        try:
+            idle.request("POST", "/api-gateway/orders", body=b"{}")
+            idle.getresponse().read()
+            raise AssertionError("the idle keep-alive connection was not closed")
+        except (ConnectionError, http.client.HTTPException, OSError):
+            pass
+        rec = st.audit_for(rid, timeout=1)
+        assert_eq((rec["status"], rec["upstream_status"], rec["error"]), (200, 200, None),
+                  "outcome line of the drained request")
+        last = st.audit_lines()[-1]
+        assert_eq((last.get("phase"), last.get("reason")), ("close", "shutdown"),
+                  "closing audit record")
+    finally:
+        idle.close()
+        st.stop()
+
+
+# ------------------------------------------------------------------ 11 keep-alive
+
+@test
+def upstream_connections_are_kept_alive():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    n = 20
+    try:
+        for i in range(n):      # a new client connection each time
+            ok(request(p.target, "/api-gateway/orders", b"{}"), "request %d" % i)
+        stats = s.stats()
+        assert_eq(stats["requests"], n, "requests at the sim")
+        assert_eq(stats["connections"], 1, "upstream TCP connections")
+        assert_eq(stats["handshakes"], 1, "upstream TLS handshakes")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+# ------------------------------------------------------------------ 12 -t -V -h
+
+@test
+def check_mode_version_and_usage():
+    s = sim()
+    st = Setup(s)
+    good = write_file(os.path.join(st.dir, "good.ini"), st.ini())
+    rc, out, err = run_proxy(["-t", "-c", good])
+    assert_eq(rc, 0, "-t on a good config (stderr: %s)" % err[-300:])
+    assert_contains(out + err, "OK", "-t says OK")
+    no_secrets(out + err, "-t output")
+
+    def bad(name, text):
+        path = write_file(os.path.join(st.dir, name), text)
+        rc, out, err = run_proxy(["-t", "-c", path])
+        assert_eq(rc, 1, name + " exit code")
+        no_secrets(out + err, name)
+        lines = [l for l in err.splitlines() if path in l]
+        return path, lines, out + err
+
+    # several parse-level problems at once: one line each, with file:line
+    literal = "literal-secret-" + uuid.uuid4().hex
+    add_secret(literal)
+    text = st.ini(extra="[listen]\nbogus = 1\n[nosuch]\nx = 1\n",
+                  profile_merchant={"secret": literal})
+    path, lines, allout = bad("many.ini", text)
+    assert_not_contains(allout, literal, "literal secret printed")
+    assert_true(any("bogus" in l for l in lines), "unknown key reported")
+    assert_true(any("nosuch" in l for l in lines), "unknown section reported")
+    assert_true(any("profile.merchant" in l and "secret" in l for l in lines),
+                "literal secret reported")
+    for l in lines:
+        if "bogus" in l or "nosuch" in l or "profile.merchant" in l:
+            assert_true(re.search(re.escape(path) + r":\d+", l), "line number in %r" % l)
+    assert_true(len(lines) >= 3, "one line per problem")
+    # world-readable secret file (its content never printed)
+    leaked = "world-readable-secret-" + uuid.uuid4().hex
+    add_secret(leaked)
+    wr = write_file(os.path.join(st.dir, "wr.secret"), leaked, 0o644)
+    path, lines, allout = bad("wr.ini", st.ini(profile_merchant={"secret": "file:" + wr}))
+    assert_not_contains(allout, leaked, "world-readable secret printed")
+    assert_true(any(wr in l and "profile.merchant" in l for l in lines),
+                "0644 secret reported with file and profile")
+    # missing secret file, together with a second problem: two lines
+    missing = os.path.join(st.dir, "missing.secret")
+    path, lines, allout = bad("missing.ini", st.ini(
+        profile_merchant={"secret": "file:" + missing},
+        profile_partner={"secret": "file:" + wr}))
+    assert_true(any(missing in l and "profile.merchant" in l for l in lines),
+                "missing secret reported")
+    assert_true(any(wr in l and "profile.partner" in l for l in lines),
+                "second problem reported too")
+    assert_not_contains(allout, leaked, "world-readable secret printed")
+    # vault: source (no Vault reachable here)
+    path, lines, allout = bad("vault.ini", st.ini(
+        profile_merchant={"secret": "vault:secret/ocp#merchant"}))
+    assert_true(any("profile.merchant" in l for l in lines), "vault: problem reported")
+    # env: variable not set
+    path, lines, allout = bad("env.ini", st.ini(
+        profile_merchant={"secret": "env:OCP_IT_NOT_SET_%s" % uuid.uuid4().hex[:8]}))
+    assert_true(any("OCP_IT_NOT_SET" in l for l in lines), "unset variable named")
+    # -V and -h
+    rc, out, err = run_proxy(["-V"])
+    assert_eq(rc, 0, "-V exit code")
+    assert_true(re.search(r"ocp-proxy \d+\.\d+(\.\d+)?", out), "-V prints a version")
+    rc, out, err = run_proxy(["-h"])
+    assert_eq(rc, 0, "-h exit code")
+    assert_contains(out, "usage", "-h prints usage")
+    assert_contains(out, "-t", "usage mentions -t")
+    assert_contains(out, "-c", "usage mentions -c")
+    rc, out, err = run_proxy(["-x"])
+    assert_true(rc != 0, "unknown option is an error")
+
+
+# ------------------------------------------------------------------ 13 audit
+
+@test
+def audit_lines_are_complete():
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        body = b'{"a":1,"password":"pw-in-request-0123","deep":{"secret":[1,2]}}'
+        add_secret("pw-in-request-0123")
+        c = connect(p.target)
+        resp = request(p.target, "/partner/api/create-user", body, conn=c)
+        ok(resp, "create-user")
+        rid = resp[1]["x-request-id"]
+        pw = envelope(resp[2])["response"]["password"]
+        add_secret(pw)
+        sim_nonce = int(s.records()[-1]["nonce"])
+        out = st.audit_for(rid)
+        lines = st.audit_lines()
+        idx = {l.get("phase"): i for i, l in enumerate(lines) if l.get("id") == rid}
+        assert_eq(sorted(idx), ["outcome", "request"], "request and outcome lines")
+        assert_true(idx["request"] < idx["outcome"], "request line before outcome line")
+        req = lines[idx["request"]]
+        for rec, what in ((req, "request line"), (out, "outcome line")):
+            assert_true(RFC3339_MS.match(rec.get("time", "")), what + " time RFC 3339 ms Z")
+            assert_true(re.fullmatch(r"127\.0\.0\.1:\d+", rec.get("caller", "")),
+                        what + " caller")
+            assert_eq(rec.get("method"), "POST", what + " method")
+            assert_eq(rec.get("path"), "/partner/api/create-user", what + " path")
+            assert_eq(rec.get("profile"), "partner", what + " profile")
+            assert_eq(rec.get("nonce"), sim_nonce, what + " nonce")
+        assert_eq(req.get("bytes_in"), len(body), "request bytes_in")
+        r = req.get("request")
+        assert_true(isinstance(r, dict), "redacted request body logged as JSON")
+        assert_eq(r.get("password"), "[REDACTED]", "request password redacted")
+        assert_eq(r.get("deep"), {"secret": "[REDACTED]"}, "nested secret redacted")
+        assert_eq(r.get("a"), 1, "other members kept")
+        assert_eq(out.get("status"), 200, "status")
+        assert_eq(out.get("upstream_status"), 200, "upstream_status")
+        assert_true(isinstance(out.get("duration_ms"), (int, float)) and
+                    out["duration_ms"] >= 0, "duration_ms")
+        assert_eq(out.get("bytes_in"), len(body), "outcome bytes_in")
+        assert_eq(out.get("bytes_out"), len(resp[2]), "bytes_out")
+        assert_true("error" in out and out["error"] is None, "error null")
+        ro = out.get("response")
+        assert_true(isinstance(ro, dict), "redacted response logged as JSON")
+        assert_eq(ro["response"]["password"], "[REDACTED]", "response password redacted")
+        # a refused request: one outcome line with the error name
+        resp = request(p.target, "/nowhere", b"{}", conn=c)
+        rid2 = resp[1]["x-request-id"]
+        o2 = st.audit_for(rid2)
+        assert_eq((o2.get("status"), o2.get("upstream_status"), o2.get("error")),
+                  (404, None, "PROXY_NO_ROUTE"), "refused request outcome")
+        assert_true(RFC3339_MS.match(o2.get("time", "")), "refused time")
+        # non-JSON upstream answer: size and SHA-256 only
+        s.fault("garbage", count=1)
+        resp = request(p.target, "/api-gateway/orders", b"{}", conn=c)
+        assert_status(resp, 200, "garbage relayed")
+        assert_eq(resp[1].get("content-type", "").split(";")[0], "text/html",
+                  "garbage content type relayed")
+        garbage = resp[2]
+        o3 = st.audit_for(resp[1]["x-request-id"])
+        assert_eq(o3.get("response_bytes"), len(garbage), "response_bytes")
+        assert_eq(o3.get("response_sha256"), hashlib.sha256(garbage).hexdigest(),
+                  "response_sha256")
+        assert_true("response" not in o3, "no verbatim non-JSON response")
+        c.close()
+        assert_eq(st.stop(), 0, "exit code")
+        text = st.audit_text()
+        assert_not_contains(text, garbage.decode(), "garbage body in the audit")
+        assert_not_contains(text, "pw-in-request-0123", "request password in the audit")
+        assert_not_contains(text, pw, "response password in the audit")
+    finally:
+        st.stop()
+    # bodies = none: no request or response bodies at all
+    s.reset()
+    st = Setup(s, "nobodies")
+    p = st.start(audit={"bodies": "none"})
+    try:
+        resp = request(p.target, "/api-gateway/orders", b'{"marker":"body-marker-1"}')
+        ok(resp, "bodies=none request")
+        rid = resp[1]["x-request-id"]
+        out = st.audit_for(rid)
+        req = st.audit_for(rid, "request")
+        for k in ("request", "response", "response_bytes", "response_sha256"):
+            assert_true(k not in req and k not in out, "bodies=none: no " + k)
+        assert_eq(out.get("status"), 200, "bodies=none status")
+        assert_not_contains(st.audit_text(), "body-marker-1", "bodies=none body text")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def shared_sim_exits_zero():
+    if _sim is not None:
+        no_secrets(_sim.stderr_text(), "sim stderr")
+        assert_eq(_sim.stop(), 0, "shared simulator exit code")
+
+
+if __name__ == "__main__":
+    main()
