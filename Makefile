@@ -12,7 +12,7 @@ WERROR   ?= -Werror
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(WERROR) $(HARDEN) -Iproxy
 LDFLAGS  += -pie -Wl,-z,relro,-z,now
 
-PROXY_SRC = $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+PROXY_SRC = $(filter-out proxy/main.c $(WIP),$(wildcard proxy/*.c))
 PROXY_OBJ = $(PROXY_SRC:proxy/%.c=$(BUILD)/obj/%.o)
 SIM_SRC   = $(wildcard tests/sim/*.c)
 SIM_OBJ   = $(SIM_SRC:tests/sim/%.c=$(BUILD)/obj/sim/%.o)

@@ -41,6 +41,7 @@ struct client {
 	struct request		*req;
 	int			 served;
 	struct event		*deadline;	/* absolute head / body deadline */
+	size_t			 head_len;	/* parsed head still in the input */
 	int			 head_started;
 };
 
@@ -270,6 +271,10 @@ client_refuse(struct client *cl, int status, const char *name, const char *msg, 
 	client_deadline(cl, 0);
 	cl->state = CL_BUSY;
 	bufferevent_disable(cl->bev, EV_READ);
+	if (cl->head_len > 0) {	/* the parsed head is not needed any more */
+		evbuffer_drain(bufferevent_get_input(cl->bev), cl->head_len);
+		cl->head_len = 0;
+	}
 	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
 	    0, status, name, msg, close_after);
 }
@@ -282,6 +287,7 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 	size_t			 idx, plen;
 	int			 nobody = m->content_length <= 0 && !m->chunked;
 
+	/* m still points into the input buffer: nothing here may drain it */
 	if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0) {
 		client_refuse(cl, 405, "PROXY_METHOD_NOT_ALLOWED",
 		    "CONNECT is refused: this is not an open proxy", 1);
@@ -374,9 +380,11 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	}
 	if (cl->chunked)
 		httpp_chunked_init(&cl->chunk);
-	evbuffer_drain(in, hl);
+	cl->head_len = hl;	/* drained by client_refuse or below */
 	if (client_check_head(cl, &m) == -1)
 		return -1;
+	evbuffer_drain(in, hl);
+	cl->head_len = 0;
 	if (m.expect_continue)
 		evbuffer_add(bufferevent_get_output(cl->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	cl->state = CL_BODY;

@@ -260,7 +260,7 @@ conf_set(struct conf *c, const struct conf_key *k, const char *v, const char **w
 static int
 conf_profile_name_ok(const char *s)
 {
-	if (*s == '\0' || strlen(s) > 64)
+	if (*s == '\0' || strlen(s) > CONF_MAX_PROFILE_NAME)
 		return 0;
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
@@ -322,7 +322,8 @@ conf_profile_key(struct conf_parse *p, const char *pname, const char *name, cons
 
 	if (!conf_profile_name_ok(pname)) {
 		conf_errs_add(p->errs, "%s:%d: [profile.%s]: profile names use letters, "
-		    "digits, '-' and '_' only", p->name, p->lineno, pname);
+		    "digits, '-' and '_' only, at most %d of them", p->name, p->lineno, pname,
+		    CONF_MAX_PROFILE_NAME);
 		return;
 	}
 	if ((pr = conf_profile_get(p, pname, &i)) == NULL) {
@@ -490,14 +491,45 @@ conf_url(struct conf *c, const char **why)
 	return 0;
 }
 
-/* 1 if the TCP listen host is a loopback address. */
+/*
+ * 1 if the TCP listen address is a loopback one: a literal in 127.0.0.0/8,
+ * [::1], or localhost.  A name that only starts like one ("127.example.net")
+ * would be resolved by getaddrinfo() and could bind anywhere.
+ */
 static int
 conf_is_loopback(const char *addr)
 {
-	if (strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
-	    strncmp(addr, "[::1]:", 6) == 0)
+	const char	*colon = strrchr(addr, ':');
+	char		 host[INET6_ADDRSTRLEN + 2];
+	unsigned char	 a[16];
+	size_t		 n;
+
+	if (colon == NULL || (n = (size_t)(colon - addr)) >= sizeof(host))
+		return 0;
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	if (strcmp(host, "localhost") == 0)
 		return 1;
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+		host[n - 1] = '\0';
+		return inet_pton(AF_INET6, host + 1, a) == 1 &&
+		    memcmp(a, &in6addr_loopback, sizeof(a)) == 0;
+	}
 	return 0;
+}
+
+/* 0 if the TCP listen address ends in ":PORT" with PORT 0..65535. */
+static int
+conf_listen_port(const char *addr)
+{
+	const char		*colon = strrchr(addr, ':');
+	unsigned long long	 port;
+
+	if (colon == NULL || colon == addr)
+		return -1;
+	return conf_number(colon + 1, 10, 0, 65535, &port);
 }
 
 /* Whole-config checks once every line is in. */
@@ -517,8 +549,9 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 		if (c->socket_mode & 0002)
 			conf_errs_add(errs, "%s: [listen] socket_mode: world-writable socket "
 			    "modes are refused", name);
-	} else if (strrchr(c->listen_address, ':') == NULL)
-		conf_errs_add(errs, "%s: [listen] address: expected HOST:PORT or unix:/path", name);
+	} else if (conf_listen_port(c->listen_address) == -1)
+		conf_errs_add(errs, "%s: [listen] address: expected HOST:PORT or unix:/path "
+		    "(PORT 0-65535)", name);
 	else if (!c->allow_non_loopback && !conf_is_loopback(c->listen_address))
 		conf_errs_add(errs, "%s: [listen] address: %s is not a loopback address "
 		    "(set allow_non_loopback = yes to permit it)", name, c->listen_address);
@@ -585,7 +618,7 @@ conf_parse(struct conf_parse *p)
 	conf_defaults(p->c);
 	p->c->path = strdup(p->name);
 	rc = ini_parse_stream(conf_reader, p, conf_handler, p);
-	if (rc > 0 && p->errs->n == before)
+	if (rc > 0)
 		conf_errs_add(p->errs, "%s:%d: syntax error (expected [section] or key = value)",
 		    p->name, rc);
 	else if (rc < 0)

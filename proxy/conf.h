@@ -11,6 +11,8 @@
 #define CONF_DEFAULT_PATH	"/etc/ocp-proxy/ocp-proxy.ini"
 #define CONF_MAX_PROFILES	32
 #define CONF_MAX_ROUTES		16
+/* inih keeps 49 bytes of a section name; "profile." + 41 could be a cut longer one */
+#define CONF_MAX_PROFILE_NAME	40
 
 enum conf_bodies { BODIES_REDACTED, BODIES_NONE };
 enum conf_sync { SYNC_BATCH, SYNC_ALWAYS, SYNC_NONE };

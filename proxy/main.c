@@ -161,6 +161,12 @@ main(int argc, char **argv)
 	if (proxy_init(&px, conf, check) == -1) {
 		if (check)
 			fprintf(stderr, "%s: configuration check failed\n", conf);
+		proxy_nonces_close();
+		proxy_free_audit_key(&px);
+		if (px.dns != NULL)
+			evdns_base_free(px.dns, 0);
+		if (px.base != NULL)
+			event_base_free(px.base);
 		return 1;
 	}
 	if (check) {

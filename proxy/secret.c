@@ -109,7 +109,8 @@ secret_read_file(const char *path, char **cause)
 	size_t		 len = 0;
 	int		 fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+	/* O_NONBLOCK: a FIFO must be refused below, not block start-up in open() */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1) {
 		*cause = xstrdupf("%s: %s", path, strerror(errno));
 		return NULL;
 	}

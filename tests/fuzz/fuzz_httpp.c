@@ -1,3 +1,4 @@
+/* fuzz-sources: proxy/httpp.c */
 /*
  * libFuzzer target for httpp: the input is parsed as a request head and as
  * a response head, then decoded as a chunked body (all of it, and what

@@ -1,3 +1,5 @@
+/* fuzz-sources: proxy/jbody.c proxy/redact.c */
+/* fuzz-libs: -levent_core -lyajl */
 /*
  * fuzz_jbody.c — libFuzzer target for jbody_scan.
  *

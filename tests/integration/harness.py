@@ -384,15 +384,20 @@ class Proxy:
     """build/ocp-proxy -c <ini_text written to a temp file>.
 
     wait=True blocks until stderr says "listening on ADDR" (up to 10 s).
+    argv_prefix: a command that ends by exec'ing the rest of its arguments
+    (e.g. ["unshare", "-m", "sh", "-c", 'mount ... && exec "$@"', "sh"]),
+    put before $OCP_PROXY_WRAPPER and the binary; self.pid is then the
+    proxy's only if every step execs.
     """
 
-    def __init__(self, ini_text, args=(), wait=True, env=None, timeout=None):
+    def __init__(self, ini_text, args=(), wait=True, env=None, timeout=None,
+                 argv_prefix=()):
         self.dir = subdir("proxy")
         self.conf = write_file(os.path.join(self.dir, "ocp-proxy.ini"), ini_text)
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.addr = self.host = self.port = self.unix = None
-        argv = _wrapper("OCP_PROXY_WRAPPER") + [binary("ocp-proxy"), "-c",
-                                                self.conf] + list(args)
+        argv = list(argv_prefix) + _wrapper("OCP_PROXY_WRAPPER") + [
+            binary("ocp-proxy"), "-c", self.conf] + list(args)
         self.proc = _spawn(argv, self.stderr_path, env=env)
         self.pid = self.proc.pid
         if wait:
