@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "httpp.h"
 #include "log.h"
 #include "ocp-proxy.h"
+#include "policy.h"
 
 enum client_state { CL_HEAD, CL_BODY, CL_BUSY, CL_CLOSING };
 
@@ -42,6 +44,13 @@ struct client {
 	int			 served;
 	struct event		*deadline;	/* absolute head / body deadline */
 	size_t			 head_len;	/* parsed head still in the input */
+	struct policy_peer	 cred;		/* kernel's peer credentials (unix) */
+	struct gen		*gen;		/* config the current request is held to */
+	struct caller		*caller;	/* named caller, or NULL */
+	int			 entered;	/* counted in caller's max_concurrent */
+	char			 caller_id[POLICY_DESCRIBE_MAX];
+	unsigned		 retry_after;	/* next response: Retry-After (429) */
+	int			 www_auth;	/* next response: WWW-Authenticate (401) */
 	int			 head_started;
 };
 
@@ -113,6 +122,14 @@ client_reset(struct client *cl)
 	cl->chunked = 0;
 	cl->too_large = 0;
 	cl->head_started = 0;
+	if (cl->entered)
+		caller_leave(cl->caller);
+	cl->entered = 0;
+	cl->caller = NULL;
+	cl->caller_id[0] = '\0';
+	if (cl->gen != NULL)
+		gen_unref(cl->gen);
+	cl->gen = NULL;
 }
 
 /* The one teardown of a connection. */
@@ -136,7 +153,7 @@ client_free(struct client *cl)
 
 /* Accept a connection handed over by the listener. */
 void
-client_accept(struct proxy *px, int fd, const char *peer)
+client_accept(struct proxy *px, int fd, const char *peer, const struct policy_peer *cred)
 {
 	struct client	*cl;
 	int		 one = 1;
@@ -153,6 +170,7 @@ client_accept(struct proxy *px, int fd, const char *peer)
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	cl->px = px;
+	cl->cred = *cred;
 	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
@@ -197,10 +215,17 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	if (!cl->keepalive)
 		close_after = 1;
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-	    "Content-Length: %zu\r\nX-Request-Id: %s\r\n%s%s\r\n", status,
+	    "Content-Length: %zu\r\nX-Request-Id: %s\r\n%s%s", status,
 	    client_reason(status), ctype && *ctype ? ctype : "application/json", len, reqid,
 	    status == 405 ? "Allow: POST\r\n" : "",
 	    close_after ? "Connection: close\r\n" : "");
+	if (cl->retry_after > 0)
+		evbuffer_add_printf(out, "Retry-After: %u\r\n", cl->retry_after);
+	if (cl->www_auth)
+		evbuffer_add(out, "WWW-Authenticate: Bearer\r\n", 26);
+	evbuffer_add(out, "\r\n", 2);
+	cl->retry_after = 0;
+	cl->www_auth = 0;
 	if (body != NULL)
 		evbuffer_add_buffer(out, body);
 	cl->served++;
@@ -264,6 +289,15 @@ client_host_ok(const struct client *cl, const char *h, size_t len)
 	return 0;
 }
 
+static unsigned long long
+client_mono_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
 /* Refuse before the body was read: the connection cannot be reused. */
 static void
 client_refuse(struct client *cl, int status, const char *name, const char *msg, int close_after)
@@ -279,11 +313,83 @@ client_refuse(struct client *cl, int status, const char *name, const char *msg, 
 	    0, status, name, msg, close_after);
 }
 
+static size_t
+client_header_count(const struct httpp_msg *m, const char *name)
+{
+	size_t	i, n = 0, len = strlen(name);
+
+	for (i = 0; i < m->nhdr; i++)
+		if (m->hdr[i].name_len == len && strncasecmp(m->hdr[i].name, name, len) == 0)
+			n++;
+	return n;
+}
+
+/* Who is calling, and may it use this profile and path?  401 / 403. */
+static int
+client_check_caller(struct client *cl, const struct httpp_msg *m, const char *profile,
+    int nobody)
+{
+	const struct httpp_header	*auth;
+	const char			*rule = NULL;
+	char				 msg[160];
+
+	cl->cred.bearer = NULL;
+	cl->cred.bearer_len = 0;
+	if (client_header_count(m, "authorization") > 1) {
+		client_refuse(cl, 400, "PROXY_BAD_REQUEST", "more than one Authorization header", 1);
+		return -1;
+	}
+	if (!cl->cred.is_unix && (auth = httpp_find(m, "authorization")) != NULL)
+		(void)policy_bearer(auth->value, auth->value_len, &cl->cred.bearer,
+		    &cl->cred.bearer_len);
+	cl->caller = policy_identify(cl->gen->conf->policy, &cl->cred);
+	cl->cred.bearer = NULL;		/* points into the head: not kept */
+	if (cl->caller == NULL) {
+		log_warn("refused an unknown caller %s", cl->peer);
+		cl->www_auth = !cl->cred.is_unix;
+		client_refuse(cl, 401, "PROXY_UNKNOWN_CALLER", cl->cred.is_unix ?
+		    "this peer (uid/gid) is not a configured caller" :
+		    "a valid bearer token of a configured caller is required", !nobody);
+		return -1;
+	}
+	caller_describe(cl->caller, &cl->cred, cl->caller_id, sizeof(cl->caller_id));
+	if (policy_check_request(cl->caller, profile, cl->target, &rule) == -1) {
+		snprintf(msg, sizeof(msg), "caller %s: %s", caller_name(cl->caller), rule);
+		client_refuse(cl, 403, "PROXY_FORBIDDEN", msg, !nobody);
+		return -1;
+	}
+	return 0;
+}
+
+/* Per-caller concurrency and rate: 429 with Retry-After. */
+static int
+client_check_limits(struct client *cl, int nobody)
+{
+	unsigned	 retry = 0;
+	char		 msg[128];
+
+	if (caller_enter(cl->caller) == -1) {
+		snprintf(msg, sizeof(msg), "caller %s: max_concurrent requests already in flight",
+		    caller_name(cl->caller));
+		cl->retry_after = 1;
+		client_refuse(cl, 429, "PROXY_TOO_MANY_CONCURRENT", msg, !nobody);
+		return -1;
+	}
+	cl->entered = 1;
+	if (caller_rate_take(cl->caller, client_mono_ms(), &retry) == -1) {
+		snprintf(msg, sizeof(msg), "caller %s: rate_per_s exceeded", caller_name(cl->caller));
+		cl->retry_after = retry;
+		client_refuse(cl, 429, "PROXY_RATE_LIMITED", msg, !nobody);
+		return -1;
+	}
+	return 0;
+}
+
 /* Checks on the head that need no body; 0 to go on reading. */
 static int
 client_check_head(struct client *cl, const struct httpp_msg *m)
 {
-	const struct conf	*c = cl->px->gen->conf;
+	const struct conf	*c = cl->gen->conf;
 	size_t			 idx, plen;
 	int			 nobody = m->content_length <= 0 && !m->chunked;
 
@@ -320,11 +426,16 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 		client_refuse(cl, 404, "PROXY_NO_ROUTE", "no profile serves this path", !nobody);
 		return -1;
 	}
+	if (policy_ncallers(c->policy) > 0 &&
+	    client_check_caller(cl, m, c->profiles[idx].name, nobody) == -1)
+		return -1;
 	if (m->content_length >= 0 && (size_t)m->content_length > c->max_body_bytes) {
 		client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
 		    "the request body exceeds max_body_bytes", 1);
 		return -1;
 	}
+	if (cl->caller != NULL && client_check_limits(cl, nobody) == -1)
+		return -1;
 	return 0;
 }
 
@@ -368,6 +479,8 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
 		return -1;
 	}
+	cl->gen = cl->px->gen;
+	cl->gen->refs++;
 	cl->method = strndup(m.method, m.method_len);
 	cl->target = strndup(m.target, m.target_len);
 	cl->keepalive = m.keepalive;
@@ -506,4 +619,32 @@ client_free_all(struct proxy *px)
 
 	while ((cl = TAILQ_FIRST(&px->clients)) != NULL)
 		client_free(cl);
+}
+
+/* Hand the request's generation and caller over to request.c. */
+struct gen *
+client_take(struct client *cl, struct caller **caller, int *entered, const char **id)
+{
+	struct gen	*g = cl->gen;
+
+	*caller = cl->caller;
+	*entered = cl->entered;
+	*id = cl->caller_id;
+	cl->gen = NULL;
+	cl->entered = 0;
+	return g;
+}
+
+/* Name and identity of the caller for an audit line. */
+void
+client_caller_info(const struct client *cl, const char **name, const char **id)
+{
+	*name = cl->caller ? caller_name(cl->caller) : NULL;
+	*id = cl->caller ? cl->caller_id : NULL;
+}
+
+void
+client_set_retry_after(struct client *cl, unsigned seconds)
+{
+	cl->retry_after = seconds;
 }

@@ -13,6 +13,7 @@
 #include <ini.h>
 
 #include "conf.h"
+#include "policy.h"
 #include "redact.h"
 #include "secret.h"
 
@@ -35,6 +36,8 @@ static const struct conf_key conf_schema[] = {
 	  "HOST:PORT (loopback unless allow_non_loopback) or unix:/path" },
 	{ "listen", "socket_mode", T_OCTAL, O(socket_mode), 0, 0777, "0660", NULL,
 	  "permissions of a unix socket; world-writable modes are refused" },
+	{ "listen", "socket_group", T_STR, O(socket_group), 0, 0, "", NULL,
+	  "group owning a unix socket (with socket_mode 0660: who may connect); empty = ours" },
 	{ "listen", "allow_non_loopback", T_BOOL, O(allow_non_loopback), 0, 1, "no", NULL,
 	  "permit a TCP address that is not loopback" },
 	{ "listen", "max_body_bytes", T_SIZE, O(max_body_bytes), 2, 64ULL << 20, "1048576", NULL,
@@ -377,6 +380,13 @@ conf_handler(void *user, const char *section, const char *name, const char *valu
 		free(v);
 		return 1;
 	}
+	if (strncmp(section, "caller.", 7) == 0) {
+		if (policy_conf_key(p->c->policy, section + 7, name, v, p->lineno, &why) == -1)
+			conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno, section,
+			    name, why);
+		free(v);
+		return 1;
+	}
 	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
 		if (strcmp(conf_schema[i].section, section) == 0 &&
 		    strcmp(conf_schema[i].name, name) == 0)
@@ -396,6 +406,24 @@ conf_handler(void *user, const char *section, const char *name, const char *valu
 		    section, name, why);
 	free(v);
 	return 1;
+}
+
+/* Declare [caller.NAME] sections even when empty (inih reports keys only). */
+static void
+conf_reader_section(struct conf_parse *p, const char *line)
+{
+	const char	*why = NULL, *end;
+	char		 name[128];
+
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (strncmp(line, "[caller.", 8) != 0 || (end = strchr(line, ']')) == NULL ||
+	    (size_t)(end - line - 8) >= sizeof(name))
+		return;
+	memcpy(name, line + 8, (size_t)(end - line - 8));
+	name[end - line - 8] = '\0';
+	if (policy_conf_section(p->c->policy, name, p->lineno, &why) == -1)
+		conf_errs_add(p->errs, "%s:%d: [caller.%s]: %s", p->name, p->lineno, name, why);
 }
 
 /* inih reader: counts lines and refuses lines inih would split. */
@@ -426,6 +454,7 @@ conf_reader(char *str, int num, void *stream)
 	}
 	str[len] = '\0';
 	p->lineno++;
+	conf_reader_section(p, str);
 	if (p->toolong) {
 		conf_errs_add(p->errs, "%s:%d: line longer than %d characters", p->name,
 		    p->lineno, num - 2);
@@ -443,6 +472,23 @@ conf_defaults(struct conf *c)
 	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
 		if (conf_schema[i].def != NULL)
 			(void)conf_set(c, &conf_schema[i], conf_schema[i].def, &why);
+	c->policy = policy_new();
+}
+
+struct conf_perr {
+	struct conf_errs	*errs;
+	const char		*name;
+};
+
+static void
+conf_policy_err(void *arg, int line, const char *caller, const char *msg)
+{
+	struct conf_perr	*pe = arg;
+
+	if (line > 0)
+		conf_errs_add(pe->errs, "%s:%d: [caller.%s]: %s", pe->name, line, caller, msg);
+	else
+		conf_errs_add(pe->errs, "%s: [caller.%s]: %s", pe->name, caller, msg);
 }
 
 /* Split https://HOST[:PORT] into host and port. */
@@ -581,6 +627,21 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 		conf_errs_add(errs, "%s: [audit] redact_mode: fingerprint needs chain_key", name);
 	if (c->nprofiles == 0)
 		conf_errs_add(errs, "%s: no [profile.NAME] section: nothing to sign with", name);
+	if (c->policy == NULL)
+		conf_errs_add(errs, "%s: out of memory", name);
+	else {
+		const char *pn[CONF_MAX_PROFILES];
+		struct conf_perr pe = { errs, name };
+		for (i = 0; i < c->nprofiles; i++)
+			pn[i] = c->profiles[i].name;
+		(void)policy_validate(c->policy, conf_policy_err, &pe, pn, c->nprofiles);
+		if (policy_ncallers(c->policy) == 0 && c->allow_non_loopback &&
+		    strncmp(c->listen_address, "unix:", 5) != 0 &&
+		    !conf_is_loopback(c->listen_address))
+			conf_errs_add(errs, "%s: [listen] address: without [caller.*] sections the "
+			    "proxy serves only loopback or a unix socket (any local process may "
+			    "call it); name the callers to listen elsewhere", name);
+	}
 	for (i = 0; i < c->nprofiles; i++) {
 		struct conf_profile *p = &c->profiles[i];
 		if (p->public_key == NULL || *p->public_key == '\0')
@@ -681,6 +742,7 @@ conf_free(struct conf *c)
 		for (j = 0; j < c->profiles[i].nroutes; j++)
 			free(c->profiles[i].routes[j]);
 	}
+	policy_free(c->policy);
 	free(c->path);
 	free(c->up_host);
 	free(c->up_port);
@@ -725,4 +787,14 @@ conf_dump_schema(void)
 	printf("\n[profile.NAME]\n");
 	for (i = 0; i < 3; i++)
 		printf("; %s\n%s =\n", conf_profile_keys[i].help, conf_profile_keys[i].name);
+	printf("\n[caller.NAME]\t; see docs/callers.md\n"
+	    "; unix socket peer: uid and/or gid; TCP: token_sha256 (ocp-proxy hash-token)\n"
+	    "uid =\ngid =\ntoken_sha256 =\n"
+	    "; profiles this caller may use (default: all)\nprofiles =\n"
+	    "; exact API paths, or prefixes ending in '*' (default: the whole API catalogue)\n"
+	    "allow =\n"
+	    "; token bucket: requests per second and burst; requests in flight\n"
+	    "rate_per_s =\nburst =\nmax_concurrent =\n"
+	    "; PATH:FIELD=DECIMAL upper bounds and PATH:FIELD=A|B sets on the body\n"
+	    "field_max =\nfield_in =\n");
 }

@@ -8,6 +8,8 @@
 #define CONF_H
 #include <stddef.h>
 
+struct policy;
+
 #define CONF_DEFAULT_PATH	"/etc/ocp-proxy/ocp-proxy.ini"
 #define CONF_MAX_PROFILES	32
 #define CONF_MAX_ROUTES		16
@@ -32,6 +34,7 @@ struct conf {
 	/* [listen] */
 	char		*listen_address;
 	unsigned	 socket_mode;
+	char		*socket_group;		/* "" = the daemon's group */
 	int		 allow_non_loopback;
 	size_t		 max_body_bytes;
 	size_t		 max_header_bytes;
@@ -79,6 +82,8 @@ struct conf {
 	/* [profile.*] */
 	struct conf_profile profiles[CONF_MAX_PROFILES];
 	size_t		 nprofiles;
+	/* [caller.*] */
+	struct policy	*policy;
 };
 
 struct conf_errs {

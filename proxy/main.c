@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "log.h"
 #include "ocp-proxy.h"
+#include "policy.h"
 #include "secret.h"
 #include "signer.h"
 
@@ -26,6 +27,7 @@ usage(FILE *f)
 	    "       ocp-proxy -c FILE audit-verify AUDIT...  verify an audit file or a rotated\n"
 	    "                                    series (oldest first) against its chain\n"
 	    "       ocp-proxy -c FILE audit-fingerprint      keyed fingerprint of the value on stdin\n"
+	    "       ocp-proxy hash-token           token on stdin -> token_sha256 line for a caller\n"
 	    "       ocp-proxy -V | -h | --schema   version | this help | every config key\n"
 	    "default config: %s\n", CONF_DEFAULT_PATH);
 }
@@ -106,6 +108,27 @@ cmd_audit_fingerprint(struct proxy *px, const char *path)
 	return 0;
 }
 
+/* ocp-proxy hash-token < token: the line to paste into a [caller.NAME] section. */
+static int
+cmd_hash_token(void)
+{
+	char	buf[POLICY_BEARER_MAX + 2], hex[65];
+	size_t	n = fread(buf, 1, sizeof(buf), stdin);
+
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (!policy_token_valid(buf, n)) {
+		explicit_bzero(buf, sizeof(buf));
+		fprintf(stderr, "hash-token: the token must be 1-%d characters of letters, digits "
+		    "and -._~+/ (then optional '=' padding)\n", POLICY_BEARER_MAX);
+		return 1;
+	}
+	policy_token_sha256(buf, n, hex);
+	explicit_bzero(buf, sizeof(buf));
+	printf("token_sha256 = %s\n", hex);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -143,6 +166,8 @@ main(int argc, char **argv)
 	memset(&px, 0, sizeof(px));
 	if (optind < argc && strcmp(argv[optind], "audit-verify") == 0)
 		return cmd_audit_verify(&px, conf, argc - optind - 1, argv + optind + 1);
+	if (optind < argc && strcmp(argv[optind], "hash-token") == 0)
+		return cmd_hash_token();
 	if (optind < argc && strcmp(argv[optind], "audit-fingerprint") == 0)
 		return cmd_audit_fingerprint(&px, conf);
 	if (optind != argc) {
@@ -172,9 +197,12 @@ main(int argc, char **argv)
 	if (check) {
 		printf("%s: configuration OK, %zu profile(s), every key loaded\n", conf,
 		    px.gen->conf->nprofiles);
-		if (px.gen->conf->nprofiles > 0)
+		if (policy_ncallers(px.gen->conf->policy) == 0)
 			printf("no [caller.*] section: any local process that can reach %s "
 			    "may use every profile\n", px.gen->conf->listen_address);
+		else
+			printf("%zu named caller(s); every other process is refused (401)\n",
+			    policy_ncallers(px.gen->conf->policy));
 		gen_unref(px.gen);
 		proxy_nonces_close();
 		proxy_free_audit_key(&px);

@@ -94,7 +94,21 @@ int		 proxy_load_audit_key(struct proxy *, const struct conf *, struct conf_errs
 void		 proxy_free_audit_key(struct proxy *);
 
 /* client.c */
-void		 client_accept(struct proxy *, int fd, const char *peer);
+struct policy_peer;
+struct caller;
+void		 client_accept(struct proxy *, int fd, const char *peer,
+		    const struct policy_peer *cred);
+/*
+ * Who is calling, for request.c: the generation the request was checked
+ * against (a reference moves to the caller of this function), the named
+ * caller or NULL, whether it entered the caller's concurrency count (the
+ * duty to caller_leave moves too), and its description for the audit.
+ */
+struct gen	*client_take(struct client *, struct caller **, int *entered, const char **id);
+/* The caller's name and identity for an audit line ("-" / NULL if none). */
+void		 client_caller_info(const struct client *, const char **name, const char **id);
+/* Ask for a Retry-After / WWW-Authenticate header on the next response. */
+void		 client_set_retry_after(struct client *, unsigned seconds);
 /* Send a complete response on a client; frees nothing else. */
 void		 client_respond(struct client *, int status, const char *ctype,
 		    struct evbuffer *body, const char *reqid, int close_after);

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include "nonce.h"
 #include "notify.h"
 #include "ocp-proxy.h"
+#include "policy.h"
 #include "redact.h"
 #include "secret.h"
 #include "signer.h"
@@ -274,13 +276,21 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 	char		 host[INET6_ADDRSTRLEN], peer[96];
 	struct ucred	 uc;
 	socklen_t	 len = sizeof(uc);
+	struct policy_peer cred;
 
+	memset(&cred, 0, sizeof(cred));
 	if (sa->sa_family == AF_UNIX) {
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0)
+		cred.is_unix = 1;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
 			snprintf(peer, sizeof(peer), "unix:uid=%u,gid=%u,pid=%d",
 			    (unsigned)uc.uid, (unsigned)uc.gid, (int)uc.pid);
-		else
+			cred.uid = (unsigned)uc.uid;
+			cred.gid = (unsigned)uc.gid;
+			cred.pid = (int)uc.pid;
+		} else {	/* unknown peer: an impossible uid that matches no caller */
 			snprintf(peer, sizeof(peer), "unix:unknown");
+			cred.uid = cred.gid = (unsigned)-1;
+		}
 	} else if (sa->sa_family == AF_INET6) {
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
 		snprintf(peer, sizeof(peer), "[%s]:%u", host,
@@ -290,7 +300,7 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 		snprintf(peer, sizeof(peer), "%s:%u", host,
 		    ntohs(((struct sockaddr_in *)sa)->sin_port));
 	}
-	client_accept(px, fd, peer);
+	client_accept(px, fd, peer, &cred);
 	if (px->nclients >= px->gen->conf->max_connections)
 		evconnlistener_disable(l);	/* the kernel backlog holds the rest */
 }
@@ -341,6 +351,15 @@ proxy_listen_unix(struct proxy *px, const struct conf *c)
 		fatalx("bind %s: %s", path, strerror(errno));
 	}
 	umask(old);
+	if (*c->socket_group != '\0') {
+		struct group *gr = getgrnam(c->socket_group);
+		char *end;
+		gid_t gid = gr ? gr->gr_gid : (gid_t)strtoul(c->socket_group, &end, 10);
+		if (gr == NULL && (*end != '\0' || end == c->socket_group))
+			fatalx("[listen] socket_group: no group %s", c->socket_group);
+		if (chown(path, (uid_t)-1, gid) == -1)
+			fatalx("[listen] socket_group: chown %s: %s", path, strerror(errno));
+	}
 	if (chmod(path, (mode_t)c->socket_mode) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
 		fatalx("listen %s: %s", path, strerror(errno));
 	px->listen_unix = 1;
@@ -450,6 +469,24 @@ proxy_listen(struct proxy *px, const struct conf *c)
 	log_info("listening on %s", px->listen_desc);
 }
 
+/* Say at every start and reload who may call. */
+static void
+proxy_log_callers(const struct conf *c)
+{
+	size_t	i, n = policy_ncallers(c->policy);
+	char	id[POLICY_DESCRIBE_MAX];
+
+	if (n == 0) {
+		log_warn("no [caller.*] section: any local process that can reach %s may call "
+		    "every profile", c->listen_address);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		caller_describe(policy_caller(c->policy, i), NULL, id, sizeof(id));
+		log_info("caller %s: %s", caller_name(policy_caller(c->policy, i)), id);
+	}
+}
+
 /* Re-read the config and keys; keep the old ones if anything is wrong. */
 void
 proxy_reload(struct proxy *px)
@@ -506,6 +543,8 @@ proxy_reload(struct proxy *px)
 	if (log_level_parse(g->conf->log_level, &lvl) == 0)
 		log_set_level(lvl);
 	old = px->gen;
+	policy_inherit(g->conf->policy, old->conf->policy);
+	proxy_log_callers(g->conf);
 	px->gen = g;
 	gen_unref(old);		/* requests in flight keep theirs */
 	log_info("reloaded %s", px->conf_path);
@@ -630,6 +669,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		log_info("profile %s: key %s", px->gen->conf->profiles[i].name,
 		    px->gen->keys[i]->fp);
 	proxy_listen(px, px->gen->conf);
+	proxy_log_callers(px->gen->conf);
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		px->sig[i] = evsignal_new(px->base, sigs[i], proxy_signal_cb, px);
 		evsignal_add(px->sig[i], NULL);

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "nonce.h"
 #include "ocp-proxy.h"
+#include "policy.h"
 #include "redact.h"
 #include "signer.h"
 #include "upstream.h"
@@ -46,6 +47,9 @@ struct request {
 	int			 nonce_ours;
 	struct up_xfer		*xfer;
 	int			 waiting_audit;
+	struct caller		*caller;	/* named caller, or NULL */
+	int			 entered;	/* owes caller_leave() */
+	char			 caller_id[POLICY_DESCRIBE_MAX];
 };
 
 /* A request id: the process's random prefix and a sequence number. */
@@ -83,7 +87,8 @@ request_envelope(int status, const char *name, const char *msg, const char *id)
 /* Start an audit line with the fields every record carries. */
 static struct evbuffer *
 audit_line_begin(const char *phase, const char *id, unsigned long long t_ms,
-    const char *peer, const char *method, const char *path, const char *profile)
+    const char *peer, const char *cname, const char *cid, const char *method,
+    const char *path, const char *profile)
 {
 	struct evbuffer	*b = evbuffer_new();
 	char		 ts[32];
@@ -94,6 +99,8 @@ audit_line_begin(const char *phase, const char *id, unsigned long long t_ms,
 	evbuffer_add_printf(b, "{\"time\":\"%s\",\"id\":\"%s\",\"phase\":\"%s\",\"caller\":",
 	    ts, id, phase);
 	jbody_quote(b, peer, strlen(peer));
+	if (cname != NULL)
+		evbuffer_add_printf(b, ",\"caller_name\":\"%s\",\"caller_id\":\"%s\"", cname, cid);
 	evbuffer_add(b, ",\"method\":", 10);
 	jbody_quote(b, method, strlen(method));
 	evbuffer_add(b, ",\"path\":", 8);
@@ -122,11 +129,14 @@ request_reject(struct client *cl, const char *method, const char *path, size_t b
 {
 	struct evbuffer	*env, *line;
 	char		 id[REQ_ID_LEN];
+	const char	*cname, *cid;
 	unsigned long long now = log_now_ms();
 
 	request_new_id(id);
 	env = request_envelope(status, name, msg, id);
-	line = audit_line_begin("outcome", id, now, client_peer(cl), method, path, NULL);
+	client_caller_info(cl, &cname, &cid);
+	line = audit_line_begin("outcome", id, now, client_peer(cl), cname, cid, method, path,
+	    NULL);
 	if (line != NULL) {
 		evbuffer_add_printf(line, ",\"nonce\":null,\"status\":%d,\"upstream_status\":null,"
 		    "\"duration_ms\":0,\"bytes_in\":%zu,\"bytes_out\":%zu,\"error\":\"%s\"}",
@@ -155,6 +165,8 @@ request_free(struct request *r)
 		evbuffer_free(r->body);
 	if (r->key != NULL)
 		pkey_unref(r->key);
+	if (r->entered)
+		caller_leave(r->caller);
 	gen_unref(r->gen);
 	free(r->method);
 	free(r->path);
@@ -176,7 +188,8 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	size_t		 len = resp ? evbuffer_get_length(resp) : 0;
 	char		*p;
 
-	line = audit_line_begin("outcome", r->id, log_now_ms(), r->peer, r->method, r->path,
+	line = audit_line_begin("outcome", r->id, log_now_ms(), r->peer,
+	    r->caller ? caller_name(r->caller) : NULL, r->caller_id, r->method, r->path,
 	    c->profiles[r->profile].name);
 	if (line == NULL)
 		return;
@@ -341,7 +354,8 @@ request_audit_ahead(struct request *r, struct evbuffer *redacted)
 	const struct conf *c = r->gen->conf;
 	struct evbuffer	*line;
 
-	line = audit_line_begin("request", r->id, r->t0_ms, r->peer, r->method, r->path,
+	line = audit_line_begin("request", r->id, r->t0_ms, r->peer,
+	    r->caller ? caller_name(r->caller) : NULL, r->caller_id, r->method, r->path,
 	    c->profiles[r->profile].name);
 	if (line == NULL)
 		return -1;
@@ -362,6 +376,22 @@ request_audit_ahead(struct request *r, struct evbuffer *redacted)
 	return 0;
 }
 
+/* The caller's field limits on the exact body that will be signed: 403. */
+static int
+request_check_fields(struct request *r, const char *body, size_t len)
+{
+	const char	*rule = NULL;
+	char		*detail = NULL, msg[256];
+
+	if (policy_check_fields(r->caller, r->path, body, len, &rule, &detail) == 0)
+		return 0;
+	snprintf(msg, sizeof(msg), "caller %s: %s%s%s", caller_name(r->caller), rule,
+	    detail ? ": " : "", detail ? detail : "");
+	free(detail);
+	request_fail(r, 403, "PROXY_FORBIDDEN", msg);
+	return -1;
+}
+
 /* Checks that need the body; returns 0 when the request may go on. */
 static int
 request_prepare(struct request *r, struct evbuffer *redacted)
@@ -380,6 +410,8 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
 		return -1;
 	}
+	if (r->caller != NULL && request_check_fields(r, p, len) == -1)
+		return -1;
 	if ((r->key = r->gen->keys[r->profile]) == NULL) {
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE",
 		    "the key of this profile is not loaded");
@@ -426,6 +458,7 @@ request_start(struct client *cl, const char *method, const char *path,
 	struct request	*r;
 	struct evbuffer	*redacted = NULL;
 	const struct conf_profile *pr;
+	const char	*cid;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL || (r->method = strdup(method)) == NULL ||
 	    (r->path = strdup(path)) == NULL) {
@@ -441,8 +474,8 @@ request_start(struct client *cl, const char *method, const char *path,
 	r->cl = cl;
 	client_set_request(cl, r);
 	snprintf(r->peer, sizeof(r->peer), "%s", client_peer(cl));
-	r->gen = ocp->gen;
-	r->gen->refs++;
+	r->gen = client_take(cl, &r->caller, &r->entered, &cid);
+	snprintf(r->caller_id, sizeof(r->caller_id), "%s", cid);
 	r->body = body;
 	r->bytes_in = evbuffer_get_length(body);
 	r->t0_ms = log_now_ms();

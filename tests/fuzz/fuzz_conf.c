@@ -1,5 +1,5 @@
-/* fuzz-sources: proxy/conf.c proxy/redact.c proxy/secret.c */
-/* fuzz-libs: -linih -lcrypto */
+/* fuzz-sources: proxy/conf.c proxy/redact.c proxy/secret.c proxy/policy.c proxy/catalogue.c */
+/* fuzz-libs: -linih -lcrypto -lyajl */
 /*
  * fuzz_conf.c — libFuzzer target for the config parser: the input is config
  * text for conf_load_string(), then conf_free() (leaks are crashes too).

@@ -287,7 +287,17 @@ static const struct ccase cases[] = {
 	{ "listen lan", "[listen]\naddress = 192.168.1.5:8780\n" PROF,
 	  E("is not a loopback address", 0) },
 	{ "listen any allowed", "[listen]\naddress = 0.0.0.0:8780\nallow_non_loopback = yes\n"
-	  PROF, S(listen_address, "0.0.0.0:8780") },
+	  PROF "[caller.reports]\ntoken_sha256 = "
+	  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+	  S(listen_address, "0.0.0.0:8780") },
+	{ "listen any needs named callers", "[listen]\naddress = 0.0.0.0:8780\n"
+	  "allow_non_loopback = yes\n" PROF,
+	  E("without [caller.*] sections the proxy serves only loopback", 0) },
+	{ "caller unknown key", "[caller.billing]\nuid = 1001\ncolour = red\n" PROF,
+	  E("[caller.billing] colour: unknown key", 3) },
+	{ "caller empty section", "[caller.billing]\n" PROF, E("[caller.billing]", 1) },
+	{ "caller unknown profile", "[caller.billing]\nuid = 1001\nprofiles = nosuch\n" PROF,
+	  E("[caller.billing]: profiles: no [profile.nosuch] section", 3) },
 	{ "listen no port", "[listen]\naddress = 127.0.0.1\n" PROF,
 	  E("[listen] address: expected HOST:PORT or unix:/path", 0) },
 	{ "listen unix", "[listen]\naddress = unix:/run/ocp-proxy/sock\n" PROF,
