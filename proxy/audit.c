@@ -44,8 +44,10 @@ struct audit {
 	size_t			 nent, cap;
 	struct event		*flush_ev;
 	struct event		*check_ev;
+	char			*tail_path;
 	int			 failed;
 	int			 scheduled;
+	int			 sync_all;	/* own records: always synced */
 };
 
 static void audit_flush_cb(evutil_socket_t, short, void *);
@@ -70,70 +72,113 @@ audit_openfd(const char *path, off_t *size, char **cause)
 	return fd;
 }
 
-/* Parse "seq" and "chain" out of one of our own lines. */
-static void
-audit_parse_tail(struct audit *a, const char *line, size_t len)
+/* Offset just after the last '\n' before end, or 0: reads backwards in blocks. */
+static off_t
+audit_last_newline(int fd, off_t end)
 {
-	const char	*p = line + 7;
+	char	buf[AUDIT_TAIL_READ], *nl;
+	off_t	from;
+	size_t	n;
 
-	if (len > 8 && strncmp(line, "{\"seq\":", 7) == 0)
-		a->seq = strtoull(p, NULL, 10);
-	if (len >= AUDIT_CHAIN_SUFFIX_LEN && memcmp(line + len - AUDIT_CHAIN_SUFFIX_LEN,
-	    ",\"chain\":\"", 10) == 0) {
-		memcpy(a->chain, line + len - AUDIT_CHAIN_SUFFIX_LEN + 10, SIGNER_HEX_LEN);
-		a->chain[SIGNER_HEX_LEN] = '\0';
+	while (end > 0) {
+		from = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+		n = (size_t)(end - from);
+		if (pread(fd, buf, n, from) != (ssize_t)n)
+			return -1;
+		if ((nl = memrchr(buf, '\n', n)) != NULL)
+			return from + (nl - buf) + 1;
+		end = from;
 	}
+	return 0;
 }
 
 /*
- * Recover seq and chain from the end of an existing file.  A torn last line
- * (no newline: the machine died inside a write) is cut off and reported.
+ * Recover seq and chain from the end of an existing file, however long its
+ * lines.  A torn last line (no newline: the machine died inside a write) is
+ * cut off and reported.
  */
-static size_t
+static off_t
 audit_recover(struct audit *a)
 {
-	char	*buf, *nl, *start;
-	size_t	 n, torn = 0;
-	off_t	 from;
-	ssize_t	 r;
+	char	 head[48], tail[AUDIT_CHAIN_SUFFIX_LEN + 1];
+	off_t	 good, start, torn = 0;
+	size_t	 len;
 
 	if (a->size == 0)
 		return 0;
-	from = a->size > AUDIT_TAIL_READ ? a->size - AUDIT_TAIL_READ : 0;
-	n = (size_t)(a->size - from);
-	if ((buf = malloc(n + 1)) == NULL)
+	if ((good = audit_last_newline(a->fd, a->size)) == -1)
 		return 0;
-	if ((r = pread(a->fd, buf, n, from)) != (ssize_t)n) {
-		free(buf);
-		return 0;
+	if (good < a->size) {
+		torn = a->size - good;
+		if (ftruncate(a->fd, good) == 0)
+			a->size = good;
 	}
-	buf[n] = '\0';
-	if (buf[n - 1] != '\n') {
-		nl = memrchr(buf, '\n', n);
-		torn = nl ? n - (size_t)(nl + 1 - buf) : n;
-		if (ftruncate(a->fd, a->size - (off_t)torn) == 0)
-			a->size -= (off_t)torn;
-		n -= torn;
-	}
-	if (n > 0) {
-		buf[n - 1] = '\0';
-		start = memrchr(buf, '\n', n - 1);
-		start = start ? start + 1 : buf;
-		audit_parse_tail(a, start, strlen(start));
-	}
-	free(buf);
+	if (a->size == 0 || (start = audit_last_newline(a->fd, a->size - 1)) == -1)
+		return torn;
+	len = (size_t)(a->size - 1 - start);		/* the last line, without '\n' */
+	memset(head, 0, sizeof(head));
+	if (pread(a->fd, head, len < sizeof(head) - 1 ? len : sizeof(head) - 1, start) < 0)
+		return torn;
+	if (len >= AUDIT_CHAIN_SUFFIX_LEN && pread(a->fd, tail, AUDIT_CHAIN_SUFFIX_LEN,
+	    a->size - 1 - AUDIT_CHAIN_SUFFIX_LEN) == AUDIT_CHAIN_SUFFIX_LEN) {
+		tail[AUDIT_CHAIN_SUFFIX_LEN] = '\0';
+		if (strncmp(head, "{\"seq\":", 7) == 0)
+			a->seq = strtoull(head + 7, NULL, 10);
+		if (memcmp(tail, ",\"chain\":\"", 10) == 0) {
+			memcpy(a->chain, tail + 10, SIGNER_HEX_LEN);
+			a->chain[SIGNER_HEX_LEN] = '\0';
+		}
+	} else if (strncmp(head, "{\"seq\":", 7) == 0)
+		a->seq = strtoull(head + 7, NULL, 10);
 	return torn;
+}
+
+/* The state-directory copy of the trail's tail: "SEQ CHAIN\n". */
+static void
+audit_tail_save(const struct audit *a)
+{
+	char	tmp[4096], line[128];
+	int	fd, n;
+
+	if (a->tail_path == NULL)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", a->tail_path);
+	n = snprintf(line, sizeof(line), "%llu %s\n", a->dseq, a->dchain);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1)
+		return;
+	if (write(fd, line, (size_t)n) == n && fsync(fd) == 0)
+		(void)rename(tmp, a->tail_path);
+	close(fd);
+}
+
+/* A new or empty trail continues the chain saved in the state directory. */
+static void
+audit_tail_load(struct audit *a)
+{
+	FILE			*f;
+	unsigned long long	 seq;
+	char			 chain[SIGNER_HEX_LEN + 2];
+
+	if (a->tail_path == NULL || (f = fopen(a->tail_path, "re")) == NULL)
+		return;
+	if (fscanf(f, "%llu %65s", &seq, chain) == 2 &&
+	    (strcmp(chain, AUDIT_NO_CHAIN) == 0 || (strlen(chain) == SIGNER_HEX_LEN &&
+	    strspn(chain, "0123456789abcdef") == SIGNER_HEX_LEN))) {
+		a->seq = seq;
+		memcpy(a->chain, chain, strlen(chain) + 1);
+	}
+	fclose(f);
 }
 
 /* Open the trail, recover its chain state and write the "open" record. */
 struct audit *
 audit_open(struct event_base *base, const char *path, enum conf_sync sync,
-    const struct signer *key, char **cause)
+    const struct signer *key, const char *tail_path, char **cause)
 {
 	struct audit	*a;
 	struct timeval	 tv = { AUDIT_CHECK_MS / 1000, (AUDIT_CHECK_MS % 1000) * 1000 };
 	char		 note[64] = "";
-	size_t		 torn;
+	off_t		 torn;
 
 	*cause = NULL;
 	if ((a = calloc(1, sizeof(*a))) == NULL || (a->path = strdup(path)) == NULL ||
@@ -147,16 +192,19 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync,
 	a->base = base;
 	a->sync = sync;
 	a->key = key;
+	a->tail_path = tail_path ? strdup(tail_path) : NULL;
 	strcpy(a->chain, AUDIT_NO_CHAIN);
 	if ((a->fd = audit_openfd(path, &a->size, cause)) == -1) {
 		audit_close(a);
 		return NULL;
 	}
 	if ((torn = audit_recover(a)) > 0) {
-		log_warn("audit: %s ended in a torn line (%zu bytes, never acknowledged); cut off",
-		    path, torn);
-		snprintf(note, sizeof(note), ",\"torn_bytes_removed\":%zu", torn);
+		log_warn("audit: %s ended in a torn line (%lld bytes, never acknowledged); cut off",
+		    path, (long long)torn);
+		snprintf(note, sizeof(note), ",\"torn_bytes_removed\":%lld", (long long)torn);
 	}
+	if (a->size == 0)
+		audit_tail_load(a);	/* rotated while we were stopped */
 	a->dseq = a->seq;
 	memcpy(a->dchain, a->chain, sizeof(a->chain));
 	if (base != NULL) {
@@ -187,7 +235,9 @@ audit_own_record(struct audit *a, const char *phase, const char *reason, const c
 	    "\"pid\":%ld%s}", ts, phase, reason, (long)getpid(), extra);
 	audit_append(a, line, NULL, NULL);
 	evbuffer_free(line);
+	a->sync_all = 1;
 	audit_flush(a);
+	a->sync_all = 0;
 	return a->failed ? -1 : 0;
 }
 
@@ -215,6 +265,7 @@ audit_reopen(struct audit *a, char **cause)
 	if ((fd = audit_openfd(a->path, &size, cause)) == -1)
 		return -1;
 	(void)audit_own_record(a, "close", "rotate", "");
+	audit_tail_save(a);
 	close(a->fd);
 	a->fd = fd;
 	a->size = size;
@@ -289,11 +340,23 @@ audit_write(struct audit *a, size_t n)
 
 /* Write (and sync) n queued bytes; on failure cut the file back. */
 static int
-audit_commit(struct audit *a, size_t n)
+audit_commit(struct audit *a, size_t n, int need_sync)
 {
-	int	err;
+	struct stat	st;
+	int		err;
 
-	if (audit_write(a, n) == -1 || (a->sync != SYNC_NONE && fdatasync(a->fd) == -1)) {
+	if (fstat(a->fd, &st) == 0 && st.st_nlink == 0) {
+		/* the file was removed: lines written now would be lost with it */
+		errno = ENOENT;
+		if (a->check_ev != NULL)
+			event_active(a->check_ev, 0, 0);	/* reopen at the path now */
+		if (!a->failed)
+			log_err("audit: %s was removed; refusing requests until it is recreated",
+			    a->path);
+		a->failed = 1;
+		return -1;
+	}
+	if (audit_write(a, n) == -1 || (need_sync && fdatasync(a->fd) == -1)) {
 		err = errno;
 		if (ftruncate(a->fd, a->size) == -1)
 			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
@@ -324,12 +387,19 @@ audit_flush(struct audit *a)
 	a->ent = NULL;
 	a->nent = a->cap = 0;
 	for (start = 0; start < nent; start = i) {
+		int waiter = 0;
 		n = 0;
 		i = start;
-		do
+		do {
+			waiter |= ent[i].cb != NULL;
 			n += ent[i++].len;
-		while ((a->sync != SYNC_ALWAYS || rc == -1) && i < nent);
-		if (rc == 0 && (rc = audit_commit(a, n)) == 0) {
+		} while ((a->sync != SYNC_ALWAYS || rc == -1) && i < nent);
+		/*
+		 * batch: only a batch holding a write-ahead line (someone waits for
+		 * it) pays for fdatasync; outcome lines ride along with the next.
+		 */
+		if (rc == 0 && (rc = audit_commit(a, n, a->sync == SYNC_ALWAYS ||
+		    (a->sync == SYNC_BATCH && (waiter || a->sync_all)))) == 0) {
 			a->dseq = ent[i - 1].seq;
 			memcpy(a->dchain, ent[i - 1].chain, sizeof(a->dchain));
 		} else
@@ -443,6 +513,7 @@ audit_close(struct audit *a)
 		(void)audit_own_record(a, "close", "shutdown", "");
 		if (a->sync != SYNC_NONE)
 			(void)fsync(a->fd);
+		audit_tail_save(a);
 	}
 	if (a->fd > 0)
 		close(a->fd);
@@ -452,6 +523,7 @@ audit_close(struct audit *a)
 		event_free(a->check_ev);
 	if (a->queue != NULL)
 		evbuffer_free(a->queue);
+	free(a->tail_path);
 	free(a->path);
 	free(a);
 }

@@ -30,8 +30,13 @@ typedef void (*audit_done_fn)(void *arg, int ok);
 struct signer;
 
 /* chain may be NULL (no chain values); the audit keeps a pointer to it. */
+/*
+ * tail_path (may be NULL): a small file in the state directory holding the
+ * last seq and chain value, written with every closing record, so that a
+ * trail rotated while the proxy was stopped still continues the chain.
+ */
 struct audit	*audit_open(struct event_base *, const char *path, enum conf_sync,
-		    const struct signer *chain, char **cause);
+		    const struct signer *chain, const char *tail_path, char **cause);
 /* Write the closing record, flush everything queued (blocking) and close. */
 void		 audit_close(struct audit *);
 /* Recovered or fresh sequence number and chain value of the trail's tail. */

@@ -18,6 +18,7 @@ struct av_state {
 	int			 have_seq;
 	int			 closed;	/* last line seen was a close record */
 	unsigned long long	 lines;
+	char			 start[SIGNER_HEX_LEN + 1];	/* first file's prev_chain */
 };
 
 /* The chain value a line should carry, given the previous one. */
@@ -75,6 +76,8 @@ av_line(struct av_state *st, char *line, size_t len, int first_of_file, int firs
 			    "(lines removed from the start)";
 		if (av_field_hex(line, "\"prev_chain\":", prevc) == -1)
 			return "malformed prev_chain (edited)";
+		if (first_file)
+			memcpy(st->start, prevc, sizeof(st->start));
 		if (!first_file && strcmp(prevc, st->prev) != 0)
 			return "opening record does not continue the previous file "
 			    "(files missing, reordered or edited)";
@@ -159,8 +162,11 @@ audit_verify_files(const struct signer *key, char *const *files, int n, FILE *ou
 		    "(or the proxy is still writing, or it crashed)\n", files[n - 1], st.lines);
 		return 1;
 	}
-	fprintf(out, "OK: %llu records in %d file(s), chain intact, closed cleanly\n",
-	    st.lines, n);
+	fprintf(out, "OK: %llu records in %d file(s), chain intact, closed cleanly; "
+	    "last chain %s\n", st.lines, n, st.prev);
+	if (st.start[0] != '\0')
+		fprintf(out, "note: %s continues chain %s: earlier files were not checked "
+		    "(give them too, oldest first, to check the whole trail)\n", files[0], st.start);
 	return 0;
 }
 

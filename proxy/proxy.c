@@ -525,7 +525,7 @@ proxy_reload(struct proxy *px)
 		log_info("profile %s: key %s", g->conf->profiles[i].name, g->keys[i]->fp);
 	if (strcmp(g->conf->audit_path, px->gen->conf->audit_path) != 0) {
 		struct audit *a = audit_open(px->base, g->conf->audit_path, g->conf->audit_sync,
-		    px->audit_key, &cause);
+		    px->audit_key, NULL, &cause);
 		if (a == NULL) {
 			log_err("reload refused: audit: %s", cause ? cause : "cannot open");
 			free(cause);
@@ -634,6 +634,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	size_t			 i;
 	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
 	unsigned long long	 wd;
+	char			*tail;
 
 	ocp = px;
 	TAILQ_INIT(&px->clients);
@@ -656,8 +657,12 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		fatalx("no randomness");
 	signer_hex(rnd, sizeof(rnd), px->boot);
-	if ((px->audit = audit_open(px->base, px->gen->conf->audit_path,
-	    px->gen->conf->audit_sync, px->audit_key, &cause)) == NULL)
+	if (asprintf(&tail, "%s/audit.tail", px->gen->conf->state_dir) == -1)
+		tail = NULL;
+	px->audit = audit_open(px->base, px->gen->conf->audit_path, px->gen->conf->audit_sync,
+	    px->audit_key, tail, &cause);
+	free(tail);
+	if (px->audit == NULL)
 		fatalx("audit: %s", cause ? cause : "cannot open");
 	if (px->audit_key == NULL)
 		log_warn("[audit] chain_key is not set: audit records carry no chain values "

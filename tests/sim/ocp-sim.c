@@ -15,6 +15,7 @@
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -267,6 +268,11 @@ sim_listen(struct sim *sim, const char *spec, char *host, size_t hostlen,
 	    (ev_uint16_t)*port)) == NULL) {
 		fprintf(stderr, "ocp-sim: cannot bind %s\n", spec);
 		return -1;
+	}
+	{	/* accepted sockets inherit it: no 40 ms Nagle/delayed-ACK stalls */
+		int one = 1;
+		(void)setsockopt(evhttp_bound_socket_get_fd(h), IPPROTO_TCP, TCP_NODELAY,
+		    &one, sizeof(one));
 	}
 	if (getsockname(evhttp_bound_socket_get_fd(h), (struct sockaddr *)&sin,
 	    &slen) == -1)
