@@ -236,7 +236,7 @@ class Sim:
     a small value makes it close idle keep-alive connections.
     """
 
-    def __init__(self, keys=None, wait=True, timeout=None):
+    def __init__(self, keys=None, wait=True, timeout=None, nonce_window=None):
         if keys is None:
             keys = {MERCHANT_PUBLIC: MERCHANT_SECRET,
                     PARTNER_PUBLIC: PARTNER_SECRET}
@@ -260,6 +260,8 @@ class Sim:
             "--record", self.record_file]
         if timeout is not None:
             argv += ["--timeout", str(int(timeout))]
+        if nonce_window is not None:
+            argv += ["--nonce-window", str(int(nonce_window))]
         self.proc = _spawn(argv, self.stderr_path)
         self.pid = self.proc.pid
         if wait:

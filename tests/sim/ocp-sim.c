@@ -292,6 +292,7 @@ sim_parse_args(int argc, char **argv, struct sim_opts *o)
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "record", required_argument, NULL, 'r' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "nonce-window", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char	*end;
@@ -309,6 +310,11 @@ sim_parse_args(int argc, char **argv, struct sim_opts *o)
 		case 'K': o->keys = optarg; break;
 		case 'p': o->port_file = optarg; break;
 		case 'r': o->record = optarg; break;
+		case 'w':
+			sim_nonce_window = (unsigned)strtoul(optarg, NULL, 10);
+			if (sim_nonce_window > SIM_WINDOW_MAX)
+				sim_nonce_window = SIM_WINDOW_MAX;
+			break;
 		case 't':
 			t = strtol(optarg, &end, 10);
 			if (*end != '\0' || t < 1 || t > 86400)

@@ -54,12 +54,18 @@ struct sim_seen {
 };
 
 /* One API key pair from keys.txt and its nonce state. */
+#define SIM_WINDOW_MAX	256
+/* --nonce-window: out-of-order numeric nonces tolerated (0 = strictly increasing). */
+extern unsigned sim_nonce_window;
+
 struct sim_key {
 	struct sim_key	*next;
 	char		*pub;
 	unsigned char	*secret;
 	size_t		 secret_len;
 	char		*last_num;	/* normalized integer text, NULL = none */
+	char		*recent[SIM_WINDOW_MAX];	/* --nonce-window ring */
+	size_t		 nrecent, rpos;
 	struct sim_seen	*seen[SIM_NONCE_BUCKETS];
 };
 
