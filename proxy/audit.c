@@ -3,7 +3,9 @@
  */
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/eventfd.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +50,21 @@ struct audit {
 	int			 failed;
 	int			 scheduled;
 	int			 sync_all;	/* own records: always synced */
+	/* batch mode: fdatasync runs on a worker thread, one batch at a time */
+	pthread_t		 th;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	int			 th_on, th_job, th_done, th_err, th_stop;
+	int			 efd;
+	struct event		*done_ev;
+	struct audit_entry	*sent;		/* written, being synced */
+	size_t			 nsent, sent_bytes;
+	int			 syncing;
 };
 
 static void audit_flush_cb(evutil_socket_t, short, void *);
+static void audit_sync_settle(struct audit *);
+static int audit_worker_start(struct audit *);
 static void audit_check_cb(evutil_socket_t, short, void *);
 static int audit_start_file(struct audit *, const char *reason, const char *note);
 
@@ -192,6 +206,7 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync,
 	a->base = base;
 	a->sync = sync;
 	a->key = key;
+	a->efd = -1;
 	a->tail_path = tail_path ? strdup(tail_path) : NULL;
 	strcpy(a->chain, AUDIT_NO_CHAIN);
 	if ((a->fd = audit_openfd(path, &a->size, cause)) == -1) {
@@ -211,6 +226,8 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync,
 		a->flush_ev = event_new(base, -1, 0, audit_flush_cb, a);
 		a->check_ev = event_new(base, -1, EV_PERSIST, audit_check_cb, a);
 		event_add(a->check_ev, &tv);
+		if (audit_worker_start(a) == -1)
+			log_warn("audit: no sync thread; fdatasync runs on the event loop");
 	}
 	if (audit_start_file(a, "start", note) == -1) {
 		if (asprintf(cause, "%s: cannot write the opening record", path) == -1)
@@ -338,6 +355,38 @@ audit_write(struct audit *a, size_t n)
 	return 0;
 }
 
+/* Write n queued bytes without syncing; on failure cut the file back. */
+static int
+audit_write_only(struct audit *a, size_t n)
+{
+	struct stat	st;
+	int		err;
+
+	if (fstat(a->fd, &st) == 0 && st.st_nlink == 0) {
+		evbuffer_drain(a->queue, n);
+		if (a->check_ev != NULL)
+			event_active(a->check_ev, 0, 0);
+		if (!a->failed)
+			log_err("audit: %s was removed; refusing requests until it is recreated",
+			    a->path);
+		a->failed = 1;
+		return -1;
+	}
+	if (audit_write(a, n) == -1) {
+		err = errno;
+		evbuffer_drain(a->queue, evbuffer_get_length(a->queue) < n ?
+		    evbuffer_get_length(a->queue) : n);
+		if (ftruncate(a->fd, a->size) == -1)
+			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
+		if (!a->failed)
+			log_err("audit: cannot write %s: %s; refusing requests until it works",
+			    a->path, strerror(err));
+		a->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
 /* Write (and sync) n queued bytes; on failure cut the file back. */
 static int
 audit_commit(struct audit *a, size_t n, int need_sync)
@@ -377,10 +426,14 @@ audit_commit(struct audit *a, size_t n, int need_sync)
 void
 audit_flush(struct audit *a)
 {
-	struct audit_entry	*ent = a->ent;
-	size_t			 i, start, n, nent = a->nent;
+	struct audit_entry	*ent;
+	size_t			 i, start, n, nent;
 	int			 rc = 0;
 
+	if (a->syncing)		/* blocking flush: let the worker finish first */
+		audit_sync_settle(a);
+	ent = a->ent;
+	nent = a->nent;
 	a->scheduled = 0;
 	if (nent == 0)
 		return;
@@ -415,10 +468,174 @@ audit_flush(struct audit *a)
 	free(ent);
 }
 
+/* The sync worker: one fdatasync per batch, off the event loop. */
+static void *
+audit_worker(void *arg)
+{
+	struct audit	*a = arg;
+	uint64_t	 one = 1;
+	int		 fd, err;
+
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		while (!a->th_job && !a->th_stop)
+			pthread_cond_wait(&a->cv, &a->mu);
+		if (a->th_stop)
+			break;
+		fd = a->fd;
+		a->th_job = 0;
+		pthread_mutex_unlock(&a->mu);
+		err = fdatasync(fd) == -1 ? errno : 0;
+		pthread_mutex_lock(&a->mu);
+		a->th_err = err;
+		a->th_done = 1;
+		pthread_cond_broadcast(&a->cv);
+		(void)!write(a->efd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+/* The batch being synced is durable (or not): settle its callbacks. */
+static void
+audit_sync_settle(struct audit *a)
+{
+	struct audit_entry	*ent = a->sent;
+	size_t			 i, nent = a->nsent;
+	int			 err;
+
+	pthread_mutex_lock(&a->mu);
+	while (!a->th_done)
+		pthread_cond_wait(&a->cv, &a->mu);
+	a->th_done = 0;
+	err = a->th_err;
+	pthread_mutex_unlock(&a->mu);
+	a->syncing = 0;
+	a->sent = NULL;
+	a->nsent = 0;
+	if (err == 0) {
+		a->size += (off_t)a->sent_bytes;
+		a->dseq = ent[nent - 1].seq;
+		memcpy(a->dchain, ent[nent - 1].chain, sizeof(a->dchain));
+		if (a->failed)
+			log_info("audit: writing %s works again", a->path);
+		a->failed = 0;
+	} else {
+		if (ftruncate(a->fd, a->size) == -1)
+			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
+		if (!a->failed)
+			log_err("audit: cannot sync %s: %s; refusing requests until it works",
+			    a->path, strerror(err));
+		a->failed = 1;
+		/* lines queued meanwhile chain from the lost batch: they fail too */
+		for (i = 0; i < a->nent; i++)
+			a->ent[i].seq = (unsigned long long)-1;
+		evbuffer_drain(a->queue, evbuffer_get_length(a->queue));
+		a->seq = a->dseq;
+		memcpy(a->chain, a->dchain, sizeof(a->chain));
+	}
+	for (i = 0; i < nent; i++)
+		if (ent[i].cb != NULL)
+			ent[i].cb(ent[i].arg, err == 0 ? 0 : -1);
+	free(ent);
+	if (err != 0) {		/* settle the queued lines that chained on the lost batch */
+		ent = a->ent;
+		nent = a->nent;
+		a->ent = NULL;
+		a->nent = a->cap = 0;
+		for (i = 0; i < nent; i++)
+			if (ent[i].cb != NULL)
+				ent[i].cb(ent[i].arg, -1);
+		free(ent);
+	}
+}
+
+static void
+audit_done_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct audit	*a = arg;
+	uint64_t	 v;
+
+	(void)!read(a->efd, &v, sizeof(v));
+	if (!a->syncing)
+		return;
+	audit_sync_settle(a);
+	if (a->nent > 0)
+		audit_flush_cb(-1, 0, a);
+}
+
+/* Start the worker (batch mode on an event loop); -1: stay synchronous. */
+static int
+audit_worker_start(struct audit *a)
+{
+	if (a->base == NULL || (a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		return -1;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	a->done_ev = event_new(a->base, a->efd, EV_READ | EV_PERSIST, audit_done_cb, a);
+	if (a->done_ev == NULL || event_add(a->done_ev, NULL) == -1 ||
+	    pthread_create(&a->th, NULL, audit_worker, a) != 0) {
+		if (a->done_ev != NULL)
+			event_free(a->done_ev);
+		a->done_ev = NULL;
+		close(a->efd);
+		a->efd = -1;
+		return -1;
+	}
+	a->th_on = 1;
+	return 0;
+}
+
+/*
+ * Group commit on the event loop (batch mode): write every queued line now,
+ * then let the worker sync them while the loop goes on; lines queued during
+ * the sync form the next batch.  Batches without a write-ahead line (nobody
+ * waits) are not synced on their own.
+ */
 static void
 audit_flush_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	audit_flush(arg);
+	struct audit		*a = arg;
+	struct audit_entry	*ent;
+	size_t			 i, n = 0, nent;
+	int			 waiter = 0;
+
+	if (!a->th_on || a->sync != SYNC_BATCH) {
+		audit_flush(a);
+		return;
+	}
+	a->scheduled = 0;
+	if (a->syncing || a->nent == 0)
+		return;		/* audit_done_cb flushes what is queued */
+	for (i = 0; i < a->nent; i++) {
+		waiter |= a->ent[i].cb != NULL;
+		n += a->ent[i].len;
+	}
+	if (!waiter) {
+		audit_flush(a);	/* outcome lines only: written, synced with a later batch */
+		return;
+	}
+	ent = a->ent;
+	nent = a->nent;
+	a->ent = NULL;
+	a->nent = a->cap = 0;
+	if (audit_write_only(a, n) == -1) {
+		a->seq = a->dseq;
+		memcpy(a->chain, a->dchain, sizeof(a->chain));
+		for (i = 0; i < nent; i++)
+			if (ent[i].cb != NULL)
+				ent[i].cb(ent[i].arg, -1);
+		free(ent);
+		return;
+	}
+	a->sent = ent;
+	a->nsent = nent;
+	a->sent_bytes = n;
+	a->syncing = 1;
+	pthread_mutex_lock(&a->mu);
+	a->th_job = 1;
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
 }
 
 /* Number the line, chain it and move it to the queue. */
@@ -514,6 +731,17 @@ audit_close(struct audit *a)
 		if (a->sync != SYNC_NONE)
 			(void)fsync(a->fd);
 		audit_tail_save(a);
+	}
+	if (a->th_on) {
+		pthread_mutex_lock(&a->mu);
+		a->th_stop = 1;
+		pthread_cond_signal(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->th, NULL);
+		event_free(a->done_ev);
+		close(a->efd);
+		pthread_mutex_destroy(&a->mu);
+		pthread_cond_destroy(&a->cv);
 	}
 	if (a->fd > 0)
 		close(a->fd);
