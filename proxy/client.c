@@ -91,6 +91,11 @@ client_deadline_cb(evutil_socket_t fd, short ev, void *arg)
 	log_info("%s: request %s not received within %s", cl->peer,
 	    cl->state == CL_BODY ? "body" : "head",
 	    cl->state == CL_BODY ? "body_timeout_ms" : "header_timeout_ms");
+	if (cl->state == CL_BODY) {
+		request_abandoned(cl, cl->method, cl->target, cl->body_len, 408,
+		    "PROXY_BODY_TIMEOUT");
+		cl->state = CL_CLOSING;		/* audited once */
+	}
 	client_free(cl);
 }
 
@@ -444,10 +449,9 @@ static int
 client_read_head(struct client *cl, struct evbuffer *in)
 {
 	const struct conf	*c = cl->px->gen->conf;
-	struct evbuffer_ptr	 pos;
 	struct httpp_msg	 m;
 	const char		*why = NULL;
-	size_t			 hl;
+	size_t			 hl, avail;
 	char			*p;
 
 	if (!cl->head_started && evbuffer_get_length(in) > 0) {
@@ -455,9 +459,17 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		bufferevent_set_timeouts(cl->bev, NULL, NULL);
 		client_deadline(cl, c->header_timeout_ms);
 	}
-	pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-	if (pos.pos < 0) {
-		if (evbuffer_get_length(in) > c->max_header_bytes) {
+	/*
+	 * httpp_head_len stops early at a byte no head may hold (bare LF or CR,
+	 * NUL), so such a request is refused now instead of waiting for a
+	 * CRLFCRLF that never comes.
+	 */
+	avail = evbuffer_get_length(in);
+	if (avail > c->max_header_bytes + 1)
+		avail = c->max_header_bytes + 1;
+	p = (char *)evbuffer_pullup(in, (ev_ssize_t)avail);
+	if ((hl = httpp_head_len(p, avail)) == 0) {
+		if (avail > c->max_header_bytes) {
 			cl->keepalive = 0;
 			client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
 			    "request line and headers exceed max_header_bytes", 1);
@@ -465,7 +477,6 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		}
 		return 0;
 	}
-	hl = (size_t)pos.pos + 4;
 	if (hl > c->max_header_bytes) {
 		cl->keepalive = 0;
 		client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
@@ -601,6 +612,11 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client	*cl = arg;
 
+	if (cl->state == CL_BODY) {	/* the head arrived, the body never did */
+		request_abandoned(cl, cl->method, cl->target, cl->body_len, 499,
+		    "PROXY_CLIENT_CLOSED");
+		cl->state = CL_CLOSING;
+	}
 	client_free(cl);	/* EOF, error, or idle/write timeout */
 }
 

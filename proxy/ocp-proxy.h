@@ -127,6 +127,9 @@ void		 request_reject(struct client *, const char *method, const char *path,
 		    size_t bytes_in, int status, const char *name, const char *msg,
 		    int close_after);
 void		 request_client_gone(struct request *);
+/* Audit a request whose head arrived but whose body never did (no answer). */
+void		 request_abandoned(struct client *, const char *method, const char *path,
+		    size_t bytes_in, int status, const char *name);
 void		 request_new_id(char *id);
 /* Shutdown deadline: answer 503 to every request still running. */
 void		 request_cut_all(struct proxy *);

@@ -571,11 +571,16 @@ proxy_drain_timeout(evutil_socket_t fd, short ev, void *arg)
 {
 	struct proxy	*px = arg;
 
+	struct timeval	 grace = { 1, 0 };
+
 	if (px->inflight > 0)
 		log_warn("shutdown: %u request(s) still running after shutdown_timeout_ms; "
 		    "cutting them", px->inflight);
 	request_cut_all(px);
-	event_base_loopexit(px->base, NULL);
+	client_close_idle(px);
+	/* let the 503 answers leave; then stop whatever is left */
+	event_base_loopexit(px->base, &grace);
+	proxy_maybe_done(px);
 }
 
 /* SIGTERM/SIGINT: stop accepting, let requests finish (bounded). */

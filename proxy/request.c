@@ -151,6 +151,29 @@ request_reject(struct client *cl, const char *method, const char *path, size_t b
 	client_request_done(cl);
 }
 
+/* Audit a request whose body never completed: the caller went away or stalled. */
+void
+request_abandoned(struct client *cl, const char *method, const char *path, size_t bytes_in,
+    int status, const char *name)
+{
+	struct evbuffer	*line;
+	char		 id[REQ_ID_LEN];
+	const char	*cname, *cid;
+
+	request_new_id(id);
+	client_caller_info(cl, &cname, &cid);
+	line = audit_line_begin("outcome", id, log_now_ms(), client_peer(cl), cname, cid,
+	    method, path, NULL);
+	if (line != NULL) {
+		evbuffer_add_printf(line, ",\"nonce\":null,\"status\":%d,\"upstream_status\":null,"
+		    "\"duration_ms\":0,\"bytes_in\":%zu,\"bytes_out\":0,\"error\":\"%s\"}",
+		    status, bytes_in, name);
+		audit_append(ocp->audit, line, NULL, NULL);
+		evbuffer_free(line);
+	}
+	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+}
+
 /* Release a request; the client (if any) was already answered. */
 static void
 request_free(struct request *r)
