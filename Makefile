@@ -16,11 +16,13 @@ PROXY_SRC = $(filter-out proxy/main.c $(WIP),$(wildcard proxy/*.c))
 PROXY_OBJ = $(PROXY_SRC:proxy/%.c=$(BUILD)/obj/%.o)
 SIM_SRC   = $(wildcard tests/sim/*.c)
 SIM_OBJ   = $(SIM_SRC:tests/sim/%.c=$(BUILD)/obj/sim/%.o)
+VSIM_SRC  = $(wildcard tests/vault/*.c)
+VSIM_OBJ  = $(VSIM_SRC:tests/vault/%.c=$(BUILD)/obj/vsim/%.o)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 
 .PHONY: all deps check unit integration asan asan-build fuzz bench demo clean
-all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(UNIT_BIN)
+all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(BUILD)/ocp-vault-sim $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: proxy/%.c proxy/*.h | $(BUILD)/obj
 	@echo "  CC      $<"; $(CC) $(CFLAGS) -c -o $@ $<
@@ -34,6 +36,12 @@ $(BUILD)/ocp-proxy: proxy/main.c $(BUILD)/libocp.a
 	@echo "  LD      $@"; $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
 $(BUILD)/ocp-sim: $(SIM_OBJ) $(BUILD)/libocp.a
 	@echo "  LD      $@"; $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_OBJ) $(BUILD)/libocp.a $(LIBS)
+$(BUILD)/obj/vsim/%.o: tests/vault/%.c tests/vault/*.h proxy/*.h | $(BUILD)/obj/vsim
+	@echo "  CC      $<"; $(CC) $(CFLAGS) -Itests/vault -c -o $@ $<
+$(BUILD)/obj/vsim:
+	mkdir -p $@
+$(BUILD)/ocp-vault-sim: $(VSIM_OBJ) $(BUILD)/libocp.a
+	@echo "  LD      $@"; $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(VSIM_OBJ) $(BUILD)/libocp.a $(LIBS)
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libocp.a
 	@echo "  LD      $@"; $(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libocp.a $(LIBS)
 
@@ -62,6 +70,11 @@ asan: deps asan-build
 FUZZ_SECONDS ?= 30
 fuzz: deps
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# Benchmark against the reference peers (issue 5); installs wrk, nginx and its Lua module when
+# missing, never fails on slow figures.  Table in $(BUILD)/bench/results.md.
+bench: deps
+	@bench/run.sh $(BUILD)
 
 demo: deps all
 	@tests/demo.sh $(BUILD)

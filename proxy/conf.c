@@ -620,6 +620,20 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 		free(cause);
 	}
 	redact_set_free(rs);
+	if (*c->vault_address != '\0') {
+		if (strncmp(c->vault_address, "https://", 8) != 0)
+			conf_errs_add(errs, "%s: [vault] address: must start with https://", name);
+		if (*c->vault_token_file == '\0' &&
+		    (*c->vault_role_id == '\0' || *c->vault_secret_id_file == '\0'))
+			conf_errs_add(errs, "%s: [vault]: set token_file, or role_id and "
+			    "secret_id_file (AppRole)", name);
+		if (*c->vault_token_file != '\0' && *c->vault_role_id != '\0')
+			conf_errs_add(errs, "%s: [vault]: token_file and role_id exclude each "
+			    "other: choose one auth method", name);
+	}
+	if (strncmp(c->audit_chain_key, "vault:", 6) == 0)
+		conf_errs_add(errs, "%s: [audit] chain_key: use file:, credential: or env: "
+		    "(the chain key is needed before Vault is reachable)", name);
 	if (*c->audit_chain_key != '\0' && !secret_is_source(c->audit_chain_key))
 		conf_errs_add(errs, "%s: [audit] chain_key: must be a secret source: file:, "
 		    "credential:, env: or vault:", name);
@@ -653,6 +667,11 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 		if (p->nroutes == 0)
 			conf_errs_add(errs, "%s:%d: [profile.%s] routes: missing", name,
 			    p->line, p->name);
+		if (((p->secret && strncmp(p->secret, "vault:", 6) == 0) ||
+		    (p->public_key && strncmp(p->public_key, "vault:", 6) == 0)) &&
+		    *c->vault_address == '\0')
+			conf_errs_add(errs, "%s:%d: [profile.%s] secret: a vault: source needs "
+			    "[vault] address", name, p->line, p->name);
 		for (j = 0; j < i; j++)
 			for (k = 0; k < p->nroutes; k++)
 				for (l = 0; l < c->profiles[j].nroutes; l++)

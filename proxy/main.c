@@ -12,6 +12,8 @@
 
 #include "audit_verify.h"
 #include "conf.h"
+#include "keys.h"
+#include "vault.h"
 #include "log.h"
 #include "ocp-proxy.h"
 #include "policy.h"
@@ -206,6 +208,7 @@ main(int argc, char **argv)
 		gen_unref(px.gen);
 		proxy_nonces_close();
 		proxy_free_audit_key(&px);
+		keys_free_all();
 		return 0;
 	}
 	proxy_run(&px);
@@ -213,6 +216,9 @@ main(int argc, char **argv)
 	gen_unref(px.gen);
 	proxy_nonces_close();
 	proxy_free_audit_key(&px);
+	keys_free_all();
+	if (px.vault != NULL)
+		vault_free(px.vault);
 	if (px.dns != NULL)
 		evdns_base_free(px.dns, 0);
 	event_base_free(px.base);

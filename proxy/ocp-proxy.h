@@ -26,6 +26,8 @@ struct upstream;
 struct redact_set;
 struct audit;
 struct request;
+struct keyslot;
+struct vault;
 
 /* One loaded key pair; requests in flight hold a reference. */
 struct pkey {
@@ -40,7 +42,7 @@ struct pkey {
 struct gen {
 	int		 refs;
 	struct conf	*conf;
-	struct pkey	*keys[CONF_MAX_PROFILES];	/* NULL: not loaded (503) */
+	struct keyslot	*slots[CONF_MAX_PROFILES];	/* key slots, shared across gens */
 	struct nonce	*nonces[CONF_MAX_PROFILES];	/* owned by the nonce table */
 	struct upstream	*up;
 	struct redact_set *redact;
@@ -72,6 +74,9 @@ struct proxy {
 	struct event		*sig[4];
 	struct event		*drain_timer;
 	struct event		*watchdog;
+	struct event		*status_ev;
+	int			 keys_ready;
+	struct vault		*vault;
 	unsigned long long	 reqseq;
 	char			 boot[9];	/* random per process: request id prefix */
 };

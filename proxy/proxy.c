@@ -25,6 +25,7 @@
 
 #include "audit.h"
 #include "audit_verify.h"
+#include "keys.h"
 #include "log.h"
 #include "nonce.h"
 #include "notify.h"
@@ -34,6 +35,7 @@
 #include "secret.h"
 #include "signer.h"
 #include "upstream.h"
+#include "vault.h"
 
 struct proxy	*ocp;
 
@@ -43,55 +45,6 @@ static struct {
 	struct nonce	*n;
 } nonce_tab[CONF_MAX_PROFILES * 2];
 static size_t nnonce;
-
-/* Drop a key reference; the last one cleanses it. */
-void
-pkey_unref(struct pkey *k)
-{
-	if (k == NULL || --k->refs > 0)
-		return;
-	signer_free(k->signer);
-	secret_free(k->secret);
-	free(k->public_key);
-	free(k);
-}
-
-/* Load one profile's key pair. */
-static struct pkey *
-pkey_load(const struct conf_profile *p, char **cause)
-{
-	struct pkey	*k;
-	struct secret	*pub;
-	unsigned char	 md[32];
-
-	if ((k = calloc(1, sizeof(*k))) == NULL)
-		return NULL;
-	k->refs = 1;
-	if (secret_is_source(p->public_key)) {
-		if ((pub = secret_load(p->public_key, cause)) == NULL)
-			goto fail;
-		k->public_key = strndup((char *)pub->p, pub->len);
-		secret_free(pub);
-	} else
-		k->public_key = strdup(p->public_key);
-	if (k->public_key == NULL || strpbrk(k->public_key, "\r\n") != NULL) {
-		*cause = strdup("public key must be one line of text");
-		goto fail;
-	}
-	if ((k->secret = secret_load(p->secret, cause)) == NULL)
-		goto fail;
-	if ((k->signer = signer_new(k->secret->p, k->secret->len)) == NULL) {
-		*cause = strdup("cannot prepare the HMAC key");
-		goto fail;
-	}
-	secret_guard_add(k->secret);
-	EVP_Digest(k->public_key, strlen(k->public_key), md, NULL, EVP_sha256(), NULL);
-	signer_hex(md, 8, k->fp);
-	return k;
-fail:
-	pkey_unref(k);
-	return NULL;
-}
 
 /* The nonce state of a profile, opened once per process. */
 static struct nonce *
@@ -129,12 +82,8 @@ proxy_nonces_close(void)
 void
 gen_unref(struct gen *g)
 {
-	size_t	i;
-
 	if (g == NULL || --g->refs > 0)
 		return;
-	for (i = 0; i < CONF_MAX_PROFILES; i++)
-		pkey_unref(g->keys[i]);
 	if (g->up != NULL)
 		upstream_unref(g->up);
 	redact_set_free(g->redact);
@@ -207,6 +156,7 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 	struct gen	*g;
 	char		*cause = NULL;
 	size_t		 i, before = errs->n;
+	int		 key_gate;
 
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return NULL;
@@ -221,14 +171,6 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 	for (i = 0; i < c->nprofiles && errs->n == before; i++) {
 		if ((g->nonces[i] = proxy_nonce(c->state_dir, c->profiles[i].name, &cause)) == NULL) {
 			conf_errs_add(errs, "%s: [state] dir: %s", c->path, cause);
-			free(cause);
-		}
-	}
-	for (i = 0; i < c->nprofiles; i++) {
-		cause = NULL;
-		if ((g->keys[i] = pkey_load(&c->profiles[i], &cause)) == NULL) {
-			conf_errs_add(errs, "%s:%d: [profile.%s]: cannot load key: %s", c->path,
-			    c->profiles[i].line, c->profiles[i].name, cause ? cause : "out of memory");
 			free(cause);
 		}
 	}
@@ -247,6 +189,18 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 			free(cause);
 		}
 		upstream_unref(up);
+	}
+	key_gate = errs->n != before;
+	/* keys last: a reload refused above leaves every key as it was */
+	for (i = 0; i < c->nprofiles && !key_gate; i++) {
+		cause = NULL;
+		if ((g->slots[i] = keys_slot(c->profiles[i].name)) == NULL ||
+		    keys_load(g->slots[i], &c->profiles[i], check_only, px->gen != NULL,
+		    px->vault, c->vault_max_stale_ms, &cause) == -1) {
+			conf_errs_add(errs, "%s:%d: [profile.%s]: cannot load key: %s", c->path,
+			    c->profiles[i].line, c->profiles[i].name, cause ? cause : "out of memory");
+		}
+		free(cause);
 	}
 	if (errs->n != before) {
 		g->conf = NULL;		/* the caller still owns c */
@@ -503,6 +457,11 @@ proxy_reload(struct proxy *px)
 	if ((c = conf_load(px->conf_path, &errs)) != NULL &&
 	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
 		log_warn("[listen] address changed: takes effect only after a restart");
+	if (c != NULL && (strcmp(c->vault_address, px->gen->conf->vault_address) != 0 ||
+	    strcmp(c->vault_ca_file, px->gen->conf->vault_ca_file) != 0 ||
+	    strcmp(c->vault_token_file, px->gen->conf->vault_token_file) != 0 ||
+	    strcmp(c->vault_role_id, px->gen->conf->vault_role_id) != 0))
+		log_warn("[vault] connection settings changed: take effect only after a restart");
 	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
 		log_warn("[audit] chain_key changed: takes effect only after a restart");
 	if (c != NULL && c->audit_redact_mode == REDACT_MODE_FINGERPRINT && px->audit_key == NULL) {
@@ -521,8 +480,8 @@ proxy_reload(struct proxy *px)
 		notify_send("READY=1");
 		return;
 	}
-	for (i = 0; i < g->conf->nprofiles; i++)
-		log_info("profile %s: key %s", g->conf->profiles[i].name, g->keys[i]->fp);
+	if (px->vault != NULL)
+		vault_refresh_all(px->vault);
 	if (strcmp(g->conf->audit_path, px->gen->conf->audit_path) != 0) {
 		struct audit *a = audit_open(px->base, g->conf->audit_path, g->conf->audit_sync,
 		    px->audit_key, NULL, &cause);
@@ -616,6 +575,26 @@ proxy_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 	notify_send("WATCHDOG=1");
 }
 
+/* Tell systemd and the log when a profile's key becomes (un)available. */
+static void
+proxy_status_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct proxy	*px = arg;
+	int		 ready = keys_all_ready(log_now_ms());
+
+	if (ready == px->keys_ready)
+		return;
+	px->keys_ready = ready;
+	if (ready) {
+		log_info("every profile has a servable key");
+		notify_send("STATUS=ready: every profile has a key");
+	} else {
+		log_warn("not ready: a profile has no servable key (503 PROXY_KEY_UNAVAILABLE "
+		    "for it; other profiles keep working)");
+		notify_send("STATUS=degraded: a profile has no servable key");
+	}
+}
+
 static void
 proxy_signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
@@ -645,8 +624,16 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	TAILQ_INIT(&px->clients);
 	TAILQ_INIT(&px->requests);
 	px->conf_path = conf_path;
-	if ((c = conf_load(conf_path, &errs)) != NULL &&
-	    (proxy_load_audit_key(px, c, &errs) == -1 ||
+	if ((c = conf_load(conf_path, &errs)) != NULL && !check_only &&
+	    *c->vault_address != '\0' &&
+	    (px->vault = vault_new(px->base, px->dns, c, &cause)) == NULL) {
+		conf_errs_add(&errs, "%s: [vault]: %s", conf_path, cause ? cause : "cannot start");
+		free(cause);
+		cause = NULL;
+		conf_free(c);
+		c = NULL;
+	}
+	if (c != NULL && (proxy_load_audit_key(px, c, &errs) == -1 ||
 	    (px->gen = gen_load(px, c, check_only, &errs)) == NULL))
 		conf_free(c);
 	if (px->gen == NULL) {
@@ -675,9 +662,6 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	if (px->gen->conf->audit_sync == SYNC_NONE)
 		log_warn("[audit] sync = none: audit records are not made durable before "
 		    "forwarding (development only)");
-	for (i = 0; i < px->gen->conf->nprofiles; i++)
-		log_info("profile %s: key %s", px->gen->conf->profiles[i].name,
-		    px->gen->keys[i]->fp);
 	proxy_listen(px, px->gen->conf);
 	proxy_log_callers(px->gen->conf);
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -685,6 +669,12 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		evsignal_add(px->sig[i], NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	px->keys_ready = -1;
+	px->status_ev = event_new(px->base, -1, EV_PERSIST, proxy_status_cb, px);
+	{
+		struct timeval tv1 = { 1, 0 };
+		event_add(px->status_ev, &tv1);
+	}
 	if ((wd = notify_watchdog_ms()) > 0) {
 		struct timeval tv = { (time_t)(wd / 2000), (suseconds_t)((wd / 2) % 1000) * 1000 };
 		px->watchdog = event_new(px->base, -1, EV_PERSIST, proxy_watchdog_cb, px);
@@ -701,6 +691,7 @@ proxy_run(struct proxy *px)
 	size_t	i;
 
 	notify_send("READY=1");
+	proxy_status_cb(-1, 0, px);
 	event_base_dispatch(px->base);
 	if (px->inflight > 0)
 		request_cut_all(px);
@@ -721,6 +712,8 @@ proxy_run(struct proxy *px)
 		event_free(px->drain_timer);
 	if (px->watchdog != NULL)
 		event_free(px->watchdog);
+	if (px->status_ev != NULL)
+		event_free(px->status_ev);
 	client_free_all(px);
 	free(px->listen_desc);
 	free(px->unix_path);

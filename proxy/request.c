@@ -15,6 +15,7 @@
 
 #include "audit.h"
 #include "jbody.h"
+#include "keys.h"
 #include "log.h"
 #include "nonce.h"
 #include "ocp-proxy.h"
@@ -435,12 +436,10 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 	}
 	if (r->caller != NULL && request_check_fields(r, p, len) == -1)
 		return -1;
-	if ((r->key = r->gen->keys[r->profile]) == NULL) {
-		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE",
-		    "the key of this profile is not loaded");
+	if ((r->key = keys_acquire(r->gen->slots[r->profile], log_now_ms(), &why)) == NULL) {
+		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);
 		return -1;
 	}
-	r->key->refs++;
 	if (r->jb.has_nonce && r->jb.nonce_is_int &&
 	    r->jb.nonce_num > log_now_ms() + REQ_NONCE_AHEAD_MS) {
 		/* it would push this profile's nonces (here and upstream) out of reach */

@@ -187,8 +187,15 @@ static const struct ccase cases[] = {
 	  E("[profile.main] secret: must be a secret source", 3) },
 	{ "every source kind", "[profile.a]\npublic_key = env:PK\nsecret = credential:a\n"
 	  "routes = /a\n[profile.b]\npublic_key = b\nsecret = vault:kv/ocp#secret\n"
-	  "routes = /b\n[profile.c]\npublic_key = c\nsecret = env:C\nroutes = /c\n",
+	  "routes = /b\n[profile.c]\npublic_key = c\nsecret = env:C\nroutes = /c\n"
+	  "[vault]\naddress = https://127.0.0.1:8200\ntoken_file = /etc/vault.token\n",
 	  Z(nprofiles, 3) },
+	{ "vault source needs [vault]", "[profile.b]\npublic_key = b\nsecret = vault:kv/ocp#s\n"
+	  "routes = /b\n", E("[profile.b] secret: a vault: source needs [vault] address", 2) },
+	{ "vault needs an auth method", "[vault]\naddress = https://127.0.0.1:8200\n" PROF,
+	  E("[vault]: set token_file, or role_id and secret_id_file", 0) },
+	{ "vault address https only", "[vault]\naddress = http://127.0.0.1:8200\n"
+	  "token_file = /t\n" PROF, E("[vault] address: must start with https://", 0) },
 	{ "missing public_key", "[profile.main]\nsecret = env:X\nroutes = /api\n",
 	  E("[profile.main] public_key: missing", 2) },
 	{ "empty public_key", "[profile.main]\npublic_key =\nsecret = env:X\nroutes = /api\n",

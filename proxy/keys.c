@@ -1,0 +1,338 @@
+/*
+ * keys.c — per-profile key slots: loading, swapping, staleness.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "keys.h"
+#include "log.h"
+#include "ocp-proxy.h"
+#include "secret.h"
+#include "signer.h"
+#include "vault.h"
+
+struct keyslot {
+	char			*name;
+	struct pkey		*cur;
+	int			 from_vault;
+	unsigned long long	 ok_ms;		/* last good Vault read */
+	unsigned		 max_stale_ms;
+	struct vault_watch	*watch;
+	char			*watch_src;	/* mount/path the watch reads */
+	char			*sec_field;
+	char			*pub_field;	/* NULL: public key not from Vault */
+	char			*pub_literal;
+	unsigned long long	 version;
+};
+
+static struct keyslot	*slots[CONF_MAX_PROFILES * 2];
+static size_t		 nslots;
+
+/* Drop a key reference; the last one cleanses it. */
+void
+pkey_unref(struct pkey *k)
+{
+	if (k == NULL || --k->refs > 0)
+		return;
+	signer_free(k->signer);
+	secret_free(k->secret);
+	free(k->public_key);
+	free(k);
+}
+
+/* A key from its parts; takes sec. */
+struct pkey *
+pkey_new(const char *pub, size_t publen, struct secret *sec, char **cause)
+{
+	struct pkey	*k;
+	unsigned char	 md[32];
+
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		secret_free(sec);
+		return NULL;
+	}
+	k->refs = 1;
+	k->secret = sec;
+	if ((k->public_key = strndup(pub, publen)) == NULL || publen == 0 ||
+	    strpbrk(k->public_key, "\r\n") != NULL) {
+		*cause = strdup("public key must be one non-empty line of text");
+		pkey_unref(k);
+		return NULL;
+	}
+	if ((k->signer = signer_new(sec->p, sec->len)) == NULL) {
+		*cause = strdup("cannot prepare the HMAC key");
+		pkey_unref(k);
+		return NULL;
+	}
+	secret_guard_add(sec);
+	EVP_Digest(k->public_key, publen, md, NULL, EVP_sha256(), NULL);
+	signer_hex(md, 8, k->fp);
+	return k;
+}
+
+/* The slot of a profile. */
+struct keyslot *
+keys_slot(const char *profile)
+{
+	size_t	i;
+
+	for (i = 0; i < nslots; i++)
+		if (strcmp(slots[i]->name, profile) == 0)
+			return slots[i];
+	if (nslots == sizeof(slots) / sizeof(slots[0]) ||
+	    (slots[nslots] = calloc(1, sizeof(struct keyslot))) == NULL)
+		return NULL;
+	slots[nslots]->name = strdup(profile);
+	return slots[nslots++];
+}
+
+/* Swap in a new key, logging the change by fingerprint. */
+static void
+keys_swap(struct keyslot *s, struct pkey *k, const char *why)
+{
+	if (s->cur != NULL && strcmp(s->cur->fp, k->fp) == 0 && s->cur->secret->len ==
+	    k->secret->len && memcmp(s->cur->secret->p, k->secret->p, k->secret->len) == 0)
+		log_info("profile %s: key %s unchanged (%s)", s->name, k->fp, why);
+	else if (s->cur != NULL)
+		log_info("profile %s: key changed %s -> %s (%s)", s->name, s->cur->fp, k->fp, why);
+	else
+		log_info("profile %s: key %s loaded (%s)", s->name, k->fp, why);
+	pkey_unref(s->cur);
+	s->cur = k;
+}
+
+/* Synchronous sources: file:, credential:, env: (and a literal public key). */
+static struct pkey *
+keys_read_local(const struct conf_profile *p, char **cause)
+{
+	struct secret	*pub = NULL, *sec;
+	struct pkey	*k;
+
+	if (secret_is_source(p->public_key) && (pub = secret_load(p->public_key, cause)) == NULL)
+		return NULL;
+	if ((sec = secret_load(p->secret, cause)) == NULL) {
+		secret_free(pub);
+		return NULL;
+	}
+	if (pub != NULL)
+		k = pkey_new((char *)pub->p, pub->len, sec, cause);
+	else
+		k = pkey_new(p->public_key, strlen(p->public_key), sec, cause);
+	secret_free(pub);
+	return k;
+}
+
+/* A new version of a Vault secret (or a failed read). */
+static void
+keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, const char *err)
+{
+	struct keyslot	*s = arg;
+	struct secret	*sec, *pub = NULL;
+	struct pkey	*k;
+	char		*cause = NULL, why[48];
+
+	if (kv == NULL) {
+		log_warn("profile %s: Vault read failed: %s%s", s->name, err ? err : "error",
+		    s->cur ? "; serving the last good key" : "");
+		return;
+	}
+	s->ok_ms = log_now_ms();
+	if (version == s->version && s->cur != NULL)
+		return;
+	if ((sec = vault_kv_field(kv, s->sec_field)) == NULL ||
+	    (s->pub_field != NULL && (pub = vault_kv_field(kv, s->pub_field)) == NULL)) {
+		log_err("profile %s: Vault secret version %llu lacks field %s", s->name, version,
+		    sec == NULL ? s->sec_field : s->pub_field);
+		secret_free(sec);
+		return;
+	}
+	k = pub ? pkey_new((char *)pub->p, pub->len, sec, &cause) :
+	    pkey_new(s->pub_literal, strlen(s->pub_literal), sec, &cause);
+	secret_free(pub);
+	if (k == NULL) {
+		log_err("profile %s: Vault secret version %llu: %s", s->name, version,
+		    cause ? cause : "unusable");
+		free(cause);
+		return;
+	}
+	s->version = version;
+	snprintf(why, sizeof(why), "Vault version %llu", version);
+	keys_swap(s, k, why);
+}
+
+/* Point the slot at a Vault secret (watch), replacing an older watch. */
+static int
+keys_watch(struct keyslot *s, const struct conf_profile *p, struct vault *v, char **cause)
+{
+	char	*mount = NULL, *path = NULL, *field = NULL, *pm = NULL, *pp = NULL, *pf = NULL;
+	char	*src = NULL;
+	int	 rc = -1;
+
+	if (vault_parse_source(p->secret, &mount, &path, &field) == -1) {
+		*cause = strdup("secret: expected vault:MOUNT/PATH#FIELD");
+		goto out;
+	}
+	if (strncmp(p->public_key, "vault:", 6) == 0) {
+		if (vault_parse_source(p->public_key, &pm, &pp, &pf) == -1 ||
+		    strcmp(pm, mount) != 0 || strcmp(pp, path) != 0) {
+			*cause = strdup("public_key from Vault must name the same secret "
+			    "(vault:MOUNT/PATH#FIELD) as the secret, so both come from one version");
+			goto out;
+		}
+	} else if (secret_is_source(p->public_key)) {
+		*cause = strdup("with a Vault secret, public_key must be literal or from the same "
+		    "Vault secret");
+		goto out;
+	}
+	if (asprintf(&src, "%s/%s", mount, path) == -1)
+		goto out;
+	if (s->watch != NULL && strcmp(s->watch_src, src) == 0 && strcmp(s->sec_field, field) == 0 &&
+	    ((pf == NULL && s->pub_field == NULL) || (pf && s->pub_field && strcmp(pf, s->pub_field) == 0)) &&
+	    (pf != NULL || strcmp(s->pub_literal, p->public_key) == 0)) {
+		rc = 0;		/* same watch: keep it */
+		goto out;
+	}
+	if (s->watch != NULL)
+		vault_unwatch(s->watch);
+	free(s->watch_src);
+	free(s->sec_field);
+	free(s->pub_field);
+	free(s->pub_literal);
+	s->watch_src = src;
+	s->sec_field = field;
+	s->pub_field = pf;
+	s->pub_literal = pf ? NULL : strdup(p->public_key);
+	src = field = pf = NULL;
+	s->version = 0;
+	s->from_vault = 1;
+	if ((s->watch = vault_watch(v, mount, path, keys_vault_cb, s)) == NULL) {
+		*cause = strdup("cannot start the Vault watch");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(mount);
+	free(path);
+	free(field);
+	free(pm);
+	free(pp);
+	free(pf);
+	free(src);
+	return rc;
+}
+
+/* (Re)load one profile's key into its slot. */
+int
+keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int reload,
+    struct vault *v, unsigned max_stale_ms, char **cause)
+{
+	struct pkey	*k;
+
+	*cause = NULL;
+	s->max_stale_ms = max_stale_ms;
+	if (strncmp(p->secret, "vault:", 6) == 0) {
+		if (v == NULL && !check_only) {
+			*cause = strdup("vault: source needs [vault] address");
+			return -1;
+		}
+		if (check_only) {
+			char *m = NULL, *pa = NULL, *f = NULL;
+			int bad = vault_parse_source(p->secret, &m, &pa, &f);
+			free(m);
+			free(pa);
+			free(f);
+			if (bad == -1)
+				*cause = strdup("secret: expected vault:MOUNT/PATH#FIELD");
+			return bad;
+		}
+		return keys_watch(s, p, v, cause);
+	}
+	if ((k = keys_read_local(p, cause)) == NULL) {
+		if (reload && s->cur != NULL && !s->from_vault) {
+			log_err("profile %s: cannot read the new key (%s); keeping key %s", s->name,
+			    *cause ? *cause : "error", s->cur->fp);
+			free(*cause);
+			*cause = NULL;
+			return 0;
+		}
+		return -1;
+	}
+	if (check_only) {
+		pkey_unref(k);
+		return 0;
+	}
+	if (s->watch != NULL) {
+		vault_unwatch(s->watch);
+		s->watch = NULL;
+	}
+	s->from_vault = 0;
+	keys_swap(s, k, reload ? "reload" : "start");
+	return 0;
+}
+
+/* 1 if the slot's key may be served now. */
+static int
+keys_servable(const struct keyslot *s, unsigned long long now_ms)
+{
+	if (s->cur == NULL)
+		return 0;
+	return !s->from_vault || now_ms <= s->ok_ms + s->max_stale_ms;
+}
+
+/* A reference to the current key for a new request. */
+struct pkey *
+keys_acquire(struct keyslot *s, unsigned long long now_ms, const char **why)
+{
+	if (s->cur == NULL) {
+		*why = s->from_vault ? "the key of this profile has not been read from Vault yet" :
+		    "the key of this profile is not loaded";
+		return NULL;
+	}
+	if (!keys_servable(s, now_ms)) {
+		*why = "the key of this profile is stale: Vault unreachable beyond max_stale_ms";
+		return NULL;
+	}
+	s->cur->refs++;
+	return s->cur;
+}
+
+const char *
+keys_fp(const struct keyslot *s)
+{
+	return s->cur ? s->cur->fp : "-";
+}
+
+/* 1 when every slot can serve. */
+int
+keys_all_ready(unsigned long long now_ms)
+{
+	size_t	i;
+
+	for (i = 0; i < nslots; i++)
+		if (!keys_servable(slots[i], now_ms))
+			return 0;
+	return 1;
+}
+
+/* Release every slot (exit). */
+void
+keys_free_all(void)
+{
+	size_t	i;
+
+	for (i = 0; i < nslots; i++) {
+		if (slots[i]->watch != NULL)
+			vault_unwatch(slots[i]->watch);
+		pkey_unref(slots[i]->cur);
+		free(slots[i]->name);
+		free(slots[i]->watch_src);
+		free(slots[i]->sec_field);
+		free(slots[i]->pub_field);
+		free(slots[i]->pub_literal);
+		free(slots[i]);
+	}
+	nslots = 0;
+}

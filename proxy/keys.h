@@ -1,0 +1,41 @@
+/*
+ * keys.c — the key pair of every profile, kept across reloads in a slot.
+ *
+ * A slot holds the current key (a reference-counted struct pkey): a request
+ * takes a reference when it starts and signs with that key even if a reload
+ * or a Vault rotation swaps the slot's key meanwhile.  File, credential and
+ * env sources are read synchronously (start, SIGHUP); Vault sources arrive
+ * from a watch on the event loop.  A reload that cannot read a key keeps the
+ * old one.  A Vault key older than max_stale_ms since its last good read is
+ * not served (503).
+ */
+#ifndef KEYS_H
+#define KEYS_H
+#include "conf.h"
+
+struct pkey;
+struct secret;
+struct vault;
+struct keyslot;
+
+/* The slot of a profile, created on first use; lives until keys_free_all(). */
+struct keyslot	*keys_slot(const char *profile);
+/*
+ * (Re)load profile p into its slot.  check_only: load and drop (for -t).
+ * reload: on failure keep the old key (logged) and return 0 if there is one.
+ * Vault sources need v (NULL: reported as an error).  Returns 0 or -1 with
+ * *cause (malloc'd, never secret).
+ */
+int		 keys_load(struct keyslot *, const struct conf_profile *p, int check_only,
+		    int reload, struct vault *v, unsigned max_stale_ms, char **cause);
+/* A reference to the key for a new request, or NULL with *why (503). */
+struct pkey	*keys_acquire(struct keyslot *, unsigned long long now_ms, const char **why);
+/* Fingerprint of the current key for logs ("-" when none). */
+const char	*keys_fp(const struct keyslot *);
+/* 1 when every slot has a servable key. */
+int		 keys_all_ready(unsigned long long now_ms);
+void		 keys_free_all(void);
+/* Build a key from a public key text and a secret (takes ownership of sec). */
+struct pkey	*pkey_new(const char *public_key, size_t publen, struct secret *sec, char **cause);
+
+#endif
