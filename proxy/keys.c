@@ -250,6 +250,13 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 		}
 		return keys_watch(s, p, v, cause);
 	}
+	if (reload && s->cur != NULL && !s->from_vault && strncmp(p->secret, "env:", 4) == 0 &&
+	    !secret_is_source(p->public_key)) {
+		/* the variable was wiped after the first read: nothing to re-read */
+		log_info("profile %s: env: secret read once at start; keeping key %s", s->name,
+		    s->cur->fp);
+		return 0;
+	}
 	if ((k = keys_read_local(p, cause)) == NULL) {
 		if (reload && s->cur != NULL && !s->from_vault) {
 			log_err("profile %s: cannot read the new key (%s); keeping key %s", s->name,
@@ -277,9 +284,16 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 static int
 keys_servable(const struct keyslot *s, unsigned long long now_ms)
 {
+	long long	age;
+
+	(void)now_ms;
 	if (s->cur == NULL)
 		return 0;
-	return !s->from_vault || now_ms <= s->ok_ms + s->max_stale_ms;
+	if (!s->from_vault)
+		return 1;
+	/* the age of the last good read of the secret, whatever its version */
+	age = s->watch ? vault_watch_age_ms(s->watch) : -1;
+	return age >= 0 && (unsigned long long)age <= s->max_stale_ms;
 }
 
 /* A reference to the current key for a new request. */
