@@ -58,6 +58,7 @@ static void client_read_cb(struct bufferevent *, void *);
 static void client_write_cb(struct bufferevent *, void *);
 static void client_event_cb(struct bufferevent *, short, void *);
 static void client_free(struct client *);
+static void client_refuse(struct client *, int, const char *, const char *, int);
 
 static void
 ms_tv(unsigned ms, struct timeval *tv)
@@ -91,10 +92,11 @@ client_deadline_cb(evutil_socket_t fd, short ev, void *arg)
 	log_info("%s: request %s not received within %s", cl->peer,
 	    cl->state == CL_BODY ? "body" : "head",
 	    cl->state == CL_BODY ? "body_timeout_ms" : "header_timeout_ms");
-	if (cl->state == CL_BODY) {
-		request_abandoned(cl, cl->method, cl->target, cl->body_len, 408,
-		    "PROXY_BODY_TIMEOUT");
-		cl->state = CL_CLOSING;		/* audited once */
+	if (cl->state == CL_BODY) {	/* tell the caller; audited with the answer */
+		cl->keepalive = 0;
+		client_refuse(cl, 408, "PROXY_BODY_TIMEOUT",
+		    "the request body was not received within body_timeout_ms", 1);
+		return;
 	}
 	client_free(cl);
 }
@@ -412,6 +414,12 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 	if (m->host == NULL || !client_host_ok(cl, m->host, m->host_len)) {
 		client_refuse(cl, 400, "PROXY_BAD_HOST",
 		    "the Host header must name this proxy (localhost or its listen address)", 1);
+		return -1;
+	}
+	if (httpp_find(m, "origin") != NULL || httpp_find(m, "sec-fetch-site") != NULL) {
+		/* only browsers send these: a web page must not get requests signed (CSRF) */
+		client_refuse(cl, 403, "PROXY_FORBIDDEN",
+		    "requests from a web browser (Origin or Sec-Fetch-Site header) are refused", 1);
 		return -1;
 	}
 	if (m->method_len != 4 || memcmp(m->method, "POST", 4) != 0) {

@@ -135,7 +135,7 @@ keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, 
 	char		*cause = NULL, why[48];
 
 	if (kv == NULL) {
-		log_warn("profile %s: Vault read failed: %s%s", s->name, err ? err : "error",
+		log_debug("profile %s: Vault read failed: %s%s", s->name, err ? err : "error",
 		    s->cur ? "; serving the last good key" : "");
 		return;
 	}
@@ -291,8 +291,10 @@ keys_servable(const struct keyslot *s, unsigned long long now_ms)
 		return 0;
 	if (!s->from_vault)
 		return 1;
-	/* the age of the last good read of the secret, whatever its version */
-	age = s->watch ? vault_watch_age_ms(s->watch) : -1;
+	/* how long the reads of this secret have been failing (0 while they work) */
+	if (s->watch == NULL || vault_watch_age_ms(s->watch) < 0)
+		return 0;
+	age = vault_watch_failing_ms(s->watch);
 	return age >= 0 && (unsigned long long)age <= s->max_stale_ms;
 }
 

@@ -457,10 +457,7 @@ proxy_reload(struct proxy *px)
 	if ((c = conf_load(px->conf_path, &errs)) != NULL &&
 	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
 		log_warn("[listen] address changed: takes effect only after a restart");
-	if (c != NULL && (strcmp(c->vault_address, px->gen->conf->vault_address) != 0 ||
-	    strcmp(c->vault_ca_file, px->gen->conf->vault_ca_file) != 0 ||
-	    strcmp(c->vault_token_file, px->gen->conf->vault_token_file) != 0 ||
-	    strcmp(c->vault_role_id, px->gen->conf->vault_role_id) != 0))
+	if (c != NULL && !vault_conf_same(c, px->gen->conf))
 		log_warn("[vault] connection settings changed: take effect only after a restart");
 	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
 		log_warn("[audit] chain_key changed: takes effect only after a restart");

@@ -95,7 +95,8 @@ int		 vault_parse_source(const char *src, char **mount, char **path,
 /*
  * Watch MOUNT/PATH: read as soon as authenticated, then every refresh_ms.
  * A new watch of a path already read gets the current version from the
- * loop.  NULL on allocation failure.
+ * loop.  NULL when mount holds a '/' or mount/path is not a valid path (see
+ * vault_parse_source), or on allocation failure.
  */
 struct vault_watch *vault_watch(struct vault *, const char *mount, const char *path,
 		    vault_cb, void *arg);
@@ -141,7 +142,8 @@ const char	*vault_kv_name(const struct vault_kv *, size_t i);
  * strings.  *version gets metadata.version.  NULL with *why a static reason
  * ("invalid JSON", "not a JSON object", "nesting too deep", "no data in the
  * answer", "no version in the answer", "duplicate field", "too many fields",
- * "field too long", "out of memory").  Free with vault_kv_free() (cleanses; accepts NULL).
+ * "field too long", "out of memory").  Free with vault_kv_free() (cleanses;
+ * accepts NULL).
  */
 struct vault_kv	*vault_kv_parse(const char *json, size_t len,
 		    unsigned long long *version, const char **why);

@@ -153,6 +153,19 @@ token_left_s(const struct vsim_token *t)
 	return left < 1000 ? 1 : (long long)(left / 1000);
 }
 
+/*
+ * The lease_duration of a login or renewal: the granted TTL in whole seconds,
+ * as Vault reports it (the remaining time, rounded down, once capped by the
+ * max TTL).
+ */
+static long long
+token_lease_s(const struct vsim_token *t, int capped)
+{
+	if (t->expire_ms == 0)
+		return 0;
+	return capped ? token_left_s(t) : (long long)(t->ttl_ms / 1000);
+}
+
 /* The namespace of a request matches the server's (none = none or "root"). */
 static int
 ns_ok(struct vsim *vs, struct evhttp_request *req)
@@ -204,6 +217,9 @@ vsim_auth(struct vsim *vs, struct evhttp_request *req)
 static void
 auth_json(struct evbuffer *b, const struct vsim_token *t, const char *warning)
 {
+	long long	lease = token_lease_s(t, warning != NULL ||
+			    (t->max_ms != 0 && t->expire_ms == t->max_ms));
+
 	evbuffer_add_printf(b, "{\"request_id\":");
 	vsim_uuid(b);
 	evbuffer_add_printf(b, ",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,"
@@ -220,7 +236,7 @@ auth_json(struct evbuffer *b, const struct vsim_token *t, const char *warning)
 	    "\"token_policies\":[\"default\",\"ocp\"],\"metadata\":{\"role_name\":\"ocp\"},"
 	    "\"lease_duration\":%lld,\"renewable\":%s,\"entity_id\":\"\","
 	    "\"token_type\":\"service\",\"orphan\":true,\"mfa_requirement\":null,"
-	    "\"num_uses\":0}}", t->accessor, token_left_s(t), t->renewable ? "true" : "false");
+	    "\"num_uses\":0}}", t->accessor, lease, t->renewable ? "true" : "false");
 }
 
 /* A string member of a JSON object, or NULL. */
