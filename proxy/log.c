@@ -10,7 +10,12 @@
 
 #include "log.h"
 
+#define LOG_BUF_SIZE	65536
+
 static const char	*log_prog = "ocp-proxy";
+static char		 log_buf[LOG_BUF_SIZE];	/* info/debug lines awaiting a write */
+static size_t		 log_buf_len;
+static void		(*log_kick)(void);
 static enum log_level	 log_lvl = LOG_INFO;
 static log_scrub_fn	 log_scrub;
 static const char *const log_names[] = { "error", "warning", "info", "debug" };
@@ -62,18 +67,59 @@ log_now_ms(void)
 	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
 }
 
-/* RFC 3339 UTC with milliseconds: 2026-11-27T05:12:28.123Z. */
+/* RFC 3339 UTC with milliseconds: 2026-11-27T05:12:28.123Z (seconds part cached). */
 void
 log_time(char *buf, unsigned long long ms)
 {
-	time_t		t = (time_t)(ms / 1000);
-	struct tm	tm;
+	static unsigned long long	 csec = (unsigned long long)-1;
+	static char			 cached[32];
+	time_t				 t = (time_t)(ms / 1000);
+	struct tm			 tm;
+	unsigned			 m = (unsigned)(ms % 1000);
 
+	if (ms / 1000 == csec) {
+		memcpy(buf, cached, 19);
+		buf[19] = '.';
+		buf[20] = (char)('0' + m / 100);
+		buf[21] = (char)('0' + m / 10 % 10);
+		buf[22] = (char)('0' + m % 10);
+		buf[23] = 'Z';
+		buf[24] = '\0';
+		return;
+	}
 	gmtime_r(&t, &tm);
 	snprintf(buf, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
 	    (unsigned)(tm.tm_year + 1900) % 10000, (unsigned)(tm.tm_mon + 1) % 100,
 	    (unsigned)tm.tm_mday % 100, (unsigned)tm.tm_hour % 100,
 	    (unsigned)tm.tm_min % 100, (unsigned)tm.tm_sec % 100, (unsigned)(ms % 1000));
+	memcpy(cached, buf, 19);
+	csec = ms / 1000;
+}
+
+/* Write the buffered info/debug lines now. */
+void
+log_flush(void)
+{
+	size_t	done = 0;
+	ssize_t	w;
+
+	while (done < log_buf_len) {
+		if ((w = write(STDERR_FILENO, log_buf + done, log_buf_len - done)) <= 0)
+			break;
+		done += (size_t)w;
+	}
+	log_buf_len = 0;
+}
+
+/*
+ * From now on info/debug lines are collected and written together when kick()
+ * has the event loop call log_flush() (one write per loop pass instead of one
+ * per request).  Errors and warnings are still written at once, in order.
+ */
+void
+log_set_buffered(void (*kick)(void))
+{
+	log_kick = kick;
 }
 
 static void
@@ -97,6 +143,17 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	line[n] = '\0';
 	if (log_scrub != NULL)
 		log_scrub(line, (size_t)n);
+	if (log_kick != NULL && lvl >= LOG_INFO) {
+		if (log_buf_len + (size_t)n > sizeof(log_buf))
+			log_flush();
+		if (log_buf_len == 0)
+			log_kick();
+		memcpy(log_buf + log_buf_len, line, (size_t)n);
+		log_buf_len += (size_t)n;
+		return;
+	}
+	if (log_buf_len > 0)
+		log_flush();
 	(void)!write(STDERR_FILENO, line, (size_t)n);
 }
 

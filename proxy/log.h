@@ -24,6 +24,9 @@ void	fatalx(const char *, ...)
 /* Format the current time as RFC 3339 UTC with milliseconds into buf[32]. */
 void	log_time(char *buf, unsigned long long ms);
 unsigned long long log_now_ms(void);
+/* Collect info/debug lines; kick() must arrange a log_flush() soon. */
+void	log_set_buffered(void (*kick)(void));
+void	log_flush(void);
 /* Route libevent's own warnings through log_msg. */
 void	log_libevent(void);
 /* Hook to scrub a formatted line before it is written (installed by secret.c). */
