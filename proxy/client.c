@@ -24,6 +24,9 @@
 
 enum client_state { CL_HEAD, CL_BODY, CL_BUSY, CL_CLOSING };
 
+#define CLIENT_LINGER_MS	2000		/* lingering close: time ... */
+#define CLIENT_LINGER_BYTES	(4U << 20)	/* ... and bytes discarded at most */
+
 struct client {
 	TAILQ_ENTRY(client)	 entry;
 	struct proxy		*px;
@@ -51,6 +54,8 @@ struct client {
 	char			 caller_id[POLICY_DESCRIBE_MAX];
 	unsigned		 retry_after;	/* next response: Retry-After (429) */
 	int			 www_auth;	/* next response: WWW-Authenticate (401) */
+	int			 lingering;	/* answered, write side shut, draining input */
+	size_t			 drained;
 	int			 head_started;
 };
 
@@ -89,6 +94,10 @@ client_deadline_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct client	*cl = arg;
 
+	if (cl->lingering) {
+		client_free(cl);
+		return;
+	}
 	log_info("%s: request %s not received within %s", cl->peer,
 	    cl->state == CL_BODY ? "body" : "head",
 	    cl->state == CL_BODY ? "body_timeout_ms" : "header_timeout_ms");
@@ -296,15 +305,6 @@ client_host_ok(const struct client *cl, const char *h, size_t len)
 	return 0;
 }
 
-static unsigned long long
-client_mono_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-}
-
 /* Refuse before the body was read: the connection cannot be reused. */
 static void
 client_refuse(struct client *cl, int status, const char *name, const char *msg, int close_after)
@@ -350,6 +350,8 @@ client_check_caller(struct client *cl, const struct httpp_msg *m, const char *pr
 		(void)policy_bearer(auth->value, auth->value_len, &cl->cred.bearer,
 		    &cl->cred.bearer_len);
 	cl->caller = policy_identify(cl->gen->conf->policy, &cl->cred);
+	if (cl->caller == NULL)		/* "token=unknown"/"token=none"/"uid=..." for the audit */
+		caller_describe(NULL, &cl->cred, cl->caller_id, sizeof(cl->caller_id));
 	cl->cred.bearer = NULL;		/* points into the head: not kept */
 	if (cl->caller == NULL) {
 		log_warn("refused an unknown caller %s", cl->peer);
@@ -368,11 +370,10 @@ client_check_caller(struct client *cl, const struct httpp_msg *m, const char *pr
 	return 0;
 }
 
-/* Per-caller concurrency and rate: 429 with Retry-After. */
+/* Per-caller concurrency: 429 with Retry-After. */
 static int
 client_check_limits(struct client *cl, int nobody)
 {
-	unsigned	 retry = 0;
 	char		 msg[128];
 
 	if (caller_enter(cl->caller) == -1) {
@@ -383,13 +384,7 @@ client_check_limits(struct client *cl, int nobody)
 		return -1;
 	}
 	cl->entered = 1;
-	if (caller_rate_take(cl->caller, client_mono_ms(), &retry) == -1) {
-		snprintf(msg, sizeof(msg), "caller %s: rate_per_s exceeded", caller_name(cl->caller));
-		cl->retry_after = retry;
-		client_refuse(cl, 429, "PROXY_RATE_LIMITED", msg, !nobody);
-		return -1;
-	}
-	return 0;
+	return 0;	/* the rate token is taken once the body passed its checks */
 }
 
 /* Checks on the head that need no body; 0 to go on reading. */
@@ -583,6 +578,13 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer	*body;
 	int		 r;
 
+	if (cl->state == CL_CLOSING) {	/* lingering: discard, bounded */
+		cl->drained += evbuffer_get_length(in);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (cl->drained > CLIENT_LINGER_BYTES)
+			client_free(cl);
+		return;
+	}
 	if (cl->state == CL_HEAD) {
 		if (cl->px->stopping) {
 			client_free(cl);
@@ -610,8 +612,21 @@ client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client	*cl = arg;
 
-	if (cl->state == CL_CLOSING && cl->req == NULL)
+	if (cl->state != CL_CLOSING || cl->req != NULL || cl->lingering)
+		return;
+	/*
+	 * Lingering close: the caller may still be sending a body we refused
+	 * to read; closing now would reset the connection and lose the answer
+	 * it has not read yet.  Shut our side and discard its input for a while.
+	 */
+	cl->lingering = 1;
+	if (shutdown(bufferevent_getfd(bev), SHUT_WR) == -1) {
 		client_free(cl);
+		return;
+	}
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+	client_deadline(cl, CLIENT_LINGER_MS);
+	bufferevent_enable(bev, EV_READ);
 }
 
 /* EOF, errors and timeouts. */
@@ -664,7 +679,7 @@ void
 client_caller_info(const struct client *cl, const char **name, const char **id)
 {
 	*name = cl->caller ? caller_name(cl->caller) : NULL;
-	*id = cl->caller ? cl->caller_id : NULL;
+	*id = cl->caller_id[0] != '\0' ? cl->caller_id : NULL;
 }
 
 void

@@ -140,8 +140,8 @@ keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, 
 		return;
 	}
 	s->ok_ms = log_now_ms();
-	if (version == s->version && s->cur != NULL)
-		return;
+	/* called only for a new version or new content: a re-created secret may
+	 * repeat a version number with another pair */
 	if ((sec = vault_kv_field(kv, s->sec_field)) == NULL ||
 	    (s->pub_field != NULL && (pub = vault_kv_field(kv, s->pub_field)) == NULL)) {
 		log_err("profile %s: Vault secret version %llu lacks field %s", s->name, version,

@@ -565,6 +565,22 @@ proxy_stop(struct proxy *px)
 	proxy_maybe_done(px);
 }
 
+static struct event *log_flush_ev;
+
+static void
+proxy_log_flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	log_flush();
+}
+
+/* A buffered log line is waiting: write it at the end of this loop pass. */
+static void
+proxy_log_kick(void)
+{
+	if (log_flush_ev != NULL)
+		event_active(log_flush_ev, 0, 0);
+}
+
 /* systemd watchdog keep-alive, from the event loop so a hang stops it. */
 static void
 proxy_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
@@ -603,6 +619,31 @@ proxy_signal_cb(evutil_socket_t sig, short ev, void *arg)
 		proxy_stop(px);
 }
 
+/* -t: what vault_new() would refuse at start ([vault] settings, the credential file). */
+static int
+proxy_check_vault(const struct conf *c, char **cause)
+{
+	const char	*f = *c->vault_token_file ? c->vault_token_file : c->vault_secret_id_file;
+	struct secret	*s;
+	char		*src, *why = NULL;
+
+	if (vault_conf_check(c, cause) == -1)
+		return -1;
+	if (asprintf(&src, "file:%s", f) == -1)
+		return (*cause = NULL, -1);
+	s = secret_load(src, &why);
+	free(src);
+	if (s == NULL) {
+		if (asprintf(cause, "%s %s", *c->vault_token_file ? "token_file" :
+		    "secret_id_file", why ? why : "out of memory") == -1)
+			*cause = NULL;
+		free(why);
+		return -1;
+	}
+	secret_free(s);
+	return 0;
+}
+
 /* Start-up in a fixed order: config, keys, audit, sockets, loop. */
 int
 proxy_init(struct proxy *px, const char *conf_path, int check_only)
@@ -625,6 +666,14 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	    *c->vault_address != '\0' &&
 	    (px->vault = vault_new(px->base, px->dns, c, &cause)) == NULL) {
 		conf_errs_add(&errs, "%s: [vault]: %s", conf_path, cause ? cause : "cannot start");
+		free(cause);
+		cause = NULL;
+		conf_free(c);
+		c = NULL;
+	}
+	if (c != NULL && check_only && *c->vault_address != '\0' &&
+	    proxy_check_vault(c, &cause) == -1) {
+		conf_errs_add(&errs, "%s: [vault] %s", conf_path, cause ? cause : "out of memory");
 		free(cause);
 		cause = NULL;
 		conf_free(c);
@@ -666,6 +715,8 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		evsignal_add(px->sig[i], NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	log_flush_ev = event_new(px->base, -1, 0, proxy_log_flush_cb, NULL);
+	log_set_buffered(proxy_log_kick);
 	px->keys_ready = -1;
 	px->status_ev = event_new(px->base, -1, EV_PERSIST, proxy_status_cb, px);
 	{
@@ -711,6 +762,11 @@ proxy_run(struct proxy *px)
 		event_free(px->watchdog);
 	if (px->status_ev != NULL)
 		event_free(px->status_ev);
+	log_set_buffered(NULL);
+	log_flush();
+	if (log_flush_ev != NULL)
+		event_free(log_flush_ev);
+	log_flush_ev = NULL;
 	client_free_all(px);
 	free(px->listen_desc);
 	free(px->unix_path);

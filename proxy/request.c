@@ -70,6 +70,34 @@ request_ms(const struct request *r)
 	    (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
 }
 
+/* Append a C string (no escaping: only for our own safe text). */
+static void
+buf_str(struct evbuffer *b, const char *s)
+{
+	evbuffer_add(b, s, strlen(s));
+}
+
+/* Append an unsigned decimal without printf. */
+static void
+buf_u64(struct evbuffer *b, unsigned long long v)
+{
+	char	d[24];
+	int	i = (int)sizeof(d);
+
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	evbuffer_add(b, d + i, sizeof(d) - (size_t)i);
+}
+
+/* Append ,"key":<unsigned> */
+static void
+buf_kv_u64(struct evbuffer *b, const char *key, unsigned long long v)
+{
+	buf_str(b, key);
+	buf_u64(b, v);
+}
+
 /* The error envelope of the API, for errors made by the proxy itself. */
 static struct evbuffer *
 request_envelope(int status, const char *name, const char *msg, const char *id)
@@ -97,18 +125,33 @@ audit_line_begin(const char *phase, const char *id, unsigned long long t_ms,
 	if (b == NULL)
 		return NULL;
 	log_time(ts, t_ms);
-	evbuffer_add_printf(b, "{\"time\":\"%s\",\"id\":\"%s\",\"phase\":\"%s\",\"caller\":",
-	    ts, id, phase);
+	buf_str(b, "{\"time\":\"");
+	buf_str(b, ts);
+	buf_str(b, "\",\"id\":\"");
+	buf_str(b, id);
+	buf_str(b, "\",\"phase\":\"");
+	buf_str(b, phase);
+	buf_str(b, "\",\"caller\":");
 	jbody_quote(b, peer, strlen(peer));
-	if (cname != NULL)
-		evbuffer_add_printf(b, ",\"caller_name\":\"%s\",\"caller_id\":\"%s\"", cname, cid);
+	if (cname != NULL) {
+		buf_str(b, ",\"caller_name\":\"");
+		buf_str(b, cname);
+		buf_str(b, "\"");
+	}
+	if (cid != NULL && *cid != '\0') {
+		buf_str(b, ",\"caller_id\":\"");
+		buf_str(b, cid);
+		buf_str(b, "\"");
+	}
 	evbuffer_add(b, ",\"method\":", 10);
 	jbody_quote(b, method, strlen(method));
 	evbuffer_add(b, ",\"path\":", 8);
 	jbody_quote(b, path, strlen(path));
-	if (profile != NULL)
-		evbuffer_add_printf(b, ",\"profile\":\"%s\"", profile);
-	else
+	if (profile != NULL) {
+		buf_str(b, ",\"profile\":\"");
+		buf_str(b, profile);
+		buf_str(b, "\"");
+	} else
 		evbuffer_add(b, ",\"profile\":null", 15);
 	return b;
 }
@@ -218,21 +261,33 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	if (line == NULL)
 		return;
 	if (r->nonce_ours)
-		evbuffer_add_printf(line, ",\"nonce\":%llu", r->nonce);
+		buf_kv_u64(line, ",\"nonce\":", r->nonce);
 	else if (r->jb.has_nonce)
 		evbuffer_add(line, ",\"nonce\":\"client\"", 17);
 	else
 		evbuffer_add(line, ",\"nonce\":null", 13);
-	evbuffer_add_printf(line, ",\"status\":%d,\"upstream_status\":", status);
+	buf_kv_u64(line, ",\"status\":", (unsigned)status);
+	buf_str(line, ",\"upstream_status\":");
 	if (ustatus > 0)
-		evbuffer_add_printf(line, "%d", ustatus);
+		buf_u64(line, (unsigned)ustatus);
 	else
 		evbuffer_add(line, "null", 4);
-	evbuffer_add_printf(line, ",\"duration_ms\":%.3f,\"bytes_in\":%zu,\"bytes_out\":%zu,"
-	    "\"error\":", ms, r->bytes_in, bytes_out);
-	if (err != NULL)
-		evbuffer_add_printf(line, "\"%s\"", err);
-	else
+	{	/* duration in ms with 3 decimals, without printf */
+		unsigned long long us = ms > 0 ? (unsigned long long)(ms * 1000.0 + 0.5) : 0;
+		char frac[4] = { (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+		    (char)('0' + us % 10), '\0' };
+		buf_kv_u64(line, ",\"duration_ms\":", us / 1000);
+		evbuffer_add(line, ".", 1);
+		buf_str(line, frac);
+	}
+	buf_kv_u64(line, ",\"bytes_in\":", r->bytes_in);
+	buf_kv_u64(line, ",\"bytes_out\":", bytes_out);
+	buf_str(line, ",\"error\":");
+	if (err != NULL) {
+		evbuffer_add(line, "\"", 1);
+		buf_str(line, err);
+		evbuffer_add(line, "\"", 1);
+	} else
 		evbuffer_add(line, "null", 4);
 	if (c->audit_bodies == BODIES_REDACTED && resp != NULL) {
 		p = (char *)evbuffer_pullup(resp, -1);
@@ -383,12 +438,14 @@ request_audit_ahead(struct request *r, struct evbuffer *redacted)
 	    c->profiles[r->profile].name);
 	if (line == NULL)
 		return -1;
-	evbuffer_add_printf(line, ",\"key\":\"%s\"", r->key->fp);
+	buf_str(line, ",\"key\":\"");
+	buf_str(line, r->key->fp);
+	evbuffer_add(line, "\"", 1);
 	if (r->nonce_ours)
-		evbuffer_add_printf(line, ",\"nonce\":%llu", r->nonce);
+		buf_kv_u64(line, ",\"nonce\":", r->nonce);
 	else
 		evbuffer_add(line, ",\"nonce\":\"client\"", 17);
-	evbuffer_add_printf(line, ",\"bytes_in\":%zu", r->bytes_in);
+	buf_kv_u64(line, ",\"bytes_in\":", r->bytes_in);
 	if (redacted != NULL) {
 		evbuffer_add(line, ",\"request\":", 11);
 		evbuffer_add_buffer(line, redacted);
@@ -416,6 +473,25 @@ request_check_fields(struct request *r, const char *body, size_t len)
 	return -1;
 }
 
+/* The caller's token bucket, once the request passed every other check: 429. */
+static int
+request_take_rate(struct request *r)
+{
+	struct timespec	ts;
+	unsigned	retry = 0;
+	char		msg[128];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (caller_rate_take(r->caller, (unsigned long long)ts.tv_sec * 1000 +
+	    (unsigned long long)ts.tv_nsec / 1000000, &retry) == 0)
+		return 0;
+	snprintf(msg, sizeof(msg), "caller %s: rate_per_s exceeded", caller_name(r->caller));
+	if (r->cl != NULL)
+		client_set_retry_after(r->cl, retry);
+	request_fail(r, 429, "PROXY_RATE_LIMITED", msg);
+	return -1;
+}
+
 /* Checks that need the body; returns 0 when the request may go on. */
 static int
 request_prepare(struct request *r, struct evbuffer *redacted)
@@ -434,7 +510,8 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
 		return -1;
 	}
-	if (r->caller != NULL && request_check_fields(r, p, len) == -1)
+	if (r->caller != NULL && (request_check_fields(r, p, len) == -1 ||
+	    request_take_rate(r) == -1))
 		return -1;
 	if ((r->key = keys_acquire(r->gen->slots[r->profile], log_now_ms(), &why)) == NULL) {
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);

@@ -390,12 +390,19 @@ class Proxy:
     (e.g. ["unshare", "-m", "sh", "-c", 'mount ... && exec "$@"', "sh"]),
     put before $OCP_PROXY_WRAPPER and the binary; self.pid is then the
     proxy's only if every step execs.
+    conf_dir: where to write the config file and stderr (default: a new
+    sub-directory of the run's private temp dir; pass another directory when
+    the proxy runs as a user that cannot enter that one).
+    conf_owner: (uid, gid) to chown the config file to (with conf_dir, for a
+    proxy started as another user through argv_prefix).
     """
 
     def __init__(self, ini_text, args=(), wait=True, env=None, timeout=None,
-                 argv_prefix=()):
-        self.dir = subdir("proxy")
+                 argv_prefix=(), conf_dir=None, conf_owner=None):
+        self.dir = conf_dir or subdir("proxy")
         self.conf = write_file(os.path.join(self.dir, "ocp-proxy.ini"), ini_text)
+        if conf_owner is not None:
+            os.chown(self.conf, conf_owner[0], conf_owner[1])
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.addr = self.host = self.port = self.unix = None
         argv = list(argv_prefix) + _wrapper("OCP_PROXY_WRAPPER") + [

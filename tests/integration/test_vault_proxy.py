@@ -1,0 +1,905 @@
+#!/usr/bin/env python3
+"""ocp-proxy against the Vault stand-in (build/ocp-vault-sim) and the
+OnChainPay simulator: keys from Vault KV v2 (secret and public key from one
+version), rotation mid-traffic without a failed request, Vault outages within
+and beyond [vault] max_stale_ms, start-up without Vault, token renewal and
+AppRole re-login, a wrong CA, namespaces, SIGHUP re-reads of file secrets,
+secrets kept out of stderr and the audit trail, and the process's memory
+hygiene (no core, not dumpable, env: wiped, locked no-dump pages).
+
+Every test is bounded (refresh_ms = 1000, max_stale_ms = 2500, Vault
+timeout_ms = 1000); the whole file runs in about a minute.
+
+    OCP_BUILD=build python3 tests/integration/test_vault_proxy.py [NAME...]
+"""
+
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+sys.dont_write_bytecode = True     # keep tests/ free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: E402
+                     PARTNER_SECRET, Proxy, Sim, Skip, add_secret,
+                     assert_eq, assert_not_contains, assert_status, assert_true,
+                     certs, envelope, error_name, free_port, main, request, run_proxy,
+                     subdir, test, wait_for, write_file)
+from vaultsim import ROLE_ID, ROOT_TOKEN, SECRET_ID, VaultSim  # noqa: E402
+
+REFRESH_MS = 1000
+MAX_STALE_MS = 2500
+
+# Key pairs the OnChainPay simulator knows (public key -> secret).  The
+# Vault merchant key rotates VM1 -> VM2 -> VM3; the partner file key P1 -> P2.
+VM1 = ("pub-vault-merchant-1", "vault-merchant-secret-1-0123456789abcdef")
+VM2 = ("pub-vault-merchant-2", "vault-merchant-secret-2-fedcba9876543210")
+VM3 = ("pub-vault-merchant-3", "vault-merchant-secret-3-00112233445566778")
+P2 = ("pub-test-partner-2", "fake-secret-partner-2-5555555555aaaa")
+PAIRS = {MERCHANT_PUBLIC: MERCHANT_SECRET, PARTNER_PUBLIC: PARTNER_SECRET,
+         VM1[0]: VM1[1], VM2[0]: VM2[1], VM3[0]: VM3[1], P2[0]: P2[1]}
+API_SECRETS = (MERCHANT_SECRET, PARTNER_SECRET, VM1[1], VM2[1], VM3[1], P2[1])
+for _s in API_SECRETS:
+    add_secret(_s)
+
+KV_PATH = "ocp/merchant"
+SRC_SECRET = "vault:secret/ocp/merchant#secret"
+SRC_PUBLIC = "vault:secret/ocp/merchant#public_key"
+
+# Every secret any test handed out (tokens, secret_ids), and every proxy run,
+# for the final scan of stderr and audit files.
+_issued = set([ROOT_TOKEN, SECRET_ID])
+_setups = []
+
+_sim = None
+
+
+def sim():
+    """The shared OnChainPay simulator (every pair above), reset."""
+    global _sim
+    if _sim is None:
+        _sim = Sim(keys=PAIRS, nonce_window=256)
+    _sim.fault("none")
+    _sim.reset()
+    return _sim
+
+
+def issued(tok):
+    add_secret(tok)
+    _issued.add(tok)
+    return tok
+
+
+def fp(public_key):
+    """The proxy's key fingerprint: 16 hex digits of SHA-256(public key)."""
+    return hashlib.sha256(public_key.encode()).hexdigest()[:16]
+
+
+def put_pair(v, pair, path=KV_PATH):
+    """Write pair (public, secret) as a new version of secret/<path>."""
+    return v.write("secret", path, {"public_key": pair[0], "secret": pair[1],
+                                    "note": "ocp-proxy test"})
+
+
+# ------------------------------------------------------------------ set-up
+
+class Setup:
+    """A private directory for one proxy: the partner secret file, a Vault
+    token file, state dir, audit path and an INI builder (sections are dicts;
+    None drops a key, a section of None drops the section).  The merchant
+    profile reads secret and public_key from secret/ocp/merchant."""
+
+    def __init__(self, s, v=None, name="vx", vault_port=None, token=None):
+        self.sim = s
+        self.vault = v
+        self.dir = subdir(name)
+        self.state = os.path.join(self.dir, "state")
+        os.mkdir(self.state, 0o700)
+        self.audit = os.path.join(self.dir, "audit.jsonl")
+        self.partner_secret = write_file(os.path.join(self.dir, "partner.secret"),
+                                         PARTNER_SECRET + "\n")
+        self.partner_public = write_file(os.path.join(self.dir, "partner.pub"),
+                                         PARTNER_PUBLIC + "\n")
+        self.token_file = os.path.join(self.dir, "vault.token")
+        self.set_token(token or ROOT_TOKEN)
+        self.secret_id_file = write_file(os.path.join(self.dir, "secret-id"),
+                                         SECRET_ID + "\n")
+        self.vault_url = v.url if v is not None else "https://127.0.0.1:%d" % vault_port
+        self.proxy = None
+        _setups.append(self)
+
+    def set_token(self, tok):
+        """Replace the token file atomically (rename)."""
+        issued(tok)
+        tmp = self.token_file + ".new"
+        write_file(tmp, tok + "\n")
+        os.rename(tmp, self.token_file)
+
+    def sections(self, **over):
+        sec = {
+            "listen": {"address": "127.0.0.1:0", "shutdown_timeout_ms": "5000"},
+            "upstream": {"url": self.sim.url, "ca_file": self.sim.ca,
+                         "connect_timeout_ms": "2000", "timeout_ms": "5000"},
+            "state": {"dir": self.state},
+            "audit": {"path": self.audit, "bodies": "redacted"},
+            "log": {"level": "info"},
+            "vault": {"address": self.vault_url, "ca_file": certs()["ca"],
+                      "token_file": self.token_file,
+                      "refresh_ms": str(REFRESH_MS), "max_stale_ms": str(MAX_STALE_MS),
+                      "timeout_ms": "1000"},
+            "profile.merchant": {"public_key": SRC_PUBLIC, "secret": SRC_SECRET,
+                                 "routes": "/api-gateway/"},
+            "profile.partner": {"public_key": PARTNER_PUBLIC,
+                                "secret": "file:" + self.partner_secret,
+                                "routes": "/partner/api/"},
+        }
+        for name, values in over.items():
+            name = name.replace("profile_", "profile.")
+            if values is None:
+                sec.pop(name, None)
+                continue
+            d = sec.setdefault(name, {})
+            for k, val in values.items():
+                if val is None:
+                    d.pop(k, None)
+                else:
+                    d[k] = str(val)
+        return sec
+
+    def approle(self):
+        """Overrides for [vault] AppRole authentication."""
+        return {"token_file": None, "role_id": ROLE_ID,
+                "secret_id_file": self.secret_id_file}
+
+    def ini(self, **over):
+        out = []
+        for name, values in self.sections(**over).items():
+            out.append("[%s]" % name)
+            out.extend("%s = %s" % kv for kv in values.items())
+            out.append("")
+        return "\n".join(out)
+
+    def start(self, env=None, argv_prefix=(), conf_dir=None, conf_owner=None, **over):
+        self.proxy = Proxy(self.ini(**over), env=env, argv_prefix=argv_prefix,
+                           conf_dir=conf_dir, conf_owner=conf_owner)
+        return self.proxy
+
+    def audit_text(self):
+        try:
+            with open(self.audit, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.proxy is not None and self.proxy.running():
+            return self.proxy.stop()
+        return self.proxy.proc.returncode if self.proxy else None
+
+
+# ------------------------------------------------------------------ helpers
+
+MERCHANT_PATH = "/api-gateway/test-signature"
+PARTNER_PATH = "/partner/api/get-users"
+
+
+def call(p, profile, body=None, timeout=10):
+    """One request through the proxy for profile: (status, headers, body)."""
+    if profile == "merchant":
+        return request(p.target, MERCHANT_PATH, body or b'{"x":1}', timeout=timeout)
+    return request(p.target, PARTNER_PATH, body or b'{"limit":10}', timeout=timeout)
+
+
+def signed_ok(s, p, profile, public, what):
+    """A request for profile is relayed, and the simulator accepted it signed
+    with the pair of `public`."""
+    marker = "%s-%d" % (profile, time.monotonic_ns())
+    body = json.dumps({"m": marker}).encode()
+    resp = call(p, profile, body)
+    assert_status(resp, 200, what)
+    env = envelope(resp[2])
+    assert_eq(env.get("success"), True, what + " success")
+    rec = [r for r in s.records() if marker in r.get("body", "")]
+    assert_eq(len(rec), 1, what + ": one simulator record")
+    assert_eq(rec[0]["result"], "ok", what + ": simulator check")
+    assert_eq(rec[0]["public_key"], public, what + ": public key sent")
+    if profile == "merchant":
+        r = env["response"]
+        assert_true(r["signature"] == _hmac(PAIRS[public], rec[0]["body"]),
+                    what + ": signature made with the secret of that pair")
+    return rec[0]
+
+
+def _hmac(secret, body):
+    import hmac
+    return hmac.new(secret.encode(), body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def unavailable(resp, what):
+    """503 PROXY_KEY_UNAVAILABLE envelope."""
+    assert_status(resp, 503, what)
+    assert_eq(error_name(resp[2]), "PROXY_KEY_UNAVAILABLE", what + " error name")
+
+
+def wait_status(p, profile, status, timeout, what):
+    """Poll until a request for profile gets status; returns elapsed seconds."""
+    t0 = time.monotonic()
+
+    def probe():
+        return call(p, profile, timeout=5)[0] == status
+    wait_for(probe, timeout, "%s: HTTP %d" % (what, status), interval=0.1)
+    return time.monotonic() - t0
+
+
+class Log:
+    """A cursor on a proxy's stderr: wait for text after the last mark."""
+
+    def __init__(self, p):
+        self.p = p
+        self.pos = 0
+
+    def mark(self):
+        self.pos = len(self.p.stderr_text())
+        return self
+
+    def since(self):
+        return self.p.stderr_text()[self.pos:]
+
+    def wait(self, pattern, timeout, what=None):
+        rx = re.compile(pattern)
+
+        def found():
+            return rx.search(self.since())
+        return wait_for(found, timeout, what or ("log /%s/" % pattern), interval=0.05)
+
+
+def no_secrets(text, what):
+    for sec in API_SECRETS + tuple(_issued):
+        assert_not_contains(text, sec, what)
+    assert_not_contains(text, "hvs.", what + " (a Vault token prefix)")
+
+
+def new_vault(**kw):
+    v = VaultSim(**kw)
+    put_pair(v, VM1)
+    return v
+
+
+# ------------------------------------------------------------------ a
+
+@test
+def first_load_pair_from_one_vault_secret():
+    """Merchant secret and public_key from one KV v2 secret, partner from a
+    file: both sign; the log names the Vault version and the fingerprint."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        p = st.start()
+        log = Log(p)
+        took = wait_status(p, "merchant", 200, 5, "first Vault read")
+        assert_true(took < 3, "first key served %.1f s after listening" % took)
+        log.wait(r"profile merchant: key %s loaded \(Vault version 1\)" % fp(VM1[0]), 2)
+        signed_ok(s, p, "merchant", VM1[0], "merchant from Vault")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "partner from a file")
+        log.wait("every profile has a servable key", 3)
+        reads = v.stats()["reads_by_path"].get("secret/" + KV_PATH, 0)
+        assert_true(reads >= 1, "the proxy read the secret")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+# ------------------------------------------------------------------ b
+
+def _traffic(p, stop, results, tid):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        body = json.dumps({"t": tid, "i": i}).encode()
+        try:
+            st, _, b = call(p, "merchant", body, timeout=10)
+            results.append((tid, i, st, error_name(b) if st != 200 else None))
+        except Exception as e:      # noqa: BLE001
+            results.append((tid, i, -1, type(e).__name__))
+        time.sleep(0.01)
+
+
+@test
+def rotation_mid_traffic_without_a_failed_request():
+    """A new KV version with a new pair is picked up within ~refresh_ms while
+    two threads send requests: none fails, each thread's requests switch from
+    the old public key to the new one exactly once."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    stop = threading.Event()
+    results = []
+    threads = []
+    try:
+        p = st.start()
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        s.reset()
+        log = Log(p).mark()
+        for tid in (1, 2):
+            t = threading.Thread(target=_traffic, args=(p, stop, results, tid), daemon=True)
+            t.start()
+            threads.append(t)
+        time.sleep(0.8)
+        t_write = time.monotonic()
+        ver = put_pair(v, VM2)
+        log.wait(r"profile merchant: key changed %s -> %s \(Vault version %d\)"
+                 % (fp(VM1[0]), fp(VM2[0]), ver), REFRESH_MS / 1000.0 + 2.5)
+        took = time.monotonic() - t_write
+        time.sleep(0.8)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        assert_true(all(not t.is_alive() for t in threads), "traffic threads stopped")
+        assert_true(took <= REFRESH_MS / 1000.0 + 1.5,
+                    "key changed %.2f s after the write (refresh_ms %d)" % (took, REFRESH_MS))
+        bad = [r for r in results if r[2] != 200]
+        assert_true(len(results) >= 40, "enough traffic (%d requests)" % len(results))
+        assert_eq(bad[:5], [], "failed requests during the rotation (of %d)" % len(results))
+        recs = s.records()
+        seen = {}
+        for r in recs:
+            if r["path"] != MERCHANT_PATH:
+                continue
+            assert_eq(r["result"], "ok", "simulator check of request %d" % r["seq"])
+            b = json.loads(r["body"])
+            seen.setdefault(b["t"], []).append((b["i"], r["public_key"]))
+        assert_eq(sum(len(x) for x in seen.values()), len(results),
+                  "every request reached the simulator once")
+        for tid, lst in seen.items():
+            keys = [k for _, k in sorted(lst)]
+            assert_true(keys[0] == VM1[0] and keys[-1] == VM2[0],
+                        "thread %d: starts with the old key, ends with the new" % tid)
+            switch = keys.index(VM2[0])
+            assert_true(all(k == VM2[0] for k in keys[switch:]),
+                        "thread %d: never back to the old key after the switch" % tid)
+        signed_ok(s, p, "merchant", VM2[0], "after the rotation")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        stop.set()
+        st.stop()
+        v.stop()
+
+
+# ------------------------------------------------------------------ c
+
+@test
+def vault_down_within_and_beyond_max_stale():
+    """Vault closing every connection: the last good key serves within
+    max_stale_ms; beyond it the Vault profile gets 503 PROXY_KEY_UNAVAILABLE
+    while the file profile works; Vault back -> served again, same process.
+    Then the same with Vault hanging (held connections) and Vault stopped."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        p = st.start()
+        pid = p.pid
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        log = Log(p).mark()
+
+        # -- within max_stale_ms: a short outage is invisible
+        v.down(1500)
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 1.4:
+            assert_status(call(p, "merchant"), 200, "merchant during a short outage")
+            n += 1
+            time.sleep(0.05)
+        log.wait(r"vault: reading secret/ocp/merchant failed", 3, "the failed read is logged")
+        log.wait(r"vault: reading secret/ocp/merchant works again", 4, "reads work again")
+        signed_ok(s, p, "merchant", VM1[0], "after the short outage")
+        assert_true("not ready" not in log.since(), "no 'not ready' for a short outage")
+
+        # -- beyond max_stale_ms (connections closed)
+        log.mark()
+        v.down(30000)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.2:           # key <= ~1.1 s old at t0
+            assert_status(call(p, "merchant"), 200, "merchant early in the outage")
+            time.sleep(0.05)
+        wait_status(p, "merchant", 503, MAX_STALE_MS / 1000.0 + 3, "stale key")
+        stale_after = time.monotonic() - t0
+        assert_true(stale_after <= MAX_STALE_MS / 1000.0 + 1.5,
+                    "503 %.1f s into the outage (max_stale_ms %d)" % (stale_after, MAX_STALE_MS))
+        unavailable(call(p, "merchant"), "merchant beyond max_stale_ms")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "file profile during the outage")
+        log.wait("not ready: a profile has no servable key", 3)
+        v.up()
+        took = wait_status(p, "merchant", 200, 5, "Vault back")
+        assert_true(took <= 3, "served again %.1f s after Vault came back" % took)
+        signed_ok(s, p, "merchant", VM1[0], "after the outage")
+        log.wait("every profile has a servable key", 3)
+
+        # -- beyond max_stale_ms with Vault holding connections (timeouts)
+        log.mark()
+        v.down(30000, mode="hang")
+        wait_status(p, "merchant", 503, MAX_STALE_MS / 1000.0 + 3, "stale key (hang)")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "file profile while Vault hangs")
+        v.up()
+        wait_status(p, "merchant", 200, 5, "Vault back after hanging")
+
+        # -- Vault process stopped, then started again on the same port
+        port = v.port
+        v.stop()
+        wait_status(p, "merchant", 503, MAX_STALE_MS / 1000.0 + 3, "stale key (stopped)")
+        v = VaultSim(port=port)
+        put_pair(v, VM1)
+        wait_status(p, "merchant", 200, 5, "restarted Vault")
+        signed_ok(s, p, "merchant", VM1[0], "after the Vault restart")
+        assert_eq(p.pid, pid, "same proxy process")
+        assert_true(p.running(), "proxy still running")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def same_version_number_new_content_is_picked_up():
+    """A Vault whose KV store was re-created (restore, failover, a destroyed
+    and re-written secret) can answer version 1 again with another pair:
+    the proxy must serve what Vault holds now, not the older pair."""
+    s = sim()
+    v = new_vault()                                   # VM1 as version 1
+    st = Setup(s, v)
+    try:
+        p = st.start()
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        log = Log(p).mark()
+        port = v.port
+        v.stop()
+        v = VaultSim(port=port)
+        ver = put_pair(v, VM2)                         # VM2 as version 1
+        assert_eq(ver, 1, "version after the re-creation")
+        log.wait(r"vault: secret/ocp/merchant version 1", 5,
+                 "the proxy read the re-created secret")
+        time.sleep(1.5)
+        assert_true(re.search(r"profile merchant: key changed %s -> %s"
+                              % (fp(VM1[0]), fp(VM2[0])), p.stderr_text()),
+                    "key changed to the pair Vault now holds (same version number 1)")
+        signed_ok(s, p, "merchant", VM2[0], "signed with the current Vault pair")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def unusable_new_version_keeps_the_old_key():
+    """A version without the secret field, or with a public key that is not
+    one line, is refused (logged, no value) and the last good pair keeps
+    serving; the next good version is taken."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        p = st.start()
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        log = Log(p).mark()
+        v.write("secret", KV_PATH, {"public_key": VM2[0]})
+        log.wait(r"profile merchant: Vault secret version 2 lacks field secret", 4)
+        signed_ok(s, p, "merchant", VM1[0], "old pair after a version without secret")
+        v.write("secret", KV_PATH, {"public_key": "two\nlines", "secret": VM2[1]})
+        log.wait(r"profile merchant: Vault secret version 3: public key must be one", 4)
+        signed_ok(s, p, "merchant", VM1[0], "old pair after a bad public key")
+        assert_true("not ready" not in log.since(), "still ready")
+        ver = put_pair(v, VM2)
+        log.wait(r"key changed %s -> %s \(Vault version %d\)" % (fp(VM1[0]), fp(VM2[0]), ver), 4)
+        signed_ok(s, p, "merchant", VM2[0], "the next good version")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def max_stale_below_refresh_never_503_while_vault_answers():
+    """max_stale_ms < refresh_ms with Vault healthy: every read succeeds, so
+    the key must not be reported stale between two reads (or the combination
+    must be refused as a configuration error)."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        ini = st.ini(vault={"refresh_ms": 3000, "max_stale_ms": 1000})
+        try:
+            p = Proxy(ini)
+        except RuntimeError as e:
+            if "max_stale_ms" in str(e):
+                return                                 # refused: acceptable
+            raise
+        st.proxy = p
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        codes = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4.0:
+            codes.append(call(p, "merchant")[0])
+            time.sleep(0.1)
+        bad = sum(1 for c in codes if c != 200)
+        assert_eq(bad, 0, "503s of %d requests with Vault answering every read"
+                  % len(codes))
+    finally:
+        st.stop()
+        v.stop()
+
+
+# ------------------------------------------------------------------ d
+
+@test
+def start_without_vault_then_vault_comes_up():
+    """Vault unreachable at start: the proxy starts (no crash loop), logs not
+    ready, 503 for the Vault profile and 200 for the file profile; once
+    Vault is up the key loads without a restart."""
+    s = sim()
+    port = free_port()
+    st = Setup(s, None, vault_port=port)
+    v = None
+    try:
+        p = st.start()
+        log = Log(p)
+        log.wait("not ready: a profile has no servable key", 3)
+        unavailable(call(p, "merchant"), "merchant before Vault is up")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "partner without Vault")
+        time.sleep(1.5)
+        assert_true(p.running(), "still running while Vault is unreachable")
+        unavailable(call(p, "merchant"), "merchant still 503")
+        v = VaultSim(port=port)
+        put_pair(v, VM1)
+        took = wait_status(p, "merchant", 200, 6, "Vault came up")
+        assert_true(took <= 4, "key loaded %.1f s after Vault came up" % took)
+        signed_ok(s, p, "merchant", VM1[0], "merchant after Vault came up")
+        log.wait("every profile has a servable key", 3)
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        if v is not None:
+            v.stop()
+
+
+# ------------------------------------------------------------------ e
+
+def _steady(p, seconds, what):
+    """Requests for both profiles every 150 ms for `seconds`: all 200."""
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < seconds:
+        assert_status(call(p, "merchant"), 200, "%s (merchant, %.1f s)"
+                      % (what, time.monotonic() - t0))
+        n += 1
+        time.sleep(0.15)
+    assert_status(call(p, "partner"), 200, what + " (partner)")
+    return n
+
+
+def _rotates(s, v, p, pair, what):
+    """A new version with pair is loaded (proves reads still work)."""
+    log = Log(p).mark()
+    put_pair(v, pair)
+    log.wait(r"profile merchant: key changed .* -> %s" % fp(pair[0]), 4, what)
+    signed_ok(s, p, "merchant", pair[0], what)
+
+
+@test
+def token_file_renewed_past_several_ttls():
+    """token_file with a 2 s renewable token: renewed ahead of expiry, reads
+    keep working well past several TTLs; then a refused token is replaced
+    from the token file."""
+    s = sim()
+    v = new_vault()
+    tok = issued(v.new_token(ttl_ms=2000, renewable=True))
+    st = Setup(s, v, token=tok)
+    try:
+        p = st.start()
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        v.reset_stats()
+        _steady(p, 6.5, "past 3 token TTLs")
+        stats = v.stats()
+        assert_true(stats["renewals"] >= 3, "renewals: %d" % stats["renewals"])
+        _rotates(s, v, p, VM2, "new version read with the renewed token")
+        # the token is revoked; the operator (or an agent) writes a new one
+        log = Log(p).mark()
+        v.expire_tokens()
+        st.set_token(v.new_token(ttl_ms=2000, renewable=True))
+        _rotates(s, v, p, VM3, "new version read with the token re-read from token_file")
+        assert_true(p.running(), "still running")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def approle_relogin_when_renewal_refused():
+    """AppRole with 2 s tokens that cannot be renewed (--no-renew): the proxy
+    logs in again each time; requests keep working; new versions are read."""
+    s = sim()
+    v = new_vault(token_ttl_ms=2000, no_renew=True)
+    st = Setup(s, v)
+    try:
+        p = st.start(vault=st.approle())
+        wait_status(p, "merchant", 200, 5, "first Vault read (AppRole)")
+        before = v.stats()
+        _steady(p, 6.0, "AppRole tokens replaced")
+        after = v.stats()
+        assert_true(after["logins"] - before["logins"] >= 2,
+                    "logins during 6 s of 2 s tokens: %d" % (after["logins"] - before["logins"]))
+        assert_true(after["renew_refused"] > before["renew_refused"], "renewals were refused")
+        _rotates(s, v, p, VM2, "new version read after re-logins")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def approle_relogin_after_tokens_expire():
+    """AppRole, tokens without TTL, all tokens revoked (expire-tokens): the
+    next read is refused, the proxy logs in again, reads go on."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        p = st.start(vault=st.approle())
+        wait_status(p, "merchant", 200, 5, "first Vault read (AppRole)")
+        logins = v.stats()["logins"]
+        v.expire_tokens()
+        _steady(p, 2.0, "after the tokens were revoked")
+        wait_for(lambda: v.stats()["logins"] > logins, 3, "a new AppRole login")
+        _rotates(s, v, p, VM2, "new version read with the new login")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+# ------------------------------------------------------------------ f
+
+@test
+def wrong_ca_never_loads():
+    """[vault] ca_file of another CA: the handshake is refused, stderr says
+    it is the certificate, the key never loads (503), the file profile works."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        p = st.start(vault={"ca_file": certs()["other_ca"]})
+        log = Log(p)
+        log.wait(r"certificate", 4, "a certificate error on stderr")
+        log.wait("not ready: a profile has no servable key", 3)
+        time.sleep(1.5)
+        unavailable(call(p, "merchant"), "merchant with the wrong CA")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "partner with the wrong Vault CA")
+        assert_eq(v.stats()["reads"], 0, "reads that reached Vault")
+        assert_true("key %s loaded" % fp(VM1[0]) not in p.stderr_text(), "never loaded")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+# ------------------------------------------------------------------ g
+
+@test
+def namespace_right_and_wrong():
+    """ocp-vault-sim --namespace team-a: [vault] namespace = team-a loads (token
+    and AppRole); another namespace never loads."""
+    s = sim()
+    v = VaultSim(namespace="team-a")
+    put_pair(v, VM1)
+    good = Setup(s, v, name="ns-good")
+    good_ar = Setup(s, v, name="ns-good-ar")
+    bad = Setup(s, v, name="ns-bad")
+    bad_ar = Setup(s, v, name="ns-bad-ar")
+    try:
+        pg = good.start(vault={"namespace": "team-a"})
+        pga = good_ar.start(vault=dict(good_ar.approle(), namespace="team-a"))
+        pb = bad.start(vault={"namespace": "team-b"})
+        pba = bad_ar.start(vault=dict(bad_ar.approle(), namespace="team-b"))
+        wait_status(pg, "merchant", 200, 5, "right namespace (token)")
+        wait_status(pga, "merchant", 200, 5, "right namespace (AppRole)")
+        signed_ok(s, pg, "merchant", VM1[0], "right namespace")
+        time.sleep(1.5)
+        for p, what in ((pb, "token"), (pba, "AppRole")):
+            unavailable(call(p, "merchant"), "wrong namespace (%s)" % what)
+            assert_status(call(p, "partner"), 200, "partner, wrong namespace (%s)" % what)
+            assert_true("loaded (Vault" not in p.stderr_text(),
+                        "wrong namespace never loads (%s)" % what)
+        assert_true(v.stats()["namespace_rejects"] >= 2, "the server saw the wrong namespace")
+    finally:
+        for x in (good, good_ar, bad, bad_ar):
+            x.stop()
+        v.stop()
+
+
+# ------------------------------------------------------------------ h
+
+@test
+def sighup_rereads_file_secret_and_keeps_old_on_failure():
+    """Partner pair from files: replace both, SIGHUP -> 'key changed' by
+    fingerprint and new signatures; SIGHUP with the secret file missing ->
+    the old key is kept (logged) and served."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        p = st.start(profile_partner={"public_key": "file:" + st.partner_public})
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "partner before SIGHUP")
+        log = Log(p).mark()
+        write_file(st.partner_secret, P2[1] + "\n")
+        write_file(st.partner_public, P2[0] + "\n")
+        p.signal(signal.SIGHUP)
+        log.wait(r"profile partner: key changed %s -> %s" % (fp(PARTNER_PUBLIC), fp(P2[0])),
+                 3, "partner key change logged by fingerprint")
+        log.wait("reloaded", 3)
+        signed_ok(s, p, "partner", P2[0], "partner after SIGHUP")
+        signed_ok(s, p, "merchant", VM1[0], "merchant (Vault) unaffected by SIGHUP")
+        # the secret file is missing
+        log.mark()
+        os.unlink(st.partner_secret)
+        p.signal(signal.SIGHUP)
+        log.wait(r"profile partner: .*keeping key %s" % fp(P2[0]), 3,
+                 "the old key is kept and logged")
+        time.sleep(0.3)
+        signed_ok(s, p, "partner", P2[0], "partner after a failed re-read")
+        signed_ok(s, p, "merchant", VM1[0], "merchant after a failed re-read")
+        assert_true(p.running(), "still running")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def check_mode_refuses_what_start_refuses():
+    """ocp-proxy -t (ExecStartPre=) must refuse a [vault] section that the
+    real start refuses (a missing token_file, a namespace with a space), or
+    systemd passes the check and then restarts a failing service in a loop."""
+    s = sim()
+    st = Setup(s, None, vault_port=free_port(), name="chk")
+    cases = (("token_file missing", {"token_file": os.path.join(st.dir, "no-such-token")},
+              "token_file"),
+             ("namespace with a space", {"namespace": "bad ns"}, "namespace"))
+    for what, over, word in cases:
+        conf = write_file(os.path.join(st.dir, "chk.ini"), st.ini(vault=over))
+        rc, out, err = run_proxy(["-c", conf], timeout=10)
+        assert_eq(rc, 1, "start with %s: exit code" % what)
+        assert_true(word in err, "start with %s: reason on stderr" % what)
+        rc, out, err = run_proxy(["-t", "-c", conf], timeout=10)
+        assert_true(rc != 0, "-t with %s: exit code %d (the start refuses it)" % (what, rc))
+        assert_true(word in err, "-t with %s: reason on stderr" % what)
+
+
+# ------------------------------------------------------------------ i
+
+@test
+def secrets_never_in_stderr_or_audit():
+    """At log level debug, with AppRole, short renewable tokens, a rotation,
+    an outage and a SIGHUP: no token, secret_id or API secret in stderr or
+    the audit trail (and none in any earlier proxy's either)."""
+    s = sim()
+    v = new_vault(token_ttl_ms=2000)
+    st = Setup(s, v)
+    try:
+        p = st.start(vault=st.approle(), log={"level": "debug"})
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        signed_ok(s, p, "partner", PARTNER_PUBLIC, "partner")
+        _rotates(s, v, p, VM2, "rotation at debug level")
+        v.down(1200)
+        time.sleep(1.5)
+        p.signal(signal.SIGHUP)
+        Log(p).wait("reloaded", 3)
+        _steady(p, 2.5, "renewals at debug level")
+        assert_true(v.stats()["renewals"] >= 1, "a renewal happened")
+        # a login refused (rotated secret_id) is logged without the value
+        log = Log(p).mark()
+        v.config(secret_id="rotated-secret-id-77777777")
+        issued("rotated-secret-id-77777777")
+        v.expire_tokens()
+        log.wait("AppRole login", 4, "the refused login is logged")
+    finally:
+        st.stop()
+        v.stop()
+    for x in _setups:
+        if x.proxy is None:
+            continue
+        no_secrets(x.proxy.stderr_text(), "stderr of %s" % os.path.basename(x.dir))
+        no_secrets(x.audit_text(), "audit of %s" % os.path.basename(x.dir))
+    assert_true(st.audit_text().count('"phase"') >= 4, "the audit trail has records")
+
+
+# ------------------------------------------------------------------ j
+
+def _proc(pid, name):
+    with open("/proc/%d/%s" % (pid, name), "rb") as f:
+        return f.read()
+
+
+@test
+def memory_hygiene_no_core_not_dumpable_env_wiped():
+    """RLIMIT_CORE 0, not dumpable (/proc/PID/* owned by root while the process
+    runs as another user), secret pages locked and excluded from dumps
+    (smaps VmFlags lo + dd), and the env: value gone from /proc/PID/environ."""
+    if os.environ.get("OCP_PROXY_WRAPPER"):
+        raise Skip("checks /proc of the proxy itself, not of a wrapper")
+    s = sim()
+    v = new_vault()
+    env_secret = P2[1]
+    env = dict(os.environ, OCP_IT_PARTNER_SECRET=env_secret)
+    prefix = ()
+    user = None
+    work = None
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        try:
+            user = pwd.getpwnam("nobody")
+        except KeyError:
+            user = None
+    st = Setup(s, v, name="hyg")
+    over = {"profile_partner": {"public_key": P2[0], "secret": "env:OCP_IT_PARTNER_SECRET"}}
+    if user is not None:
+        # the proxy runs as nobody: a private world-traversable copy of what it reads
+        work = tempfile.mkdtemp(prefix="ocp-it-hyg-")
+        os.chmod(work, 0o711)
+        for sub in ("state",):
+            os.mkdir(os.path.join(work, sub), 0o700)
+        ca = shutil.copy(certs()["ca"], os.path.join(work, "ca.pem"))
+        os.chmod(ca, 0o644)
+        tokf = write_file(os.path.join(work, "token"), ROOT_TOKEN + "\n")
+        for path in (os.path.join(work, "state"), tokf):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        over["upstream"] = {"ca_file": ca}
+        over["vault"] = {"ca_file": ca, "token_file": tokf}
+        over["state"] = {"dir": os.path.join(work, "state")}
+        over["audit"] = {"path": os.path.join(work, "state", "audit.jsonl")}
+        prefix = ("setpriv", "--reuid=%d" % user.pw_uid, "--regid=%d" % user.pw_gid,
+                  "--clear-groups", "--")
+    try:
+        owner = (user.pw_uid, user.pw_gid) if user is not None else None
+        p = st.start(env=env, argv_prefix=prefix, conf_dir=work, conf_owner=owner, **over)
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        signed_ok(s, p, "partner", P2[0], "env: partner")
+        pid = p.pid
+        limits = _proc(pid, "limits").decode()
+        m = re.search(r"^Max core file size\s+(\S+)\s+(\S+)", limits, re.M)
+        assert_true(m is not None, "core limit line in /proc/PID/limits")
+        assert_eq((m.group(1), m.group(2)), ("0", "0"), "RLIMIT_CORE soft, hard")
+        status = _proc(pid, "status").decode()
+        if user is not None:
+            uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
+            assert_eq(uid, user.pw_uid, "the proxy runs as nobody")
+            for name in ("status", "environ", "mem"):
+                assert_eq(os.stat("/proc/%d/%s" % (pid, name)).st_uid, 0,
+                          "/proc/PID/%s owner (root: PR_SET_DUMPABLE 0)" % name)
+        environ = _proc(pid, "environ")
+        assert_not_contains(environ, env_secret, "/proc/PID/environ")
+        assert_true(b"OCP_IT_PARTNER_SECRET=" + env_secret.encode() not in environ,
+                    "env: variable wiped")
+        vmlck = int(re.search(r"^VmLck:\s+(\d+)", status, re.M).group(1))
+        assert_true(vmlck > 0, "VmLck %d kB: secret pages are locked" % vmlck)
+        smaps = _proc(pid, "smaps").decode("latin-1")
+        flags = re.findall(r"^VmFlags:(.*)$", smaps, re.M)
+        both = [f for f in flags if " lo" in f and " dd" in f]
+        assert_true(len(both) >= 2, "%d mappings both locked (lo) and no-dump (dd)" % len(both))
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
