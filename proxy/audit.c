@@ -490,7 +490,10 @@ audit_worker(void *arg)
 		a->th_err = err;
 		a->th_done = 1;
 		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		/* wake the loop only after unlocking: it takes the mutex next */
 		(void)!write(a->efd, &one, sizeof(one));
+		pthread_mutex_lock(&a->mu);
 	}
 	pthread_mutex_unlock(&a->mu);
 	return NULL;

@@ -191,6 +191,8 @@ client_accept(struct proxy *px, int fd, const char *peer, const struct policy_pe
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
 	bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, px->gen->conf->max_header_bytes +
+	    px->gen->conf->max_body_bytes + 65536);
 	client_set_timeout(cl, px->gen->conf->idle_timeout_ms);
 	bufferevent_enable(cl->bev, EV_READ);
 }
@@ -599,7 +601,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	cl->state = CL_BUSY;
 	client_deadline(cl, 0);
-	bufferevent_disable(bev, EV_READ);
+	/*
+	 * Reading stays on (no epoll_ctl per request): a pipelined next request
+	 * waits in the input buffer, bounded by the read watermark, and a caller
+	 * that hangs up is noticed at once.
+	 */
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	body = cl->body;
 	cl->body = NULL;
