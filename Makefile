@@ -2,7 +2,7 @@
 CC       ?= cc
 BUILD    ?= build
 PKGS      = libevent-dev libssl-dev libyajl-dev libinih-dev pkg-config make gcc python3 openssl curl \
-            valgrind clang util-linux e2fsprogs passwd
+            valgrind util-linux e2fsprogs passwd
 LIBS      = -levent_openssl -levent_core -levent_extra -lssl -lcrypto -lyajl -linih -lpthread
 WARN      = -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wcast-qual -Wno-unused-parameter
@@ -69,6 +69,8 @@ asan: deps asan-build
 # libFuzzer targets (clang), each for FUZZ_SECONDS on a copy of its seed corpus.
 FUZZ_SECONDS ?= 30
 fuzz: deps
+	@dpkg -s clang >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null; }
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # Benchmark against the reference peers (issue 5); installs wrk, nginx and its Lua module when

@@ -27,6 +27,7 @@ reports() {	# reports DIR WHAT: each non-empty report file is one failure
 	if [ "$n" -eq 0 ]; then P=$((P + 1)); echo "$2: no reports"; else F=$((F + n)); fi
 }
 
+t0=$(date +%s)
 echo "== stage 1: unit and integration tests (build/)"
 tests/run-all.sh build 2>&1 | tee "$logs/plain.log"
 add "$logs/plain.log"
@@ -40,6 +41,7 @@ if [ "${OCP_CHECK_ASAN:-1}" = 1 ]; then
 	OCP_SLOW=2 tests/run-all.sh build/asan 2>&1 | tee "$logs/asan.log"
 	add "$logs/asan.log"
 	reports "$logs/asan" "sanitizer"
+	echo "(stages 1-2: $(( $(date +%s) - t0 )) s)"
 else
 	echo "== stage 2 skipped: OCP_CHECK_ASAN=0"
 fi
@@ -56,5 +58,6 @@ if [ "${OCP_CHECK_VALGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
 else
 	echo "== stage 3 skipped: valgrind missing or OCP_CHECK_VALGRIND=0"
 fi
+echo "(make check took $(( $(date +%s) - t0 )) s)"
 echo "$P passed, $F failed"
 [ "$F" -eq 0 ]
