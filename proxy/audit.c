@@ -334,20 +334,21 @@ audit_seq(const struct audit *a)
 	return a->seq;
 }
 
-/* Write n bytes from the queue, retrying short writes. */
+/* Write n queued bytes, retrying short writes; they leave the queue whatever happens. */
 static int
 audit_write(struct audit *a, size_t n)
 {
 	size_t	done = 0;
-	int	w;
+	int	w, err;
 
 	while (done < n) {
 		w = evbuffer_write_atmost(a->queue, a->fd, (ev_ssize_t)(n - done));
 		if (w <= 0) {
 			if (w == -1 && errno == EINTR)
 				continue;
-			if (w == 0)
-				errno = EIO;
+			err = w == 0 ? EIO : errno;
+			evbuffer_drain(a->queue, n - done);
+			errno = err;
 			return -1;
 		}
 		done += (size_t)w;
@@ -355,48 +356,27 @@ audit_write(struct audit *a, size_t n)
 	return 0;
 }
 
-/* Write n queued bytes without syncing; on failure cut the file back. */
+/* Writing failed: cut the file back to its last durable line, refuse requests. */
+static void
+audit_failed(struct audit *a, int err, const char *what)
+{
+	if (ftruncate(a->fd, a->size) == -1)
+		log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
+	if (!a->failed)
+		log_err("audit: cannot %s %s: %s; refusing requests until it works", what,
+		    a->path, strerror(err));
+	a->failed = 1;
+}
+
+/* Write n queued bytes without syncing; -1 when the trail failed. */
 static int
 audit_write_only(struct audit *a, size_t n)
 {
 	struct stat	st;
-	int		err;
-
-	if (fstat(a->fd, &st) == 0 && st.st_nlink == 0) {
-		evbuffer_drain(a->queue, n);
-		if (a->check_ev != NULL)
-			event_active(a->check_ev, 0, 0);
-		if (!a->failed)
-			log_err("audit: %s was removed; refusing requests until it is recreated",
-			    a->path);
-		a->failed = 1;
-		return -1;
-	}
-	if (audit_write(a, n) == -1) {
-		err = errno;
-		evbuffer_drain(a->queue, evbuffer_get_length(a->queue) < n ?
-		    evbuffer_get_length(a->queue) : n);
-		if (ftruncate(a->fd, a->size) == -1)
-			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
-		if (!a->failed)
-			log_err("audit: cannot write %s: %s; refusing requests until it works",
-			    a->path, strerror(err));
-		a->failed = 1;
-		return -1;
-	}
-	return 0;
-}
-
-/* Write (and sync) n queued bytes; on failure cut the file back. */
-static int
-audit_commit(struct audit *a, size_t n, int need_sync)
-{
-	struct stat	st;
-	int		err;
 
 	if (fstat(a->fd, &st) == 0 && st.st_nlink == 0) {
 		/* the file was removed: lines written now would be lost with it */
-		errno = ENOENT;
+		evbuffer_drain(a->queue, n);
 		if (a->check_ev != NULL)
 			event_active(a->check_ev, 0, 0);	/* reopen at the path now */
 		if (!a->failed)
@@ -405,14 +385,21 @@ audit_commit(struct audit *a, size_t n, int need_sync)
 		a->failed = 1;
 		return -1;
 	}
-	if (audit_write(a, n) == -1 || (need_sync && fdatasync(a->fd) == -1)) {
-		err = errno;
-		if (ftruncate(a->fd, a->size) == -1)
-			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
-		if (!a->failed)
-			log_err("audit: cannot write %s: %s; refusing requests until it works",
-			    a->path, strerror(err));
-		a->failed = 1;
+	if (audit_write(a, n) == -1) {
+		audit_failed(a, errno, "write");
+		return -1;
+	}
+	return 0;
+}
+
+/* Write and (if need_sync) sync n queued bytes; -1 when the trail failed. */
+static int
+audit_commit(struct audit *a, size_t n, int need_sync)
+{
+	if (audit_write_only(a, n) == -1)
+		return -1;
+	if (need_sync && fdatasync(a->fd) == -1) {
+		audit_failed(a, errno, "sync");
 		return -1;
 	}
 	a->size += (off_t)n;
@@ -451,12 +438,13 @@ audit_flush(struct audit *a)
 		 * batch: only a batch holding a write-ahead line (someone waits for
 		 * it) pays for fdatasync; outcome lines ride along with the next.
 		 */
-		if (rc == 0 && (rc = audit_commit(a, n, a->sync == SYNC_ALWAYS ||
+		if (rc == -1)		/* an earlier chunk failed: these chain on it */
+			evbuffer_drain(a->queue, n);
+		else if ((rc = audit_commit(a, n, a->sync == SYNC_ALWAYS ||
 		    (a->sync == SYNC_BATCH && (waiter || a->sync_all)))) == 0) {
 			a->dseq = ent[i - 1].seq;
 			memcpy(a->dchain, ent[i - 1].chain, sizeof(a->dchain));
-		} else
-			evbuffer_drain(a->queue, n);
+		}
 	}
 	if (rc == -1) {		/* later lines chain from the last durable one */
 		a->seq = a->dseq;
@@ -524,12 +512,7 @@ audit_sync_settle(struct audit *a)
 			log_info("audit: writing %s works again", a->path);
 		a->failed = 0;
 	} else {
-		if (ftruncate(a->fd, a->size) == -1)
-			log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
-		if (!a->failed)
-			log_err("audit: cannot sync %s: %s; refusing requests until it works",
-			    a->path, strerror(err));
-		a->failed = 1;
+		audit_failed(a, err, "sync");
 		/* lines queued meanwhile chain from the lost batch: they fail too */
 		for (i = 0; i < a->nent; i++)
 			a->ent[i].seq = (unsigned long long)-1;

@@ -210,6 +210,23 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 	return g;
 }
 
+/* "IP:port", "[IPv6]:port" or "unix:PATH" of a socket address. */
+static void
+proxy_sockaddr_desc(const struct sockaddr *sa, char *desc, size_t len)
+{
+	char	h[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_UNIX) {
+		snprintf(desc, len, "unix:%s", ((const struct sockaddr_un *)sa)->sun_path);
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, h, sizeof(h));
+		snprintf(desc, len, "[%s]:%u", h, ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, h, sizeof(h));
+		snprintf(desc, len, "%s:%u", h, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+	}
+}
+
 /* Accepting resumes after a pause for EMFILE or the connection limit. */
 static void
 proxy_accept_resume(evutil_socket_t fd, short ev, void *arg)
@@ -227,7 +244,7 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
     int salen, void *arg)
 {
 	struct proxy	*px = arg;
-	char		 host[INET6_ADDRSTRLEN], peer[96];
+	char		 peer[96];
 	struct ucred	 uc;
 	socklen_t	 len = sizeof(uc);
 	struct policy_peer cred;
@@ -245,15 +262,8 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *s
 			snprintf(peer, sizeof(peer), "unix:unknown");
 			cred.uid = cred.gid = (unsigned)-1;
 		}
-	} else if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
-		snprintf(peer, sizeof(peer), "[%s]:%u", host,
-		    ntohs(((struct sockaddr_in6 *)sa)->sin6_port));
-	} else {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
-		snprintf(peer, sizeof(peer), "%s:%u", host,
-		    ntohs(((struct sockaddr_in *)sa)->sin_port));
-	}
+	} else
+		proxy_sockaddr_desc(sa, peer, sizeof(peer));
 	client_accept(px, fd, peer, &cred);
 	if (px->nclients >= px->gen->conf->max_connections)
 		evconnlistener_disable(l);	/* the kernel backlog holds the rest */
@@ -329,7 +339,7 @@ proxy_listen_tcp(struct proxy *px, const struct conf *c)
 	struct addrinfo		 hints, *ai;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl = sizeof(ss);
-	char			*host, *port, h[INET6_ADDRSTRLEN], desc[128];
+	char			*host, *port, desc[128];
 	int			 fd, one = 1, rc;
 
 	host = strdup(c->listen_address);
@@ -354,14 +364,7 @@ proxy_listen_tcp(struct proxy *px, const struct conf *c)
 		fatalx("bind %s: %s", c->listen_address, strerror(errno));
 	freeaddrinfo(ai);
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	if (ss.ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
-		snprintf(desc, sizeof(desc), "[%s]:%u", h,
-		    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	} else {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
-		snprintf(desc, sizeof(desc), "%s:%u", h, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	}
+	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
 	px->listen_desc = strdup(desc);
 	return fd;
 }
@@ -373,7 +376,7 @@ proxy_activated_fd(struct proxy *px)
 	const char		*pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl = sizeof(ss);
-	char			 h[INET6_ADDRSTRLEN], desc[160];
+	char			 desc[160];
 	int			 fd = 3;	/* SD_LISTEN_FDS_START */
 
 	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid() ||
@@ -386,17 +389,8 @@ proxy_activated_fd(struct proxy *px)
 		fatalx("LISTEN_FDS: fd 3 is not a socket");
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
-	if (ss.ss_family == AF_UNIX) {
-		snprintf(desc, sizeof(desc), "unix:%s", ((struct sockaddr_un *)&ss)->sun_path);
-		px->listen_unix = 1;
-	} else if (ss.ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
-		snprintf(desc, sizeof(desc), "[%s]:%u", h,
-		    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	} else {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
-		snprintf(desc, sizeof(desc), "%s:%u", h, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	}
+	px->listen_unix = ss.ss_family == AF_UNIX;
+	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
 	px->listen_desc = strdup(desc);
 	log_info("using the socket passed by systemd (socket activation)");
 	return fd;

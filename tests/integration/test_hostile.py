@@ -1556,10 +1556,15 @@ def chaos_mixed_traffic_with_switching_faults():
 
         def switcher():
             rng = random.Random(seed + 1)
-            modes = (["none"] * 10 + ["delay"] * 3 + ["status500"] * 2 + ["garbage"] * 2 +
-                     ["close"] * 2)
+            # every fault in each cycle (random order and dwell), so that a run
+            # cannot miss them by chance; "none" twice per cycle
+            cycle = ["none", "none", "delay", "status500", "garbage", "close"]
+            order = []
             while not stop.is_set():
-                m = rng.choice(modes)
+                if not order:
+                    order = cycle[:]
+                    rng.shuffle(order)
+                m = order.pop()
                 try:
                     if m == "delay":
                         s.fault("delay", ms=rng.choice((20, 60, 150)))
