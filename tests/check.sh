@@ -47,13 +47,17 @@ else
 fi
 
 if [ "${OCP_CHECK_VALGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
-	echo "== stage 3: proxy integration suite under valgrind memcheck"
+	echo "== stage 3: proxy and caller integration suites under valgrind memcheck"
 	mkdir -p "$logs/vg"
-	OCP_BUILD=build OCP_SLOW=8 OCP_PROXY_WRAPPER="valgrind -q --error-exitcode=99 \
+	: >"$logs/vg.log"
+	for t in test_proxy test_callers; do
+		OCP_BUILD=build OCP_SLOW=8 OCP_PROXY_WRAPPER="valgrind -q --error-exitcode=99 \
 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
---log-file=$logs/vg/vg.%p" timeout 900 python3 tests/integration/test_proxy.py \
-	    2>&1 | grep -vE '^ok ' | tee "$logs/vg.log"
-	add "$logs/vg.log"
+--log-file=$logs/vg/vg.%p" timeout 900 python3 "tests/integration/$t.py" \
+		    >"$logs/vg.$t.log" 2>&1
+		grep -vE '^ok ' "$logs/vg.$t.log"
+		add "$logs/vg.$t.log"
+	done
 	reports "$logs/vg" "valgrind"
 else
 	echo "== stage 3 skipped: valgrind missing or OCP_CHECK_VALGRIND=0"

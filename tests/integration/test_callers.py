@@ -921,6 +921,10 @@ def rate_limit_token_bucket():
             ok(request(t, gi, b"{}", headers=bearer(tok)), "burst request %d" % (i + 1))
         resp = request(t, gi, b"{}", headers=bearer(tok))
         elapsed = time.monotonic() - t0
+        if elapsed >= 0.45 and os.environ.get("OCP_PROXY_WRAPPER"):
+            raise Skip("under %s the burst took %.2f s, longer than the bucket's refill: "
+                       "the timing cannot be judged" % (os.environ["OCP_PROXY_WRAPPER"].split()[0],
+                                                        elapsed))
         assert_true(elapsed < 0.45, "the burst took %.2f s: too slow to test" % elapsed)
         refused(resp, 429, "PROXY_RATE_LIMITED", "4th request", "rate_per_s")
         ra = resp[1].get("retry-after", "")
