@@ -514,8 +514,6 @@ audit_sync_settle(struct audit *a)
 	} else {
 		audit_failed(a, err, "sync");
 		/* lines queued meanwhile chain from the lost batch: they fail too */
-		for (i = 0; i < a->nent; i++)
-			a->ent[i].seq = (unsigned long long)-1;
 		evbuffer_drain(a->queue, evbuffer_get_length(a->queue));
 		a->seq = a->dseq;
 		memcpy(a->chain, a->dchain, sizeof(a->chain));

@@ -473,22 +473,14 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	if (avail > c->max_header_bytes + 1)
 		avail = c->max_header_bytes + 1;
 	p = (char *)evbuffer_pullup(in, (ev_ssize_t)avail);
-	if ((hl = httpp_head_len(p, avail)) == 0) {
-		if (avail > c->max_header_bytes) {
-			cl->keepalive = 0;
-			client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
-			    "request line and headers exceed max_header_bytes", 1);
-			return -1;
-		}
-		return 0;
-	}
-	if (hl > c->max_header_bytes) {
+	if ((hl = httpp_head_len(p, avail)) == 0 && avail <= c->max_header_bytes)
+		return 0;	/* not complete yet */
+	if (hl == 0 || hl > c->max_header_bytes) {
 		cl->keepalive = 0;
 		client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
 		    "request line and headers exceed max_header_bytes", 1);
 		return -1;
 	}
-	p = (char *)evbuffer_pullup(in, (ev_ssize_t)hl);
 	if (httpp_parse_request(p, hl, &m, &why) == -1) {
 		cl->keepalive = 0;
 		log_info("refused a malformed request from %s: %s", cl->peer, why);

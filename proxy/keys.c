@@ -18,7 +18,6 @@ struct keyslot {
 	char			*name;
 	struct pkey		*cur;
 	int			 from_vault;
-	unsigned long long	 ok_ms;		/* last good Vault read */
 	unsigned		 max_stale_ms;
 	struct vault_watch	*watch;
 	char			*watch_src;	/* mount/path the watch reads */
@@ -139,7 +138,6 @@ keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, 
 		    s->cur ? "; serving the last good key" : "");
 		return;
 	}
-	s->ok_ms = log_now_ms();
 	/* called only for a new version or new content: a re-created secret may
 	 * repeat a version number with another pair */
 	if ((sec = vault_kv_field(kv, s->sec_field)) == NULL ||
@@ -282,11 +280,10 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 
 /* 1 if the slot's key may be served now. */
 static int
-keys_servable(const struct keyslot *s, unsigned long long now_ms)
+keys_servable(const struct keyslot *s)
 {
 	long long	age;
 
-	(void)now_ms;
 	if (s->cur == NULL)
 		return 0;
 	if (!s->from_vault)
@@ -300,14 +297,14 @@ keys_servable(const struct keyslot *s, unsigned long long now_ms)
 
 /* A reference to the current key for a new request. */
 struct pkey *
-keys_acquire(struct keyslot *s, unsigned long long now_ms, const char **why)
+keys_acquire(struct keyslot *s, const char **why)
 {
 	if (s->cur == NULL) {
 		*why = s->from_vault ? "the key of this profile has not been read from Vault yet" :
 		    "the key of this profile is not loaded";
 		return NULL;
 	}
-	if (!keys_servable(s, now_ms)) {
+	if (!keys_servable(s)) {
 		*why = "the key of this profile is stale: Vault unreachable beyond max_stale_ms";
 		return NULL;
 	}
@@ -323,12 +320,12 @@ keys_fp(const struct keyslot *s)
 
 /* 1 when every slot can serve. */
 int
-keys_all_ready(unsigned long long now_ms)
+keys_all_ready(void)
 {
 	size_t	i;
 
 	for (i = 0; i < nslots; i++)
-		if (!keys_servable(slots[i], now_ms))
+		if (!keys_servable(slots[i]))
 			return 0;
 	return 1;
 }

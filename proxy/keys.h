@@ -29,13 +29,15 @@ struct keyslot	*keys_slot(const char *profile);
 int		 keys_load(struct keyslot *, const struct conf_profile *p, int check_only,
 		    int reload, struct vault *v, unsigned max_stale_ms, char **cause);
 /* A reference to the key for a new request, or NULL with *why (503). */
-struct pkey	*keys_acquire(struct keyslot *, unsigned long long now_ms, const char **why);
+struct pkey	*keys_acquire(struct keyslot *, const char **why);
 /* Fingerprint of the current key for logs ("-" when none). */
 const char	*keys_fp(const struct keyslot *);
 /* 1 when every slot has a servable key. */
-int		 keys_all_ready(unsigned long long now_ms);
+int		 keys_all_ready(void);
 void		 keys_free_all(void);
 /* Build a key from a public key text and a secret (takes ownership of sec). */
+/* Drop a key reference; the last one cleanses it. */
+void		 pkey_unref(struct pkey *);
 struct pkey	*pkey_new(const char *public_key, size_t publen, struct secret *sec, char **cause);
 
 #endif

@@ -90,7 +90,6 @@ int		 proxy_exit_code(const struct proxy *);
 struct gen	*gen_load(struct proxy *, struct conf *, int check_only,
 		    struct conf_errs *);
 void		 gen_unref(struct gen *);
-void		 pkey_unref(struct pkey *);
 void		 proxy_reload(struct proxy *);
 void		 proxy_maybe_done(struct proxy *);
 void		 proxy_nonces_close(void);

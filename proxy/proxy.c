@@ -587,7 +587,7 @@ static void
 proxy_status_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct proxy	*px = arg;
-	int		 ready = keys_all_ready(log_now_ms());
+	int		 ready = keys_all_ready();
 
 	if (ready == px->keys_ready)
 		return;

@@ -166,29 +166,43 @@ request_log(const char *id, const char *peer, const char *method, const char *pa
 	    err ? " error=" : "", err ? err : "");
 }
 
+/* The outcome line and log line of a request that was never forwarded. */
+static void
+request_audit_unforwarded(struct client *cl, const char *id, const char *method,
+    const char *path, size_t bytes_in, size_t bytes_out, int status, const char *name)
+{
+	struct evbuffer	*line;
+	const char	*cname, *cid;
+
+	client_caller_info(cl, &cname, &cid);
+	line = audit_line_begin("outcome", id, log_now_ms(), client_peer(cl), cname, cid,
+	    method, path, NULL);
+	if (line != NULL) {
+		buf_kv_u64(line, ",\"nonce\":null,\"status\":", (unsigned)status);
+		buf_str(line, ",\"upstream_status\":null,\"duration_ms\":0");
+		buf_kv_u64(line, ",\"bytes_in\":", bytes_in);
+		buf_kv_u64(line, ",\"bytes_out\":", bytes_out);
+		buf_str(line, ",\"error\":\"");
+		buf_str(line, name);
+		buf_str(line, "\"}");
+		audit_append(ocp->audit, line, NULL, NULL);
+		evbuffer_free(line);
+	}
+	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+}
+
 /* Answer a request refused before it had a request object. */
 void
 request_reject(struct client *cl, const char *method, const char *path, size_t bytes_in,
     int status, const char *name, const char *msg, int close_after)
 {
-	struct evbuffer	*env, *line;
+	struct evbuffer	*env;
 	char		 id[REQ_ID_LEN];
-	const char	*cname, *cid;
-	unsigned long long now = log_now_ms();
 
 	request_new_id(id);
 	env = request_envelope(status, name, msg, id);
-	client_caller_info(cl, &cname, &cid);
-	line = audit_line_begin("outcome", id, now, client_peer(cl), cname, cid, method, path,
-	    NULL);
-	if (line != NULL) {
-		evbuffer_add_printf(line, ",\"nonce\":null,\"status\":%d,\"upstream_status\":null,"
-		    "\"duration_ms\":0,\"bytes_in\":%zu,\"bytes_out\":%zu,\"error\":\"%s\"}",
-		    status, bytes_in, env ? evbuffer_get_length(env) : 0, name);
-		audit_append(ocp->audit, line, NULL, NULL);
-		evbuffer_free(line);
-	}
-	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+	request_audit_unforwarded(cl, id, method, path, bytes_in,
+	    env ? evbuffer_get_length(env) : 0, status, name);
 	client_respond(cl, status, "application/json", env, id, close_after);
 	if (env != NULL)
 		evbuffer_free(env);
@@ -200,22 +214,10 @@ void
 request_abandoned(struct client *cl, const char *method, const char *path, size_t bytes_in,
     int status, const char *name)
 {
-	struct evbuffer	*line;
-	char		 id[REQ_ID_LEN];
-	const char	*cname, *cid;
+	char	id[REQ_ID_LEN];
 
 	request_new_id(id);
-	client_caller_info(cl, &cname, &cid);
-	line = audit_line_begin("outcome", id, log_now_ms(), client_peer(cl), cname, cid,
-	    method, path, NULL);
-	if (line != NULL) {
-		evbuffer_add_printf(line, ",\"nonce\":null,\"status\":%d,\"upstream_status\":null,"
-		    "\"duration_ms\":0,\"bytes_in\":%zu,\"bytes_out\":0,\"error\":\"%s\"}",
-		    status, bytes_in, name);
-		audit_append(ocp->audit, line, NULL, NULL);
-		evbuffer_free(line);
-	}
-	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+	request_audit_unforwarded(cl, id, method, path, bytes_in, 0, status, name);
 }
 
 /* Release a request; the client (if any) was already answered. */
@@ -513,7 +515,7 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 	if (r->caller != NULL && (request_check_fields(r, p, len) == -1 ||
 	    request_take_rate(r) == -1))
 		return -1;
-	if ((r->key = keys_acquire(r->gen->slots[r->profile], log_now_ms(), &why)) == NULL) {
+	if ((r->key = keys_acquire(r->gen->slots[r->profile], &why)) == NULL) {
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);
 		return -1;
 	}
