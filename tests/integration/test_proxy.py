@@ -448,6 +448,22 @@ def _concurrent_load(p, n_threads, per):
     return failures
 
 
+def _nonce_arrival_report(recs):
+    """Why the simulator refused: for each refused nonce, whether it was a
+    repeat or how many higher nonces of its key had arrived before it."""
+    out = []
+    for i, r in enumerate(recs):
+        if r["result"] == "ok":
+            continue
+        n = int(r.get("nonce") or 0)
+        same = [x for x in recs[:i] if x["public_key"] == r["public_key"]]
+        repeats = sum(1 for x in same if int(x.get("nonce") or 0) == n)
+        overtook = sum(1 for x in same if int(x.get("nonce") or 0) > n)
+        out.append("arrival %d: %s, sent %d time(s) before, overtaken by %d"
+                   % (i, r["result"], repeats, overtook))
+    return "; ".join(out)
+
+
 @test
 def nonces_increase_under_concurrency_and_across_restart():
     """Nonces are handed out strictly increasing per profile (audit order)
@@ -463,6 +479,8 @@ def nonces_increase_under_concurrency_and_across_restart():
         failures = _concurrent_load(p, n_threads, per)
         recs = s.records()
         rejected = [r["result"] for r in recs if r["result"] != "ok"]
+        if rejected:
+            print("# " + _nonce_arrival_report(recs), flush=True)
         assert_eq(rejected, [], "sim rejections")
         assert_eq(failures, [], "failed requests")
         assert_eq(len(recs), n_threads * per, "requests forwarded")

@@ -149,6 +149,31 @@ def every_catalogue_endpoint_answers_success():
 
 
 @test
+def nonce_window_tolerates_reordering_but_not_replay():
+    """--nonce-window N: late nonces that were never used are accepted, even
+    before the first N have arrived; repeats and anything at or below a
+    nonce that left the ring are refused."""
+    w = Sim(nonce_window=4)
+    try:
+        n = nonce()
+        post = lambda v: w.post("/api-gateway/orders", b'{"nonce":%d}' % v)
+        ok_response(post(n + 1), "first")
+        ok_response(post(n), "one behind the first, never used")
+        error_response(post(n + 1), 400, "NONCE_REUSED", "repeat inside the ring")
+        for v in (n + 5, n + 3, n + 4):
+            ok_response(post(v), "out of order %d" % (v - n))
+        # ring (last 4 accepted) = n, n+5, n+3, n+4; n+1 left it: floor n+1
+        error_response(post(n + 1), 400, "NONCE_REUSED", "replay of an evicted nonce")
+        ok_response(post(n + 2), "late but above the floor, never used")
+        # ring = n+5, n+3, n+4, n+2; floor stays n+1 (n < n+1 left meanwhile)
+        error_response(post(n), 400, "NONCE_REUSED", "below the floor")
+        error_response(post(n + 2), 400, "NONCE_REUSED", "repeat of the late one")
+        ok_response(post(n + 6), "increasing")
+    finally:
+        w.stop()
+
+
+@test
 def nonce_forms_accepted():
     s = sim()
     n = nonce()

@@ -206,6 +206,8 @@ sim_nonce_clear(struct sim_key *k)
 
 	free(k->last_num);
 	k->last_num = NULL;
+	free(k->floor);
+	k->floor = NULL;
 	for (i = 0; i < k->nrecent; i++)
 		free(k->recent[i]);
 	k->nrecent = k->rpos = 0;
@@ -222,38 +224,41 @@ sim_nonce_clear(struct sim_key *k)
 unsigned sim_nonce_window;
 
 /*
- * With --nonce-window N, a numeric nonce at or below the highest one is
- * still fresh if it was never used and is above the oldest of the last N
- * accepted: requests sent in nonce order over parallel connections may
- * arrive slightly out of order.  N = 0: strictly increasing, as documented.
+ * With --nonce-window N, numeric nonces are checked like an anti-replay
+ * window: the last N accepted are remembered, and a nonce is fresh if it is
+ * not among them and above every nonce that has left the ring (the floor).
+ * Requests sent in nonce order over parallel connections may arrive
+ * slightly out of order; a replay is still refused, however late.
+ * N = 0: strictly increasing, as documented.
  */
 static int
 sim_nonce_in_window(const struct sim_key *k, const char *n)
 {
 	size_t	i;
-	int	above = 0;
 
-	if (sim_nonce_window == 0 || k->nrecent < 1)
+	if (k->floor != NULL && sim_int_cmp(n, k->floor) <= 0)
 		return 0;
-	for (i = 0; i < k->nrecent; i++) {
-		if (sim_int_cmp(n, k->recent[i]) == 0)
+	for (i = 0; i < k->nrecent; i++)
+		if (k->recent[i] != NULL && sim_int_cmp(n, k->recent[i]) == 0)
 			return 0;	/* reused */
-		if (sim_int_cmp(n, k->recent[i]) > 0)
-			above = 1;
-	}
-	return above;
+	return 1;
 }
 
 static void
 sim_nonce_remember(struct sim_key *k, const char *n)
 {
-	if (sim_nonce_window == 0)
-		return;
-	if (k->nrecent < sim_nonce_window && k->nrecent < SIM_WINDOW_MAX) {
+	char	*old;
+
+	if (k->nrecent < sim_nonce_window) {
 		k->recent[k->nrecent++] = strdup(n);
 		return;
 	}
-	free(k->recent[k->rpos]);
+	old = k->recent[k->rpos];
+	if (old != NULL && (k->floor == NULL || sim_int_cmp(old, k->floor) > 0)) {
+		free(k->floor);
+		k->floor = old;
+	} else
+		free(old);
 	k->recent[k->rpos] = strdup(n);
 	k->rpos = (k->rpos + 1) % k->nrecent;
 }
@@ -272,12 +277,13 @@ sim_nonce_use(struct sim_key *k, const struct sim_check *ck)
 	if (strcmp(ck->nonce_type, "number") == 0) {
 		if ((n = sim_nonce_int(ck->nonce)) == NULL)
 			return "INVALID_NONCE";
-		if (k->last_num != NULL && sim_int_cmp(n, k->last_num) <= 0 &&
-		    !sim_nonce_in_window(k, n)) {
+		if (sim_nonce_window == 0 ? (k->last_num != NULL &&
+		    sim_int_cmp(n, k->last_num) <= 0) : !sim_nonce_in_window(k, n)) {
 			free(n);
 			return "NONCE_REUSED";
 		}
-		sim_nonce_remember(k, n);
+		if (sim_nonce_window > 0)
+			sim_nonce_remember(k, n);
 		if (k->last_num == NULL || sim_int_cmp(n, k->last_num) > 0) {
 			free(k->last_num);
 			k->last_num = n;

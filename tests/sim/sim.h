@@ -65,6 +65,7 @@ struct sim_key {
 	size_t		 secret_len;
 	char		*last_num;	/* normalized integer text, NULL = none */
 	char		*recent[SIM_WINDOW_MAX];	/* --nonce-window ring */
+	char		*floor;		/* highest nonce evicted from the ring */
 	size_t		 nrecent, rpos;
 	struct sim_seen	*seen[SIM_NONCE_BUCKETS];
 };
