@@ -191,6 +191,8 @@ client_accept(struct proxy *px, int fd, const char *peer, const struct policy_pe
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
 	bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
+	/* answers are written directly; EV_WRITE only for what did not fit */
+	bufferevent_disable(cl->bev, EV_WRITE);
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, px->gen->conf->max_header_bytes +
 	    px->gen->conf->max_body_bytes + 65536);
 	client_set_timeout(cl, px->gen->conf->idle_timeout_ms);
@@ -227,6 +229,7 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 {
 	struct evbuffer	*out = bufferevent_get_output(cl->bev);
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
+	int		 was_empty = evbuffer_get_length(out) == 0;
 
 	if (cl->px->stopping)
 		close_after = 1;
@@ -251,6 +254,17 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 		cl->state = CL_CLOSING;
 		bufferevent_disable(cl->bev, EV_READ);
 		client_set_timeout(cl, cl->px->gen->conf->idle_timeout_ms);
+	} else if (was_empty) {
+		/*
+		 * Kept-alive answer: write it now.  It nearly always fits the
+		 * socket buffer, so EV_WRITE (two epoll_ctl calls) is enabled
+		 * only for a remainder; an error is left to the bufferevent.
+		 */
+		evbuffer_unfreeze(out, 1);	/* as the bufferevent does to write */
+		(void)evbuffer_write(out, bufferevent_getfd(cl->bev));
+		evbuffer_freeze(out, 1);
+		if (evbuffer_get_length(out) == 0)
+			return;
 	}
 	bufferevent_enable(cl->bev, EV_WRITE);
 }
@@ -506,8 +520,10 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		return -1;
 	evbuffer_drain(in, hl);
 	cl->head_len = 0;
-	if (m.expect_continue)
+	if (m.expect_continue) {
 		evbuffer_add(bufferevent_get_output(cl->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		bufferevent_enable(cl->bev, EV_WRITE);
+	}
 	cl->state = CL_BODY;
 	client_deadline(cl, c->body_timeout_ms);
 	return 1;
@@ -610,7 +626,11 @@ client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client	*cl = arg;
 
-	if (cl->state != CL_CLOSING || cl->req != NULL || cl->lingering)
+	if (cl->state != CL_CLOSING) {	/* a remainder left: back to direct writes */
+		bufferevent_disable(bev, EV_WRITE);
+		return;
+	}
+	if (cl->req != NULL || cl->lingering)
 		return;
 	/*
 	 * Lingering close: the caller may still be sending a body we refused

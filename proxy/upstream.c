@@ -13,8 +13,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/err.h>
@@ -44,6 +42,8 @@ struct up_xfer {
 	struct up_result	 res;
 	int			 queued;
 	int			 tries;
+	int			 in_send;	/* inside upstream_send: no callback yet */
+	int			 finish_later;	/* finished there: call back from the loop */
 };
 TAILQ_HEAD(up_xferq, up_xfer);
 
@@ -53,9 +53,20 @@ struct up_conn {
 	struct upstream		*up;
 	enum conn_state		 state;
 	int			 fd;
-	struct event		*ev;		/* connect wait / handshake timer */
+	struct event		*ev;		/* connect wait, then handshake / idle timer */
 	struct evdns_getaddrinfo_request *dns;
-	struct bufferevent	*bev;
+	/*
+	 * TLS straight on the socket: a persistent read event registered once
+	 * for the connection's life, a one-shot write event armed only when
+	 * the socket is full, so a request costs no epoll_ctl.
+	 */
+	SSL			*ssl;
+	struct event		*rev;
+	struct event		*wev;
+	struct evbuffer		*in;		/* decrypted response bytes */
+	size_t			 woff;		/* request bytes TLS has taken */
+	int			 read_wants_write;
+	int			 write_wants_read;
 	struct up_xfer		*xfer;
 	int			 uses;
 	/* response parsing */
@@ -90,6 +101,7 @@ struct upstream {
 static void conn_free(struct up_conn *);
 static void pool_pump(struct upstream *);
 static void conn_start_xfer(struct up_conn *, struct up_xfer *);
+static int conn_write(struct up_conn *);
 
 static void
 ms_tv(unsigned ms, struct timeval *tv)
@@ -120,6 +132,8 @@ up_ctx(struct upstream *up, const struct conf *c, char **cause)
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		goto fail;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_read_ahead(ctx, 1);		/* one read() per record batch */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (c->ca_file != NULL && *c->ca_file != '\0') {
 		if (SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1)
@@ -230,6 +244,12 @@ xfer_finish(struct up_xfer *x)
 	if (x->conn != NULL)
 		x->conn->xfer = NULL;
 	x->conn = NULL;
+	if (x->in_send) {	/* the caller does not hold x yet: call back soon */
+		x->finish_later = 1;
+		evtimer_del(x->timer);
+		event_active(x->timer, EV_TIMEOUT, 1);
+		return;
+	}
 	if (x->done != NULL)
 		x->done(x->arg, &x->res);
 	event_free(x->timer);
@@ -255,6 +275,10 @@ xfer_timeout(evutil_socket_t fd, short ev, void *arg)
 	struct up_xfer	*x = arg;
 	struct up_conn	*c = x->conn;
 
+	if (x->finish_later) {	/* it ended inside upstream_send */
+		xfer_finish(x);
+		return;
+	}
 	if (c != NULL) {
 		c->xfer = NULL;
 		x->conn = NULL;
@@ -292,7 +316,9 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	evtimer_add(x->timer, &tv);
 	TAILQ_INSERT_TAIL(&up->waiting, x, entry);
 	x->queued = 1;
+	x->in_send = 1;
 	pool_pump(up);
+	x->in_send = 0;
 	return x;
 }
 
@@ -325,9 +351,19 @@ conn_free(struct up_conn *c)
 		evdns_getaddrinfo_cancel(c->dns);
 	if (c->ev != NULL)
 		event_free(c->ev);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
-	else if (c->fd != -1)
+	if (c->rev != NULL)
+		event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	if (c->ssl != NULL) {
+		if (c->state == C_IDLE)		/* polite close_notify, never waited for */
+			(void)SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
+	if (c->in != NULL)
+		evbuffer_free(c->in);
+	if (c->fd != -1)
 		close(c->fd);
 	free(c);
 }
@@ -369,8 +405,7 @@ conn_ready(struct up_conn *c)
 	c->state = C_IDLE;
 	TAILQ_INSERT_HEAD(&up->idle, c, ientry);
 	ms_tv(up->idle_ms, &tv);
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
-	bufferevent_enable(c->bev, EV_READ);
+	evtimer_add(c->ev, &tv);
 }
 
 /* Reset the per-response parser state. */
@@ -397,10 +432,9 @@ conn_start_xfer(struct up_conn *c, struct up_xfer *x)
 		c->up->st.reused++;
 	c->uses++;
 	conn_reset_parse(c);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	/* keep x->req intact until a byte of it left, for a safe retry */
-	evbuffer_add_buffer_reference(bufferevent_get_output(c->bev), x->req);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evtimer_del(c->ev);
+	c->woff = 0;
+	conn_write(c);
 }
 
 /* Append decoded chunk bytes to the response body. */
@@ -516,7 +550,8 @@ conn_complete(struct up_conn *c)
 {
 	struct up_xfer	*x = c->xfer;
 	struct upstream	*up = c->up;
-	int		 reuse = c->keepalive && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+	int		 reuse = c->keepalive && evbuffer_get_length(c->in) == 0 &&
+			     !SSL_has_pending(c->ssl);
 
 	c->xfer = NULL;
 	x->conn = NULL;
@@ -531,82 +566,71 @@ conn_complete(struct up_conn *c)
 	upstream_unref(up);
 }
 
-/* Bytes from the upstream. */
-static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+/* Parse what arrived; 1: the exchange finished (c may be gone or busy again). */
+static int
+conn_input(struct up_conn *c)
 {
-	struct up_conn	*c = arg;
-	struct evbuffer	*in = bufferevent_get_input(bev);
 	const char	*why = NULL;
 	int		 r;
 
-	if (c->xfer == NULL) {		/* data on an idle connection: not ours */
-		conn_free(c);
-		return;
-	}
 	if (c->xfer->res.body == NULL && (c->xfer->res.body = evbuffer_new()) == NULL) {
 		conn_fail(c, UP_PROTOCOL, "out of memory");
-		return;
+		return 1;
 	}
 	while (!c->head_done) {
-		size_t before = evbuffer_get_length(in);
-		if (conn_parse_head(c, in, &why) == -1) {
+		size_t before = evbuffer_get_length(c->in);
+		if (conn_parse_head(c, c->in, &why) == -1) {
 			conn_fail(c, UP_PROTOCOL, why);
-			return;
+			return 1;
 		}
-		if (!c->head_done && evbuffer_get_length(in) == before)
-			return;		/* need more */
+		if (!c->head_done && evbuffer_get_length(c->in) == before)
+			return 0;	/* need more */
 	}
-	if ((r = conn_parse_body(c, in, &why)) == -1)
+	if ((r = conn_parse_body(c, c->in, &why)) == -1) {
 		conn_fail(c, UP_PROTOCOL, why);
-	else if (r == 1)
+		return 1;
+	}
+	if (r == 1) {
 		conn_complete(c);
+		return 1;
+	}
+	return 0;
 }
 
-/* Errors, EOF and timeouts on a TLS connection. */
+/* Log why a handshake failed (certificate or TLS error). */
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_log_tls_failure(struct up_conn *c, unsigned long e)
 {
-	struct up_conn	*c = arg;
+	long	vr = SSL_get_verify_result(c->ssl);
+	char	buf[256];
+
+	if (vr != X509_V_OK)
+		log_warn("upstream %s: certificate verification failed: %s",
+		    c->up->host, X509_verify_cert_error_string(vr));
+	else if (e != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		log_warn("upstream %s: TLS handshake failed: %s", c->up->host, buf);
+	}
+}
+
+/*
+ * The connection ended (EOF, a TLS or socket error, or a timeout) while
+ * busy or idle.
+ */
+static void
+conn_closed(struct up_conn *c, int timeout)
+{
 	struct up_xfer	*x = c->xfer;
 	struct upstream	*up = c->up;
-	unsigned long	 e;
-	long		 vr;
-	SSL		*ssl;
 
-	if (what & BEV_EVENT_CONNECTED) {
-		if (c->ev != NULL)
-			event_del(c->ev);
-		up->st.handshakes++;
-		ssl = bufferevent_openssl_get_ssl(bev);
-		if (SSL_session_reused(ssl))
-			up->st.resumed++;
-		conn_ready(c);
-		return;
-	}
 	if (c->state == C_IDLE) {	/* closed or timed out while idle */
 		conn_free(c);
 		return;
 	}
-	if (c->state == C_HANDSHAKE) {
-		ssl = bufferevent_openssl_get_ssl(bev);
-		vr = SSL_get_verify_result(ssl);
-		e = bufferevent_get_openssl_error(bev);
-		if (vr != X509_V_OK)
-			log_warn("upstream %s: certificate verification failed: %s",
-			    up->host, X509_verify_cert_error_string(vr));
-		else if (e != 0) {
-			char buf[256];
-			ERR_error_string_n(e, buf, sizeof(buf));
-			log_warn("upstream %s: TLS handshake failed: %s", up->host, buf);
-		}
-		conn_fail(c, UP_TLS, "TLS handshake with the upstream failed");
-		return;
-	}
 	/* busy: EOF may complete a close-delimited body */
-	if (x != NULL && c->head_done && c->mode == B_CLOSE && (what & BEV_EVENT_EOF)) {
+	if (x != NULL && !timeout && c->head_done && c->mode == B_CLOSE) {
 		const char *why = NULL;
-		if (conn_parse_body(c, bufferevent_get_input(bev), &why) == -1)
+		if (conn_parse_body(c, c->in, &why) == -1)
 			conn_fail(c, UP_PROTOCOL, why);
 		else {
 			c->keepalive = 0;
@@ -614,10 +638,9 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 		return;
 	}
-	if (x != NULL && x->res.reused && !c->head_done && x->tries == 1 &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == x->req_len &&
+	if (x != NULL && x->res.reused && !c->head_done && x->tries == 1 && c->woff == 0 &&
 	    (x->res.body == NULL || evbuffer_get_length(x->res.body) == 0)) {
-		/* a kept-alive connection died before any byte of this request left */
+		/* a kept-alive connection died before TLS took any of this request */
 		c->xfer = NULL;
 		x->conn = NULL;
 		conn_free(c);
@@ -627,16 +650,142 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		pool_pump(up);
 		return;
 	}
-	conn_fail(c, (what & BEV_EVENT_TIMEOUT) ? UP_TIMEOUT : UP_PROTOCOL,
+	conn_fail(c, timeout ? UP_TIMEOUT : UP_PROTOCOL,
 	    c->head_done ? "upstream closed the connection in the middle of the answer" :
 	    "upstream closed the connection without answering");
 }
 
-/* Handshake timeout. */
-static void
-conn_handshake_timeout(evutil_socket_t fd, short ev, void *arg)
+/* Write what is left of the request; -1 when the connection is gone. */
+static int
+conn_write(struct up_conn *c)
 {
-	conn_fail(arg, UP_TIMEOUT, "TLS handshake with the upstream timed out");
+	struct up_xfer	*x = c->xfer;
+	const char	*p;
+	int		 n;
+
+	c->write_wants_read = 0;
+	if (x == NULL || c->woff >= x->req_len)
+		return 0;
+	p = (const char *)evbuffer_pullup(x->req, -1);
+	while (c->woff < x->req_len) {
+		ERR_clear_error();
+		n = SSL_write(c->ssl, p + c->woff, (int)(x->req_len - c->woff));
+		if (n > 0) {
+			c->woff += (size_t)n;
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, n)) {
+		case SSL_ERROR_WANT_WRITE:
+			event_add(c->wev, NULL);
+			return 0;
+		case SSL_ERROR_WANT_READ:	/* the read event retries */
+			c->write_wants_read = 1;
+			return 0;
+		default:
+			conn_closed(c, 0);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Drive the handshake; the read event is always on, the write one on demand. */
+static void
+conn_handshake(struct up_conn *c)
+{
+	struct upstream	*up = c->up;
+	int		 r;
+
+	ERR_clear_error();
+	if ((r = SSL_connect(c->ssl)) == 1) {
+		up->st.handshakes++;
+		if (SSL_session_reused(c->ssl))
+			up->st.resumed++;
+		evtimer_del(c->ev);
+		conn_ready(c);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		event_add(c->wev, NULL);
+		return;
+	default:
+		conn_log_tls_failure(c, ERR_peek_last_error());
+		conn_fail(c, UP_TLS, "TLS handshake with the upstream failed");
+	}
+}
+
+/* Read every decrypted byte available; parse as it comes. */
+static void
+conn_read(struct up_conn *c)
+{
+	struct evbuffer_iovec	 v;
+	int			 n, err;
+
+	c->read_wants_write = 0;
+	for (;;) {
+		if (evbuffer_reserve_space(c->in, 16384, &v, 1) < 1) {
+			conn_fail(c, UP_PROTOCOL, "out of memory");
+			return;
+		}
+		ERR_clear_error();
+		n = SSL_read(c->ssl, v.iov_base, (int)v.iov_len);
+		if (n <= 0) {
+			evbuffer_commit_space(c->in, NULL, 0);
+			break;
+		}
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(c->in, &v, 1);
+		if (c->xfer == NULL) {	/* data on an idle connection: not ours */
+			conn_free(c);
+			return;
+		}
+		if (conn_input(c) == 1)
+			return;		/* finished: c is gone or serving the next one */
+		if (!SSL_has_pending(c->ssl))
+			return;		/* level-triggered: the socket tells us of more */
+	}
+	switch ((err = SSL_get_error(c->ssl, n))) {
+	case SSL_ERROR_WANT_READ:
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		c->read_wants_write = 1;
+		event_add(c->wev, NULL);
+		return;
+	default:		/* EOF (clean or not) or an error */
+		conn_closed(c, 0);
+	}
+}
+
+/* Socket readiness. */
+static void
+conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct up_conn	*c = arg;
+
+	if (c->state == C_HANDSHAKE) {
+		conn_handshake(c);
+		return;
+	}
+	if (((what & EV_WRITE) || c->write_wants_read) && c->state == C_BUSY &&
+	    conn_write(c) == -1)
+		return;
+	if ((what & EV_READ) || c->read_wants_write)
+		conn_read(c);
+}
+
+/* Handshake or idle timer. */
+static void
+conn_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct up_conn	*c = arg;
+
+	if (c->state == C_HANDSHAKE)
+		conn_fail(c, UP_TIMEOUT, "TLS handshake with the upstream timed out");
+	else
+		conn_closed(c, 1);
 }
 
 /* TCP is up: start TLS on the socket. */
@@ -661,21 +810,21 @@ conn_start_tls(struct up_conn *c)
 	}
 	if (up->session != NULL)
 		SSL_set_session(ssl, up->session);
-	c->bev = bufferevent_openssl_socket_new(up->base, c->fd, ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (c->bev == NULL) {
-		SSL_free(ssl);
+	c->ssl = ssl;
+	event_free(c->ev);
+	c->ev = NULL;
+	if (SSL_set_fd(ssl, c->fd) != 1 || (c->in = evbuffer_new()) == NULL ||
+	    (c->rev = event_new(up->base, c->fd, EV_READ | EV_PERSIST, conn_io_cb, c)) == NULL ||
+	    (c->wev = event_new(up->base, c->fd, EV_WRITE, conn_io_cb, c)) == NULL ||
+	    (c->ev = evtimer_new(up->base, conn_timer_cb, c)) == NULL ||
+	    event_add(c->rev, NULL) == -1) {
 		conn_fail(c, UP_TLS, "cannot create a TLS connection");
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
 	c->state = C_HANDSHAKE;
-	event_free(c->ev);
-	c->ev = evtimer_new(up->base, conn_handshake_timeout, c);
 	ms_tv(up->handshake_ms, &tv);
 	evtimer_add(c->ev, &tv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_handshake(c);
 }
 
 /* The non-blocking connect finished, failed or timed out. */

@@ -6,8 +6,8 @@
  * connection, or opens a new one (up to max_connections), and calls done
  * exactly once with the result, unless the exchange was cancelled first.
  * A request is written at most once: it is only retried (on a fresh
- * connection) when a reused connection failed before any byte of it left the
- * output buffer.
+ * connection) when a reused connection failed before TLS took any byte of
+ * it.  The done callback never runs inside upstream_send().
  */
 #ifndef UPSTREAM_H
 #define UPSTREAM_H

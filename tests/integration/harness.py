@@ -442,7 +442,18 @@ class Proxy:
         return self.addr
 
     def stderr_text(self):
-        return _read(self.stderr_path)
+        """stderr so far.  The proxy writes its log lines at the end of the
+        event-loop pass, just after the answers of that pass went out, so
+        wait until the file stops growing (30 ms, at most 1 s)."""
+        text = _read(self.stderr_path)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            time.sleep(0.03)
+            again = _read(self.stderr_path)
+            if again == text:
+                break
+            text = again
+        return text
 
     def signal(self, sig):
         os.kill(self.pid, sig)
