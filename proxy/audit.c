@@ -50,16 +50,22 @@ struct audit {
 	int			 failed;
 	int			 scheduled;
 	int			 sync_all;	/* own records: always synced */
-	/* batch mode: fdatasync runs on a worker thread, one batch at a time */
+	/*
+	 * batch mode: a worker thread takes everything queued when it starts a
+	 * batch, writes it and runs one fdatasync for it, off the event loop.
+	 * With th_on, queue/ent/nent/cap are shared with it under mu.
+	 */
 	pthread_t		 th;
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	int			 th_on, th_job, th_done, th_err, th_stop;
+	const char		*th_what;	/* what failed: write, sync, removed */
 	int			 efd;
 	struct event		*done_ev;
-	struct audit_entry	*sent;		/* written, being synced */
+	struct evbuffer		*wbuf;		/* the worker's batch being written */
+	struct audit_entry	*sent;		/* taken by the worker */
 	size_t			 nsent, sent_bytes;
-	int			 syncing;
+	int			 syncing;	/* a batch is handed over, not settled */
 };
 
 static void audit_flush_cb(evutil_socket_t, short, void *);
@@ -456,26 +462,73 @@ audit_flush(struct audit *a)
 	free(ent);
 }
 
-/* The sync worker: one fdatasync per batch, off the event loop. */
+/*
+ * The batch worker.  It takes every line queued at the moment it starts, so
+ * the lines sealed while it waited for the CPU or for the previous sync join
+ * the batch: one write and one fdatasync for all of them.  It never logs or
+ * touches the event loop; audit_sync_settle() reports on the loop.
+ */
 static void *
 audit_worker(void *arg)
 {
-	struct audit	*a = arg;
-	uint64_t	 one = 1;
-	int		 fd, err;
+	struct audit		*a = arg;
+	struct audit_entry	*ent;
+	struct stat		 st;
+	uint64_t		 one = 1;
+	size_t			 i, nent, n;
+	int			 fd, err, w, need_sync;
+	const char		*what;
+	struct sched_param	 sp = { 0 };
 
+	/*
+	 * SCHED_BATCH: waking up does not preempt the event loop, so a batch
+	 * starts when the loop waits for input (or at the next tick) and takes
+	 * everything sealed until then.
+	 */
+	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		while (!a->th_job && !a->th_stop)
 			pthread_cond_wait(&a->cv, &a->mu);
 		if (a->th_stop)
 			break;
-		fd = a->fd;
 		a->th_job = 0;
+		fd = a->fd;
+		ent = a->ent;
+		nent = a->nent;
+		a->ent = NULL;
+		a->nent = a->cap = 0;
+		evbuffer_add_buffer(a->wbuf, a->queue);
+		need_sync = a->sync_all;
 		pthread_mutex_unlock(&a->mu);
-		err = fdatasync(fd) == -1 ? errno : 0;
+
+		for (i = 0; i < nent; i++)	/* only a write-ahead line needs the sync */
+			need_sync |= ent[i].cb != NULL;
+		n = evbuffer_get_length(a->wbuf);
+		err = 0;
+		what = NULL;
+		if (fstat(fd, &st) == 0 && st.st_nlink == 0) {
+			err = ENOENT;	/* lines written now would be lost with the file */
+			what = "removed";
+		}
+		while (err == 0 && evbuffer_get_length(a->wbuf) > 0) {
+			if ((w = evbuffer_write(a->wbuf, fd)) <= 0 && !(w == -1 && errno == EINTR)) {
+				err = w == 0 ? EIO : errno;
+				what = "write";
+			}
+		}
+		if (err == 0 && need_sync && fdatasync(fd) == -1) {
+			err = errno;
+			what = "sync";
+		}
+		evbuffer_drain(a->wbuf, evbuffer_get_length(a->wbuf));
+
 		pthread_mutex_lock(&a->mu);
+		a->sent = ent;
+		a->nsent = nent;
+		a->sent_bytes = n;
 		a->th_err = err;
+		a->th_what = what;
 		a->th_done = 1;
 		pthread_cond_broadcast(&a->cv);
 		pthread_mutex_unlock(&a->mu);
@@ -487,12 +540,13 @@ audit_worker(void *arg)
 	return NULL;
 }
 
-/* The batch being synced is durable (or not): settle its callbacks. */
+/* The worker's batch is written and durable (or not): settle its callbacks. */
 static void
 audit_sync_settle(struct audit *a)
 {
-	struct audit_entry	*ent = a->sent;
-	size_t			 i, nent = a->nsent;
+	struct audit_entry	*ent, *queued;
+	size_t			 i, nent, nqueued = 0;
+	const char		*what;
 	int			 err;
 
 	pthread_mutex_lock(&a->mu);
@@ -500,21 +554,40 @@ audit_sync_settle(struct audit *a)
 		pthread_cond_wait(&a->cv, &a->mu);
 	a->th_done = 0;
 	err = a->th_err;
-	pthread_mutex_unlock(&a->mu);
-	a->syncing = 0;
+	what = a->th_what;
+	ent = a->sent;
+	nent = a->nsent;
 	a->sent = NULL;
 	a->nsent = 0;
+	queued = NULL;
+	if (err != 0) {		/* lines queued meanwhile chain from the lost batch */
+		queued = a->ent;
+		nqueued = a->nent;
+		a->ent = NULL;
+		a->nent = a->cap = 0;
+		evbuffer_drain(a->queue, evbuffer_get_length(a->queue));
+	}
+	pthread_mutex_unlock(&a->mu);
+	a->syncing = 0;
 	if (err == 0) {
 		a->size += (off_t)a->sent_bytes;
-		a->dseq = ent[nent - 1].seq;
-		memcpy(a->dchain, ent[nent - 1].chain, sizeof(a->dchain));
+		if (nent > 0) {
+			a->dseq = ent[nent - 1].seq;
+			memcpy(a->dchain, ent[nent - 1].chain, sizeof(a->dchain));
+		}
 		if (a->failed)
 			log_info("audit: writing %s works again", a->path);
 		a->failed = 0;
 	} else {
-		audit_failed(a, err, "sync");
-		/* lines queued meanwhile chain from the lost batch: they fail too */
-		evbuffer_drain(a->queue, evbuffer_get_length(a->queue));
+		if (strcmp(what, "removed") == 0) {
+			if (a->check_ev != NULL)
+				event_active(a->check_ev, 0, 0);	/* reopen at the path now */
+			if (!a->failed)
+				log_err("audit: %s was removed; refusing requests until it is "
+				    "recreated", a->path);
+			a->failed = 1;
+		} else
+			audit_failed(a, err, what);
 		a->seq = a->dseq;
 		memcpy(a->chain, a->dchain, sizeof(a->chain));
 	}
@@ -522,16 +595,10 @@ audit_sync_settle(struct audit *a)
 		if (ent[i].cb != NULL)
 			ent[i].cb(ent[i].arg, err == 0 ? 0 : -1);
 	free(ent);
-	if (err != 0) {		/* settle the queued lines that chained on the lost batch */
-		ent = a->ent;
-		nent = a->nent;
-		a->ent = NULL;
-		a->nent = a->cap = 0;
-		for (i = 0; i < nent; i++)
-			if (ent[i].cb != NULL)
-				ent[i].cb(ent[i].arg, -1);
-		free(ent);
-	}
+	for (i = 0; i < nqueued; i++)
+		if (queued[i].cb != NULL)
+			queued[i].cb(queued[i].arg, -1);
+	free(queued);
 }
 
 static void
@@ -552,8 +619,13 @@ audit_done_cb(evutil_socket_t fd, short ev, void *arg)
 static int
 audit_worker_start(struct audit *a)
 {
-	if (a->base == NULL || (a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+	if (a->base == NULL || (a->wbuf = evbuffer_new()) == NULL)
 		return -1;
+	if ((a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		evbuffer_free(a->wbuf);
+		a->wbuf = NULL;
+		return -1;
+	}
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	a->done_ev = event_new(a->base, a->efd, EV_READ | EV_PERSIST, audit_done_cb, a);
@@ -564,6 +636,8 @@ audit_worker_start(struct audit *a)
 		a->done_ev = NULL;
 		close(a->efd);
 		a->efd = -1;
+		evbuffer_free(a->wbuf);
+		a->wbuf = NULL;
 		return -1;
 	}
 	a->th_on = 1;
@@ -571,50 +645,23 @@ audit_worker_start(struct audit *a)
 }
 
 /*
- * Group commit on the event loop (batch mode): write every queued line now,
- * then let the worker sync them while the loop goes on; lines queued during
- * the sync form the next batch.  Batches without a write-ahead line (nobody
- * waits) are not synced on their own.
+ * Group commit (batch mode): hand the queue to the worker, which takes every
+ * line sealed until it starts; lines sealed after that form the next batch,
+ * handed over as soon as this one is settled.  A batch without a
+ * write-ahead line (nobody waits) is written but not synced on its own.
  */
 static void
 audit_flush_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct audit		*a = arg;
-	struct audit_entry	*ent;
-	size_t			 i, n = 0, nent;
-	int			 waiter = 0;
+	struct audit	*a = arg;
 
 	if (!a->th_on || a->sync != SYNC_BATCH) {
 		audit_flush(a);
 		return;
 	}
 	a->scheduled = 0;
-	if (a->syncing || a->nent == 0)
-		return;		/* audit_done_cb flushes what is queued */
-	for (i = 0; i < a->nent; i++) {
-		waiter |= a->ent[i].cb != NULL;
-		n += a->ent[i].len;
-	}
-	if (!waiter) {
-		audit_flush(a);	/* outcome lines only: written, synced with a later batch */
-		return;
-	}
-	ent = a->ent;
-	nent = a->nent;
-	a->ent = NULL;
-	a->nent = a->cap = 0;
-	if (audit_write_only(a, n) == -1) {
-		a->seq = a->dseq;
-		memcpy(a->chain, a->dchain, sizeof(a->chain));
-		for (i = 0; i < nent; i++)
-			if (ent[i].cb != NULL)
-				ent[i].cb(ent[i].arg, -1);
-		free(ent);
-		return;
-	}
-	a->sent = ent;
-	a->nsent = nent;
-	a->sent_bytes = n;
+	if (a->syncing || a->nent == 0)	/* worker idle: only the loop changes nent */
+		return;		/* audit_done_cb hands over what is queued */
 	a->syncing = 1;
 	pthread_mutex_lock(&a->mu);
 	a->th_job = 1;
@@ -670,9 +717,13 @@ audit_append(struct audit *a, struct evbuffer *line, audit_done_fn cb, void *arg
 	if ((hits = secret_guard_scrub((char *)p, len)) > 0)
 		log_warn("leak guard: replaced %zu occurrence(s) of a held secret in an audit "
 		    "record", hits);
+	if (a->th_on)
+		pthread_mutex_lock(&a->mu);
 	if (a->nent == a->cap) {
 		size_t cap = a->cap ? a->cap * 2 : 64;
 		if ((n = realloc(a->ent, cap * sizeof(*n))) == NULL) {
+			if (a->th_on)
+				pthread_mutex_unlock(&a->mu);
 			evbuffer_drain(line, len);
 			if (cb != NULL)
 				cb(arg, -1);
@@ -685,6 +736,8 @@ audit_append(struct audit *a, struct evbuffer *line, audit_done_fn cb, void *arg
 	n->cb = cb;
 	n->arg = arg;
 	audit_seal(a, line, len, n);
+	if (a->th_on)
+		pthread_mutex_unlock(&a->mu);
 	if (!a->scheduled && a->flush_ev != NULL) {
 		a->scheduled = 1;
 		event_active(a->flush_ev, 0, 0);
@@ -722,6 +775,7 @@ audit_close(struct audit *a)
 		pthread_cond_signal(&a->cv);
 		pthread_mutex_unlock(&a->mu);
 		pthread_join(a->th, NULL);
+		evbuffer_free(a->wbuf);
 		event_free(a->done_ev);
 		close(a->efd);
 		pthread_mutex_destroy(&a->mu);

@@ -430,6 +430,11 @@ def fail_closed_rlimit_fsize():
     p = rig.start()
     try:
         def limit():
+            # The limit holds for every file the proxy writes, its stderr
+            # (a file here) too: grow the audit file well past the log first,
+            # so that the log lines about the failure still fit.
+            while os.stat(rig.audit).st_size < os.stat(p.stderr_path).st_size + 8192:
+                assert_status(price_rate(p), 200, "growing the audit file past the log")
             # room for part of one line: the write is short, then EFBIG
             size = os.stat(rig.audit).st_size + 200
             resource.prlimit(p.pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
