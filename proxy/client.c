@@ -230,16 +230,33 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	struct evbuffer	*out = bufferevent_get_output(cl->bev);
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
 	int		 was_empty = evbuffer_get_length(out) == 0;
+	char		 num[24];
 
 	if (cl->px->stopping)
 		close_after = 1;
 	if (!cl->keepalive)
 		close_after = 1;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-	    "Content-Length: %zu\r\nX-Request-Id: %s\r\n%s%s", status,
-	    client_reason(status), ctype && *ctype ? ctype : "application/json", len, reqid,
-	    status == 405 ? "Allow: POST\r\n" : "",
-	    close_after ? "Connection: close\r\n" : "");
+	/* pieces with their lengths: no format string parsed per answer */
+#define ADD_LIT(s)	evbuffer_add(out, s, sizeof(s) - 1)
+#define ADD_STR(s)	evbuffer_add(out, s, strlen(s))
+	snprintf(num, sizeof(num), "%03d ", status % 1000);
+	ADD_LIT("HTTP/1.1 ");
+	ADD_STR(num);
+	ADD_STR(client_reason(status));
+	ADD_LIT("\r\nContent-Type: ");
+	ADD_STR(ctype && *ctype ? ctype : "application/json");
+	ADD_LIT("\r\nContent-Length: ");
+	snprintf(num, sizeof(num), "%zu", len);
+	ADD_STR(num);
+	ADD_LIT("\r\nX-Request-Id: ");
+	ADD_STR(reqid);
+	ADD_LIT("\r\n");
+	if (status == 405)
+		ADD_LIT("Allow: POST\r\n");
+	if (close_after)
+		ADD_LIT("Connection: close\r\n");
+#undef ADD_LIT
+#undef ADD_STR
 	if (cl->retry_after > 0)
 		evbuffer_add_printf(out, "Retry-After: %u\r\n", cl->retry_after);
 	if (cl->www_auth)

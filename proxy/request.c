@@ -377,7 +377,7 @@ request_forward(struct request *r)
 	struct iovec	 iov[3];
 	char		*p = (char *)evbuffer_pullup(r->body, -1);
 	size_t		 len = evbuffer_get_length(r->body), cut;
-	char		 sig[SIGNER_HEX_LEN + 1];
+	char		 sig[SIGNER_HEX_LEN + 1], clen[24];
 	int		 n;
 
 	if (r->member_len > 0) {
@@ -394,13 +394,33 @@ request_forward(struct request *r)
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", "signing failed");
 		return;
 	}
-	evbuffer_add_printf(head, "POST %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
-	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-	    "Accept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION "\r\n"
-	    "x-api-public-key: %s\r\nx-api-signature: %s\r\n\r\n", r->path,
-	    strchr(c->up_host, ':') ? "[" : "", c->up_host, strchr(c->up_host, ':') ? "]" : "",
-	    strcmp(c->up_port, "443") ? ":" : "", strcmp(c->up_port, "443") ? c->up_port : "",
-	    len + r->member_len, r->key->public_key, sig);
+	/* pieces with their lengths: no format string parsed per request */
+#define ADD_LIT(s)	evbuffer_add(head, s, sizeof(s) - 1)
+#define ADD_STR(s)	evbuffer_add(head, s, strlen(s))
+	ADD_LIT("POST ");
+	ADD_STR(r->path);
+	ADD_LIT(" HTTP/1.1\r\nHost: ");
+	if (strchr(c->up_host, ':') != NULL) {
+		ADD_LIT("[");
+		ADD_STR(c->up_host);
+		ADD_LIT("]");
+	} else
+		ADD_STR(c->up_host);
+	if (strcmp(c->up_port, "443") != 0) {
+		ADD_LIT(":");
+		ADD_STR(c->up_port);
+	}
+	ADD_LIT("\r\nContent-Type: application/json\r\nContent-Length: ");
+	evbuffer_add(head, clen, (size_t)snprintf(clen, sizeof(clen), "%zu",
+	    len + r->member_len));
+	ADD_LIT("\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
+	    "\r\nx-api-public-key: ");
+	ADD_STR(r->key->public_key);
+	ADD_LIT("\r\nx-api-signature: ");
+	evbuffer_add(head, sig, SIGNER_HEX_LEN);
+	ADD_LIT("\r\n\r\n");
+#undef ADD_LIT
+#undef ADD_STR
 	OPENSSL_cleanse(sig, sizeof(sig));
 	r->xfer = upstream_send(r->gen->up, head, iov, n, request_upstream_done, r);
 	evbuffer_free(head);

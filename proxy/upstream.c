@@ -231,6 +231,29 @@ upstream_stats(const struct upstream *up, struct upstream_stats *st)
 	*st = up->st;
 }
 
+/*
+ * Zero every byte of b in place, chain by chain (no pullup, which would free
+ * uncleansed copies): requests hold a signature, or a Vault token.
+ */
+static void
+evbuffer_cleanse(struct evbuffer *b)
+{
+	struct evbuffer_iovec	 stack[8], *v = stack;
+	int			 i, n;
+
+	if ((n = evbuffer_peek(b, -1, NULL, NULL, 0)) <= 0)
+		return;
+	if (n > 8 && (v = calloc((size_t)n, sizeof(*v))) == NULL) {
+		v = stack;
+		n = 8;		/* out of memory: cleanse what fits */
+	}
+	n = evbuffer_peek(b, -1, NULL, v, n);
+	for (i = 0; i < n; i++)
+		OPENSSL_cleanse(v[i].iov_base, v[i].iov_len);
+	if (v != stack)
+		free(v);
+}
+
 /* Finish an exchange: detach it everywhere, then run its callback. */
 static void
 xfer_finish(struct up_xfer *x)
@@ -253,6 +276,7 @@ xfer_finish(struct up_xfer *x)
 	if (x->done != NULL)
 		x->done(x->arg, &x->res);
 	event_free(x->timer);
+	evbuffer_cleanse(x->req);
 	evbuffer_free(x->req);
 	if (x->res.body != NULL)
 		evbuffer_free(x->res.body);
@@ -294,6 +318,9 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 {
 	struct up_xfer	*x;
 	struct timeval	 tv;
+	struct evbuffer_iovec v;
+	size_t		 len;
+	char		*p;
 	int		 i;
 
 	if ((x = calloc(1, sizeof(*x))) == NULL || (x->req = evbuffer_new()) == NULL ||
@@ -301,13 +328,31 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 		if (x != NULL && x->req != NULL)
 			evbuffer_free(x->req);
 		free(x);
+		evbuffer_cleanse(head);
 		return NULL;
 	}
-	evbuffer_add_buffer(x->req, head);
+	/* one contiguous copy (one TLS record, one segment); the head is cleansed */
+	len = evbuffer_get_length(head);
 	for (i = 0; i < n; i++)
-		evbuffer_add(x->req, body[i].iov_base, body[i].iov_len);
-	x->req_len = evbuffer_get_length(x->req);
-	(void)evbuffer_pullup(x->req, -1);	/* one TLS record, one segment */
+		len += body[i].iov_len;
+	if (evbuffer_reserve_space(x->req, (ev_ssize_t)len, &v, 1) != 1 || v.iov_len < len) {
+		evbuffer_cleanse(head);
+		event_free(x->timer);
+		evbuffer_free(x->req);
+		free(x);
+		return NULL;
+	}
+	p = v.iov_base;
+	p += evbuffer_copyout(head, p, evbuffer_get_length(head));
+	for (i = 0; i < n; i++) {
+		memcpy(p, body[i].iov_base, body[i].iov_len);
+		p += body[i].iov_len;
+	}
+	v.iov_len = len;
+	evbuffer_commit_space(x->req, &v, 1);
+	evbuffer_cleanse(head);
+	evbuffer_drain(head, evbuffer_get_length(head));
+	x->req_len = len;
 	x->up = up;
 	x->done = done;
 	x->arg = arg;
@@ -955,6 +1000,8 @@ pool_pump(struct upstream *up)
 			x->queued = 0;
 			conn_start_xfer(c, x);
 		}
+		if (TAILQ_EMPTY(&up->waiting) || up->nconns >= up->max_conns)
+			continue;	/* the common case: nothing to count */
 		opening = waiting = 0;
 		TAILQ_FOREACH(c, &up->all, entry)
 			if (c->state < C_IDLE)
