@@ -22,6 +22,8 @@
 #define AUDIT_TAIL_READ		65536	/* enough for the last line */
 #define AUDIT_CHECK_MS		1000	/* how often the path is checked */
 #define AUDIT_NO_CHAIN		"null"
+#define AUDIT_BATCH_LINES	256	/* hand a batch over at once from this size ... */
+#define AUDIT_BATCH_MS		2	/* ... or once its first line waited this long */
 
 struct audit_entry {
 	size_t			 len;	/* bytes of this line incl. newline */
@@ -45,6 +47,9 @@ struct audit {
 	struct audit_entry	*ent;
 	size_t			 nent, cap;
 	struct event		*flush_ev;
+	struct event		*idle_ev;	/* lowest priority: the loop has no work */
+	int			 idle_armed;
+	unsigned long long	 first_ms;	/* when the oldest queued line was sealed */
 	struct event		*check_ev;
 	char			*tail_path;
 	int			 failed;
@@ -69,6 +74,7 @@ struct audit {
 };
 
 static void audit_flush_cb(evutil_socket_t, short, void *);
+static void audit_idle_cb(evutil_socket_t, short, void *);
 static void audit_sync_settle(struct audit *);
 static int audit_worker_start(struct audit *);
 static void audit_check_cb(evutil_socket_t, short, void *);
@@ -230,6 +236,11 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync,
 	memcpy(a->dchain, a->chain, sizeof(a->chain));
 	if (base != NULL) {
 		a->flush_ev = event_new(base, -1, 0, audit_flush_cb, a);
+		a->idle_ev = event_new(base, -1, 0, audit_idle_cb, a);
+		if (a->idle_ev != NULL && event_priority_set(a->idle_ev, 2) == -1) {
+			event_free(a->idle_ev);	/* a loop without priorities */
+			a->idle_ev = NULL;
+		}
 		a->check_ev = event_new(base, -1, EV_PERSIST, audit_check_cb, a);
 		event_add(a->check_ev, &tv);
 		if (audit_worker_start(a) == -1)
@@ -472,20 +483,12 @@ static void *
 audit_worker(void *arg)
 {
 	struct audit		*a = arg;
-	struct audit_entry	*ent;
 	struct stat		 st;
 	uint64_t		 one = 1;
-	size_t			 i, nent, n;
+	size_t			 i, n;
 	int			 fd, err, w, need_sync;
 	const char		*what;
-	struct sched_param	 sp = { 0 };
 
-	/*
-	 * SCHED_BATCH: waking up does not preempt the event loop, so a batch
-	 * starts when the loop waits for input (or at the next tick) and takes
-	 * everything sealed until then.
-	 */
-	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		while (!a->th_job && !a->th_stop)
@@ -494,16 +497,17 @@ audit_worker(void *arg)
 			break;
 		a->th_job = 0;
 		fd = a->fd;
-		ent = a->ent;
-		nent = a->nent;
+		/* in flight: audit_forget() may still clear callbacks, under mu */
+		a->sent = a->ent;
+		a->nsent = a->nent;
 		a->ent = NULL;
 		a->nent = a->cap = 0;
 		evbuffer_add_buffer(a->wbuf, a->queue);
 		need_sync = a->sync_all;
+		for (i = 0; i < a->nsent; i++)	/* only a write-ahead line needs the sync */
+			need_sync |= a->sent[i].cb != NULL;
 		pthread_mutex_unlock(&a->mu);
 
-		for (i = 0; i < nent; i++)	/* only a write-ahead line needs the sync */
-			need_sync |= ent[i].cb != NULL;
 		n = evbuffer_get_length(a->wbuf);
 		err = 0;
 		what = NULL;
@@ -524,8 +528,6 @@ audit_worker(void *arg)
 		evbuffer_drain(a->wbuf, evbuffer_get_length(a->wbuf));
 
 		pthread_mutex_lock(&a->mu);
-		a->sent = ent;
-		a->nsent = nent;
 		a->sent_bytes = n;
 		a->th_err = err;
 		a->th_what = what;
@@ -644,11 +646,26 @@ audit_worker_start(struct audit *a)
 	return 0;
 }
 
+/* Give the worker the job of writing and syncing everything queued. */
+static void
+audit_handoff(struct audit *a)
+{
+	a->syncing = 1;
+	pthread_mutex_lock(&a->mu);
+	a->th_job = 1;
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
 /*
- * Group commit (batch mode): hand the queue to the worker, which takes every
- * line sealed until it starts; lines sealed after that form the next batch,
- * handed over as soon as this one is settled.  A batch without a
- * write-ahead line (nobody waits) is written but not synced on its own.
+ * Group commit (batch mode).  A batch is handed to the worker when the
+ * event loop has nothing else to do (a lowest-priority event runs only in a
+ * loop pass without other work), so every request whose line can still be
+ * sealed before the loop would wait joins it; under sustained load it is
+ * handed over at AUDIT_BATCH_LINES lines or AUDIT_BATCH_MS of age.  The
+ * worker takes everything queued when it starts; lines sealed while it
+ * writes and syncs form the next batch.  A batch without a write-ahead line
+ * (nobody waits) is written but not synced on its own.
  */
 static void
 audit_flush_cb(evutil_socket_t fd, short ev, void *arg)
@@ -662,11 +679,28 @@ audit_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	a->scheduled = 0;
 	if (a->syncing || a->nent == 0)	/* worker idle: only the loop changes nent */
 		return;		/* audit_done_cb hands over what is queued */
-	a->syncing = 1;
-	pthread_mutex_lock(&a->mu);
-	a->th_job = 1;
-	pthread_cond_signal(&a->cv);
-	pthread_mutex_unlock(&a->mu);
+	if (a->idle_ev == NULL || a->nent >= AUDIT_BATCH_LINES ||
+	    log_now_ms() - a->first_ms >= AUDIT_BATCH_MS)
+		audit_handoff(a);
+	else if (!a->idle_armed) {
+		a->idle_armed = 1;
+		event_active(a->idle_ev, 0, 0);
+	}
+}
+
+/* The loop ran out of other work: start the batch now. */
+static void
+audit_idle_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct audit	*a = arg;
+
+	a->idle_armed = 0;
+	if (a->syncing || a->nent == 0)	/* nent is the worker's while syncing */
+		return;
+	if (a->th_on && a->sync == SYNC_BATCH)
+		audit_handoff(a);
+	else
+		audit_flush_cb(-1, 0, a);
 }
 
 /* Number the line, chain it and move it to the queue. */
@@ -732,6 +766,8 @@ audit_append(struct audit *a, struct evbuffer *line, audit_done_fn cb, void *arg
 		a->ent = n;
 		a->cap = cap;
 	}
+	if (a->nent == 0)
+		a->first_ms = log_now_ms();
 	n = &a->ent[a->nent++];
 	n->cb = cb;
 	n->arg = arg;
@@ -751,9 +787,16 @@ audit_forget(struct audit *a, void *arg)
 {
 	size_t	i;
 
+	if (a->th_on)
+		pthread_mutex_lock(&a->mu);
 	for (i = 0; i < a->nent; i++)
 		if (a->ent[i].arg == arg)
 			a->ent[i].cb = NULL;
+	for (i = 0; i < a->nsent; i++)	/* taken by the worker, not settled yet */
+		if (a->sent[i].arg == arg)
+			a->sent[i].cb = NULL;
+	if (a->th_on)
+		pthread_mutex_unlock(&a->mu);
 }
 
 /* Closing record, flush and close. */
@@ -785,6 +828,8 @@ audit_close(struct audit *a)
 		close(a->fd);
 	if (a->flush_ev != NULL)
 		event_free(a->flush_ev);
+	if (a->idle_ev != NULL)
+		event_free(a->idle_ev);
 	if (a->check_ev != NULL)
 		event_free(a->check_ev);
 	if (a->queue != NULL)

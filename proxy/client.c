@@ -26,6 +26,7 @@ enum client_state { CL_HEAD, CL_BODY, CL_BUSY, CL_CLOSING };
 
 #define CLIENT_LINGER_MS	2000		/* lingering close: time ... */
 #define CLIENT_LINGER_BYTES	(4U << 20)	/* ... and bytes discarded at most */
+#define CLIENT_EMPTY_LINES_MAX	4		/* CRLFs ignored before a request line */
 
 struct client {
 	TAILQ_ENTRY(client)	 entry;
@@ -57,6 +58,7 @@ struct client {
 	int			 lingering;	/* answered, write side shut, draining input */
 	size_t			 drained;
 	int			 head_started;
+	int			 empty_lines;	/* CRLFs ignored before this request line */
 };
 
 static void client_read_cb(struct bufferevent *, void *);
@@ -138,6 +140,7 @@ client_reset(struct client *cl)
 	cl->chunked = 0;
 	cl->too_large = 0;
 	cl->head_started = 0;
+	cl->empty_lines = 0;
 	if (cl->entered)
 		caller_leave(cl->caller);
 	cl->entered = 0;
@@ -494,6 +497,15 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		cl->head_started = 1;
 		bufferevent_set_timeouts(cl->bev, NULL, NULL);
 		client_deadline(cl, c->header_timeout_ms);
+	}
+	/*
+	 * RFC 9112 2.2: ignore empty lines before the request line (a client
+	 * may send a CRLF after a body); a few, then the parser refuses them.
+	 */
+	while (cl->empty_lines < CLIENT_EMPTY_LINES_MAX && evbuffer_get_length(in) >= 2 &&
+	    memcmp(evbuffer_pullup(in, 2), "\r\n", 2) == 0) {
+		evbuffer_drain(in, 2);
+		cl->empty_lines++;
 	}
 	/*
 	 * httpp_head_len stops early at a byte no head may hold (bare LF or CR,

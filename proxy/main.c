@@ -178,7 +178,9 @@ main(int argc, char **argv)
 	}
 	log_libevent();
 	if (!check) {
-		if ((px.base = event_base_new()) == NULL)
+		/* 3 priorities: work at 1 (the default), "the loop is idle" at 2 */
+		if ((px.base = event_base_new()) == NULL ||
+		    event_base_priority_init(px.base, 3) == -1)
 			fatalx("cannot create the event loop");
 		px.dns = evdns_base_new(px.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);

@@ -483,6 +483,29 @@ def strict_framing_content_length_and_transfer_encoding():
 
 
 @test
+def empty_lines_before_the_request_line_are_ignored():
+    """RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF)
+    before the request line, as a client may send one after a body.  A few
+    are skipped; a stream of them is still a malformed request (400)."""
+    s = sim()
+    rig = Rig(s, "crlf")
+    p = rig.start()
+    try:
+        one = head(cl=2, body=b"{}")
+        got = parse_responses(talk(p.target, b"\r\n" + one + b"\r\n\r\n" + one
+                                   .replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n", 1),
+                                   3)[0])
+        assert_eq([r[0] for r in got], [200, 200],
+                  "a CRLF before the first request and two between requests are skipped")
+        assert_eq(len(s.records()), 2, "both forwarded")
+        got = parse_responses(talk(p.target, b"\r\n" * 40 + one, 3)[0])
+        assert_eq([r[0] for r in got], [400], "forty empty lines: refused")
+        assert_true(p.running(), "proxy still running")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
+@test
 def strict_header_syntax():
     s = sim()
     rig = Rig(s, "strict2")
