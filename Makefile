@@ -21,7 +21,7 @@ VSIM_OBJ  = $(VSIM_SRC:tests/vault/%.c=$(BUILD)/obj/vsim/%.o)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 
-.PHONY: all deps check unit integration asan asan-build fuzz bench demo clean
+.PHONY: all deps check unit integration asan asan-build tsan fuzz bench demo clean
 all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(BUILD)/ocp-vault-sim $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: proxy/%.c proxy/*.h | $(BUILD)/obj
@@ -65,6 +65,21 @@ asan-build:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g $(SAN)" LDFLAGS="$(SAN)" HARDEN="-fPIE" all
 asan: deps asan-build
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 OCP_SLOW=2 tests/run-all.sh build/asan
+
+# ThreadSanitizer over the suites that drive the audit sync thread (not part of
+# `make check`: it adds minutes).  Reports go to build/tsan/logs/; any fails it.
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g -fsanitize=thread" \
+	    LDFLAGS="-fsanitize=thread" HARDEN="-fPIE" all
+	@rm -rf build/tsan/logs; mkdir -p build/tsan/logs; rc=0; \
+	for t in test_audit test_proxy test_hostile; do \
+		TSAN_OPTIONS="log_path=$(CURDIR)/build/tsan/logs/tsan halt_on_error=0" \
+		OCP_BUILD=build/tsan OCP_SLOW=3 python3 tests/integration/$$t.py \
+		    >build/tsan/logs/$$t.out 2>&1 || rc=1; tail -n 1 build/tsan/logs/$$t.out; \
+	done; \
+	if ls build/tsan/logs/tsan* >/dev/null 2>&1; then \
+		echo "tsan: reports in build/tsan/logs/"; exit 1; fi; \
+	echo "tsan: no reports"; exit $$rc
 
 # libFuzzer targets (clang), each for FUZZ_SECONDS on a copy of its seed corpus.
 FUZZ_SECONDS ?= 30
