@@ -1673,8 +1673,10 @@ def chaos_mixed_traffic_with_switching_faults():
         if chaos.problems:
             raise AssertionError("chaos (seed %d, rerun with OCP_CHAOS_SEED=%d):\n  %s"
                                  % (seed, seed, "\n  ".join(chaos.problems)))
-        # both paths exercised (the switcher's share varies with thread scheduling)
-        assert_true(counts["normal"] > total // 20, "enough normally answered good requests")
+        # both paths exercised.  The switcher's share of "none" varies with thread
+        # scheduling: 390-1040 of ~1650 good requests on a quiet machine, 108 once
+        # with a CPU burner beside make check; so ask for some, not a share.
+        assert_true(counts["normal"] > 10, "normally answered good requests")
         assert_true(counts["faulted"] > 10, "faults were hit")
     finally:
         rig.stop()
