@@ -373,10 +373,23 @@ audit_write(struct audit *a, size_t n)
 	return 0;
 }
 
-/* Writing failed: cut the file back to its last durable line, refuse requests. */
+/*
+ * Writing failed (what: "write", "sync" or "removed"): refuse requests.  A
+ * file still in place is cut back to its last durable line; a removed one
+ * is replaced at the path at once.
+ */
 static void
 audit_failed(struct audit *a, int err, const char *what)
 {
+	if (strcmp(what, "removed") == 0) {
+		if (a->check_ev != NULL)
+			event_active(a->check_ev, 0, 0);	/* reopen at the path now */
+		if (!a->failed)
+			log_err("audit: %s was removed; refusing requests until it is recreated",
+			    a->path);
+		a->failed = 1;
+		return;
+	}
 	if (ftruncate(a->fd, a->size) == -1)
 		log_err("audit: cannot truncate %s: %s", a->path, strerror(errno));
 	if (!a->failed)
@@ -394,12 +407,7 @@ audit_write_only(struct audit *a, size_t n)
 	if (fstat(a->fd, &st) == 0 && st.st_nlink == 0) {
 		/* the file was removed: lines written now would be lost with it */
 		evbuffer_drain(a->queue, n);
-		if (a->check_ev != NULL)
-			event_active(a->check_ev, 0, 0);	/* reopen at the path now */
-		if (!a->failed)
-			log_err("audit: %s was removed; refusing requests until it is recreated",
-			    a->path);
-		a->failed = 1;
+		audit_failed(a, ENOENT, "removed");
 		return -1;
 	}
 	if (audit_write(a, n) == -1) {
@@ -581,15 +589,7 @@ audit_sync_settle(struct audit *a)
 			log_info("audit: writing %s works again", a->path);
 		a->failed = 0;
 	} else {
-		if (strcmp(what, "removed") == 0) {
-			if (a->check_ev != NULL)
-				event_active(a->check_ev, 0, 0);	/* reopen at the path now */
-			if (!a->failed)
-				log_err("audit: %s was removed; refusing requests until it is "
-				    "recreated", a->path);
-			a->failed = 1;
-		} else
-			audit_failed(a, err, what);
+		audit_failed(a, err, what);
 		a->seq = a->dseq;
 		memcpy(a->chain, a->dchain, sizeof(a->chain));
 	}

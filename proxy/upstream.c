@@ -233,10 +233,11 @@ upstream_stats(const struct upstream *up, struct upstream_stats *st)
 
 /*
  * Zero every byte of b in place, chain by chain (no pullup, which would free
- * uncleansed copies): requests hold a signature, or a Vault token.
+ * uncleansed copies): requests hold a signature or a Vault token, Vault's
+ * answers a secret.
  */
-static void
-evbuffer_cleanse(struct evbuffer *b)
+void
+upstream_cleanse(struct evbuffer *b)
 {
 	struct evbuffer_iovec	 stack[8], *v = stack;
 	int			 i, n;
@@ -276,7 +277,7 @@ xfer_finish(struct up_xfer *x)
 	if (x->done != NULL)
 		x->done(x->arg, &x->res);
 	event_free(x->timer);
-	evbuffer_cleanse(x->req);
+	upstream_cleanse(x->req);
 	evbuffer_free(x->req);
 	if (x->res.body != NULL)
 		evbuffer_free(x->res.body);
@@ -328,7 +329,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 		if (x != NULL && x->req != NULL)
 			evbuffer_free(x->req);
 		free(x);
-		evbuffer_cleanse(head);
+		upstream_cleanse(head);
 		return NULL;
 	}
 	/* one contiguous copy (one TLS record, one segment); the head is cleansed */
@@ -336,7 +337,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	for (i = 0; i < n; i++)
 		len += body[i].iov_len;
 	if (evbuffer_reserve_space(x->req, (ev_ssize_t)len, &v, 1) != 1 || v.iov_len < len) {
-		evbuffer_cleanse(head);
+		upstream_cleanse(head);
 		event_free(x->timer);
 		evbuffer_free(x->req);
 		free(x);
@@ -350,7 +351,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	}
 	v.iov_len = len;
 	evbuffer_commit_space(x->req, &v, 1);
-	evbuffer_cleanse(head);
+	upstream_cleanse(head);
 	evbuffer_drain(head, evbuffer_get_length(head));
 	x->req_len = len;
 	x->up = up;

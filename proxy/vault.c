@@ -809,13 +809,9 @@ scratch_new(size_t len)
 static void
 body_wipe(struct evbuffer *b)
 {
-	unsigned char	*p;
-	size_t		 len;
-
 	if (b == NULL)
 		return;
-	if ((len = evbuffer_get_length(b)) > 0 && (p = evbuffer_pullup(b, -1)) != NULL)
-		OPENSSL_cleanse(p, len);
+	upstream_cleanse(b);	/* every chain: a pullup would free uncleansed copies */
 	evbuffer_free(b);
 }
 
