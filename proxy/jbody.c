@@ -15,6 +15,7 @@
 
 #include "jbody.h"
 #include "redact.h"
+#include "yarena.h"
 
 #define JBODY_STAGE	512	/* bytes staged before an evbuffer_add */
 
@@ -557,6 +558,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
     const char **why)
 {
 	struct jbody_ctx	c;
+	struct yarena		ya;
 	yajl_handle		h;
 	size_t			first = 0;
 	int			rc = -1;
@@ -566,7 +568,8 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	if (jbody_precheck(buf, len, flags, &first, why) == -1)
 		return -1;
 	jbody_ctx_init(&c, max_depth, rs, out, jb);
-	if ((h = yajl_alloc(&jbody_callbacks, NULL, &c)) == NULL) {
+	yarena_init(&ya);
+	if ((h = yajl_alloc(&jbody_callbacks, &ya.funcs, &c)) == NULL) {
 		*why = "out of memory";
 		return -1;
 	}
@@ -583,6 +586,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 			rc = 0;
 	}
 	yajl_free(h);
+	yarena_done(&ya);
 	jbody_sink_wipe(&c.cap);
 	if (jb->is_object)
 		jb->open = first;

@@ -18,6 +18,7 @@
 
 #include "catalogue.h"
 #include "policy.h"
+#include "yarena.h"
 
 #define POLICY_UTOKEN	1000000ULL	/* one bucket token in micro-tokens */
 
@@ -1269,14 +1270,17 @@ fscan_has_dup(struct fscan *f)
 static int
 fscan_run(struct fscan *f, const char *body, size_t len, const char **rule)
 {
+	struct yarena	ya;
 	yajl_handle	h;
 	int		ok;
 
-	if ((h = yajl_alloc(&fscan_callbacks, NULL, f)) == NULL)
+	yarena_init(&ya);
+	if ((h = yajl_alloc(&fscan_callbacks, &ya.funcs, f)) == NULL)
 		return (*rule = POLICY_R_NOMEM, -1);
 	ok = yajl_parse(h, (const unsigned char *)body, len) == yajl_status_ok &&
 	    yajl_complete_parse(h) == yajl_status_ok;
 	yajl_free(h);
+	yarena_done(&ya);
 	if (f->nomem)
 		return (*rule = POLICY_R_NOMEM, -1);
 	if (!ok || f->not_object || len == 0)

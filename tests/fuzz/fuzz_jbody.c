@@ -1,4 +1,4 @@
-/* fuzz-sources: proxy/jbody.c proxy/redact.c */
+/* fuzz-sources: proxy/jbody.c proxy/redact.c proxy/yarena.c */
 /* fuzz-libs: -levent_core -lyajl */
 /*
  * fuzz_jbody.c — libFuzzer target for jbody_scan.
