@@ -615,6 +615,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct client	*cl = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 	struct evbuffer	*body;
+	char		*method, *target;
 	int		 r;
 
 	if (cl->state == CL_CLOSING) {	/* lingering: discard, bounded */
@@ -645,8 +646,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	 */
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	body = cl->body;
+	method = cl->method;
+	target = cl->target;
 	cl->body = NULL;
-	request_start(cl, cl->method, cl->target, body, 1);
+	cl->method = cl->target = NULL;
+	request_start(cl, method, target, body, 1);
 }
 
 /* The response left: close if asked to. */

@@ -124,7 +124,8 @@ void		 client_free_all(struct proxy *);
 const char	*client_peer(const struct client *);
 
 /* request.c */
-void		 request_start(struct client *, const char *method, const char *path,
+/* A complete request; takes ownership of method, path and body (heap). */
+void		 request_start(struct client *, char *method, char *path,
 		    struct evbuffer *body, int body_ok);
 /* Answer with a proxy error before any request object exists. */
 void		 request_reject(struct client *, const char *method, const char *path,

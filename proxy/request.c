@@ -573,7 +573,7 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 
 /* A complete request from a caller. */
 void
-request_start(struct client *cl, const char *method, const char *path,
+request_start(struct client *cl, char *method, char *path,
     struct evbuffer *body, int body_ok)
 {
 	struct request	*r;
@@ -581,15 +581,15 @@ request_start(struct client *cl, const char *method, const char *path,
 	const struct conf_profile *pr;
 	const char	*cid;
 
-	if ((r = calloc(1, sizeof(*r))) == NULL || (r->method = strdup(method)) == NULL ||
-	    (r->path = strdup(path)) == NULL) {
-		if (r != NULL)
-			free(r->method);
-		free(r);
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		evbuffer_free(body);
 		request_reject(cl, method, path, 0, 503, "PROXY_OVERLOADED", "out of memory", 1);
+		free(method);
+		free(path);
 		return;
 	}
+	r->method = method;
+	r->path = path;
 	TAILQ_INSERT_TAIL(&ocp->requests, r, entry);
 	ocp->inflight++;
 	r->cl = cl;

@@ -24,6 +24,7 @@
 #include "upstream.h"
 
 #define UP_MAX_HEAD	65536
+#define UP_SPARE	64	/* finished exchanges kept for reuse */
 
 enum conn_state { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_IDLE, C_BUSY };
 enum body_mode { B_NONE, B_LENGTH, B_CHUNKED, B_CLOSE };
@@ -40,6 +41,7 @@ struct up_xfer {
 	void			*arg;
 	struct event		*timer;		/* total timeout */
 	struct up_result	 res;
+	struct evbuffer		*spare_body;	/* emptied res.body, for the next answer */
 	int			 queued;
 	int			 tries;
 	int			 in_send;	/* inside upstream_send: no callback yet */
@@ -94,11 +96,15 @@ struct upstream {
 	struct up_connq		 all;
 	unsigned		 nconns;
 	struct up_xferq		 waiting;
+	struct up_xferq		 spare;		/* finished exchanges kept for reuse */
+	unsigned		 nspare;
 	int			 pumping, repump;
 	struct upstream_stats	 st;
 };
 
 static void conn_free(struct up_conn *);
+static void xfer_free(struct up_xfer *);
+static void xfer_timeout(evutil_socket_t, short, void *);
 static void pool_pump(struct upstream *);
 static void conn_start_xfer(struct up_conn *, struct up_xfer *);
 static int conn_write(struct up_conn *);
@@ -178,6 +184,7 @@ upstream_new(struct event_base *base, struct evdns_base *dns, const struct conf 
 	TAILQ_INIT(&up->idle);
 	TAILQ_INIT(&up->all);
 	TAILQ_INIT(&up->waiting);
+	TAILQ_INIT(&up->spare);
 	if (up->host == NULL || up->port == NULL || (up->ctx = up_ctx(up, c, cause)) == NULL) {
 		free(up->host);
 		free(up->port);
@@ -212,11 +219,16 @@ void
 upstream_unref(struct upstream *up)
 {
 	struct up_conn	*c;
+	struct up_xfer	*x;
 
 	if (up == NULL || --up->refs > 0)
 		return;
 	while ((c = TAILQ_FIRST(&up->all)) != NULL)
 		conn_free(c);
+	while ((x = TAILQ_FIRST(&up->spare)) != NULL) {
+		TAILQ_REMOVE(&up->spare, x, entry);
+		xfer_free(x);
+	}
 	if (up->session != NULL)
 		SSL_SESSION_free(up->session);
 	SSL_CTX_free(up->ctx);
@@ -255,6 +267,79 @@ upstream_cleanse(struct evbuffer *b)
 		free(v);
 }
 
+/* Release an exchange and what it holds. */
+static void
+xfer_free(struct up_xfer *x)
+{
+	event_free(x->timer);
+	evbuffer_free(x->req);
+	if (x->res.body != NULL)
+		evbuffer_free(x->res.body);
+	if (x->spare_body != NULL)
+		evbuffer_free(x->spare_body);
+	free(x);
+}
+
+/*
+ * A finished exchange: its request (signature, token) and what is left of
+ * the answer are cleansed, then it is kept, with its buffers and timer, for
+ * the next upstream_send (up to UP_SPARE), so a request allocates none.
+ */
+static void
+xfer_put(struct upstream *up, struct up_xfer *x)
+{
+	struct evbuffer	*req = x->req, *body = x->res.body;
+	struct event	*timer = x->timer;
+
+	if (body == NULL)
+		body = x->spare_body;
+	else if (x->spare_body != NULL)
+		evbuffer_free(x->spare_body);
+	x->res.body = NULL;
+	x->spare_body = body;
+
+	evtimer_del(timer);
+	upstream_cleanse(req);
+	evbuffer_drain(req, evbuffer_get_length(req));
+	if (body != NULL) {
+		upstream_cleanse(body);
+		evbuffer_drain(body, evbuffer_get_length(body));
+	}
+	if (up->nspare >= UP_SPARE) {
+		xfer_free(x);
+		return;
+	}
+	memset(x, 0, sizeof(*x));
+	x->req = req;
+	x->timer = timer;
+	x->spare_body = body;
+	TAILQ_INSERT_HEAD(&up->spare, x, entry);
+	up->nspare++;
+}
+
+/* A spare exchange, or a new one. */
+static struct up_xfer *
+xfer_get(struct upstream *up)
+{
+	struct up_xfer	*x;
+
+	if ((x = TAILQ_FIRST(&up->spare)) != NULL) {
+		TAILQ_REMOVE(&up->spare, x, entry);
+		up->nspare--;
+		return x;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		return NULL;
+	if ((x->req = evbuffer_new()) == NULL ||
+	    (x->timer = evtimer_new(up->base, xfer_timeout, x)) == NULL) {
+		if (x->req != NULL)
+			evbuffer_free(x->req);
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
 /* Finish an exchange: detach it everywhere, then run its callback. */
 static void
 xfer_finish(struct up_xfer *x)
@@ -276,12 +361,7 @@ xfer_finish(struct up_xfer *x)
 	}
 	if (x->done != NULL)
 		x->done(x->arg, &x->res);
-	event_free(x->timer);
-	upstream_cleanse(x->req);
-	evbuffer_free(x->req);
-	if (x->res.body != NULL)
-		evbuffer_free(x->res.body);
-	free(x);
+	xfer_put(up, x);
 	upstream_unref(up);
 }
 
@@ -324,11 +404,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	char		*p;
 	int		 i;
 
-	if ((x = calloc(1, sizeof(*x))) == NULL || (x->req = evbuffer_new()) == NULL ||
-	    (x->timer = evtimer_new(up->base, xfer_timeout, x)) == NULL) {
-		if (x != NULL && x->req != NULL)
-			evbuffer_free(x->req);
-		free(x);
+	if ((x = xfer_get(up)) == NULL) {
 		upstream_cleanse(head);
 		return NULL;
 	}
@@ -338,9 +414,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 		len += body[i].iov_len;
 	if (evbuffer_reserve_space(x->req, (ev_ssize_t)len, &v, 1) != 1 || v.iov_len < len) {
 		upstream_cleanse(head);
-		event_free(x->timer);
-		evbuffer_free(x->req);
-		free(x);
+		xfer_put(up, x);
 		return NULL;
 	}
 	p = v.iov_base;
@@ -619,6 +693,10 @@ conn_input(struct up_conn *c)
 	const char	*why = NULL;
 	int		 r;
 
+	if (c->xfer->res.body == NULL) {
+		c->xfer->res.body = c->xfer->spare_body;
+		c->xfer->spare_body = NULL;
+	}
 	if (c->xfer->res.body == NULL && (c->xfer->res.body = evbuffer_new()) == NULL) {
 		conn_fail(c, UP_PROTOCOL, "out of memory");
 		return 1;
