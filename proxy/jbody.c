@@ -212,6 +212,53 @@ jbody_escape_len(const unsigned char *p, size_t len)
 }
 
 /*
+ * Word-at-a-time tests on 8 bytes (exact: a borrow only ever starts at a byte
+ * that matches): a byte >= 0x80, a byte below n (n <= 0x80), a byte equal to c.
+ */
+#define W_ONES		0x0101010101010101ULL
+#define W_HIGHS		0x8080808080808080ULL
+#define W_BELOW(w, n)	(((w) - W_ONES * (n)) & ~(w) & W_HIGHS)
+#define W_HAS(w, c)	W_BELOW((w) ^ (W_ONES * (unsigned char)(c)), 1)
+
+/* Bytes of p that need no look (ASCII but '\\', '\v', '\f'), 8 at a time. */
+static size_t
+jbody_plain_run(const unsigned char *p, size_t len)
+{
+	uint64_t	w;
+	size_t		i = 0;
+
+	while (len - i >= 8) {
+		memcpy(&w, p + i, 8);
+		if ((w & W_HIGHS) != 0 || W_HAS(w, '\\') != 0 || W_HAS(w, '\v') != 0 ||
+		    W_HAS(w, '\f') != 0)
+			break;
+		i += 8;
+	}
+	while (i < len && p[i] < 0x80 && p[i] != '\\' && p[i] != '\v' && p[i] != '\f')
+		i++;
+	return i;
+}
+
+/* Bytes of s a quoted string takes as they are (printable ASCII but '"', '\\'). */
+static size_t
+jbody_quote_run(const unsigned char *s, size_t len)
+{
+	uint64_t	w;
+	size_t		i = 0;
+
+	while (len - i >= 8) {
+		memcpy(&w, s + i, 8);
+		if ((w & W_HIGHS) != 0 || W_BELOW(w, 0x20) != 0 || W_HAS(w, '"') != 0 ||
+		    W_HAS(w, '\\') != 0)
+			break;
+		i += 8;
+	}
+	while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+		i++;
+	return i;
+}
+
+/*
  * What yajl does not check: strict UTF-8, paired surrogate escapes, no \v or
  * \f (outside strings they would be whitespace to yajl; inside, yajl rejects
  * them anyway).  Backslashes only occur in strings of a valid text, each
@@ -223,6 +270,9 @@ jbody_lint(const unsigned char *p, size_t len, const char **why)
 	size_t	i = 0, n;
 
 	while (i < len) {
+		i += jbody_plain_run(p + i, len - i);
+		if (i >= len)
+			break;
 		if (p[i] >= 0x80) {
 			if ((n = jbody_utf8_len(p + i, len - i)) == 0) {
 				*why = "invalid UTF-8";
@@ -291,10 +341,9 @@ jbody_sink_quote(struct jbody_sink *k, const unsigned char *s, size_t len)
 		return;
 	jbody_put(k, "\"", 1);
 	while (i < len) {
-		if (s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\') {
-			i++;
-			continue;
-		}
+		i += jbody_quote_run(s + i, len - i);
+		if (i >= len)
+			break;
 		if (s[i] >= 0x80 && (n = jbody_utf8_len(s + i, len - i)) != 0) {
 			i += n;
 			continue;

@@ -526,6 +526,116 @@ test_quote(void)
 	evbuffer_free(ev);
 }
 
+/* Reference quoting, one byte at a time, for the word-at-a-time jbody_quote. */
+static size_t
+ref_quote(const unsigned char *s, size_t len, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t	i = 0, o = 0, n;
+
+	out[o++] = '"';
+	while (i < len) {
+		unsigned char c = s[i];
+
+		n = 0;
+		if (c >= 0xc2 && c <= 0xdf && i + 1 < len && (s[i + 1] & 0xc0) == 0x80)
+			n = 2;		/* the alphabet below has only 2-byte UTF-8 */
+		if (n > 0) {
+			memcpy(out + o, s + i, n);
+			o += n;
+			i += n;
+			continue;
+		}
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c != 0 && strchr("\b\f\n\r\t", c) != NULL) {
+			out[o++] = '\\';
+			out[o++] = "bfnrt"[strchr("\b\f\n\r\t", c) - "\b\f\n\r\t"];
+		} else if (c >= 0x80) {
+			memcpy(out + o, "\\ufffd", 6);
+			o += 6;
+		} else if (c < 0x20) {
+			memcpy(out + o, "\\u00", 4);
+			out[o + 4] = hex[c >> 4];
+			out[o + 5] = hex[c & 0xf];
+			o += 6;
+		} else
+			out[o++] = (char)c;
+		i++;
+	}
+	out[o++] = '"';
+	return o;
+}
+
+/*
+ * The 8-bytes-at-a-time scans (quoting and the UTF-8/escape lint) against
+ * byte-at-a-time references, with every special byte at every offset of
+ * strings longer than a word.
+ */
+static void
+test_word_scans(void)
+{
+	static const unsigned char alpha[] = { 'a', 'Z', '0', ' ', '~', '"', '\\', '\n',
+	    '\t', 0x01, 0x1f, 0x7f, 0xc3, 0xa9, 0x80, 0xff, '\v', '\f' };
+	unsigned char	 in[40];
+	char		 want[40 * 6 + 3], body[64], *got;
+	struct evbuffer	*ev = evbuffer_new();
+	unsigned	 seed = 12345;
+	size_t		 len, i, wl, gl;
+	int		 t, quote_ok = 1, lint_ok = 1, pos, sp;
+
+	for (t = 0; t < 20000; t++) {
+		len = (size_t)(t % 40);
+		for (i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			/* mostly plain bytes, so runs cross word boundaries */
+			in[i] = (seed >> 16) % 4 ? (unsigned char)('a' + (seed >> 20) % 26) :
+			    alpha[(seed >> 20) % sizeof(alpha)];
+		}
+		wl = ref_quote(in, len, want);
+		jbody_quote(ev, (const char *)in, len);
+		gl = evbuffer_get_length(ev);
+		got = drain(ev);
+		if (gl != wl || memcmp(got, want, wl) != 0)
+			quote_ok = 0;
+		free(got);
+	}
+	CHECK(quote_ok);
+	/* one bad byte (or a good one) at every offset of a 30-byte string */
+	for (sp = 0; sp < 4; sp++) {
+		for (pos = 0; pos < 30; pos++) {
+			memset(body, 0, sizeof(body));
+			memcpy(body, "{\"k\":\"", 6);
+			memset(body + 6, 'x', 30);
+			memcpy(body + 36, "\"}", 2);
+			switch (sp) {
+			case 0:	body[6 + pos] = '\v'; break;		/* refused */
+			case 1:	body[6 + pos] = (char)0xc0; break;	/* overlong lead: refused */
+			case 2:	body[6 + pos] = (char)0xff; break;	/* refused */
+			case 3:	memcpy(body + 6 + (pos < 29 ? pos : 28), "\xc3\xa9", 2); break;
+			}
+			if (valid(body) != (sp == 3))
+				lint_ok = 0;
+		}
+	}
+	/* \v between tokens: yajl would take it as whitespace, the lint must not */
+	for (pos = 0; pos < 30; pos++) {
+		memset(body, 0, sizeof(body));
+		memcpy(body, "{\"k\":", 5);
+		memset(body + 5, ' ', 30);
+		memcpy(body + 35, "1}", 2);
+		body[5 + pos] = '\v';
+		if (valid(body))
+			lint_ok = 0;
+		body[5 + pos] = '\t';
+		if (!valid(body))
+			lint_ok = 0;
+	}
+	CHECK(lint_ok);
+	evbuffer_free(ev);
+}
+
 int
 main(void)
 {
@@ -544,6 +654,7 @@ main(void)
 	test_redact_set();
 	test_nonce_member();
 	test_quote();
+	test_word_scans();
 	redact_set_free(audit_rs);
 	UNIT_END("test_jbody");
 }
