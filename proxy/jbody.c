@@ -220,40 +220,29 @@ jbody_escape_len(const unsigned char *p, size_t len)
 #define W_BELOW(w, n)	(((w) - W_ONES * (n)) & ~(w) & W_HIGHS)
 #define W_HAS(w, c)	W_BELOW((w) ^ (W_ONES * (unsigned char)(c)), 1)
 
-/* Bytes of p that need no look (ASCII but '\\', '\v', '\f'), 8 at a time. */
-static size_t
-jbody_plain_run(const unsigned char *p, size_t len)
+/* Does byte c end a run: for the lint (non-ASCII, '\\', '\v', '\f'), or for quoting? */
+#define LINT_STOP(c)	((c) >= 0x80 || (c) == '\\' || (c) == '\v' || (c) == '\f')
+#define QUOTE_STOP(c)	((c) < 0x20 || (c) >= 0x80 || (c) == '"' || (c) == '\\')
+
+/*
+ * Length of the run at p of bytes that need no look: for the lint, or (quote)
+ * bytes a quoted string takes as they are.  8 bytes at a time, then bytewise.
+ */
+static inline size_t
+jbody_run(const unsigned char *p, size_t len, int quote)
 {
 	uint64_t	w;
 	size_t		i = 0;
 
 	while (len - i >= 8) {
 		memcpy(&w, p + i, 8);
-		if ((w & W_HIGHS) != 0 || W_HAS(w, '\\') != 0 || W_HAS(w, '\v') != 0 ||
-		    W_HAS(w, '\f') != 0)
+		if ((w & W_HIGHS) != 0 || W_HAS(w, '\\') != 0 || (quote ?
+		    W_BELOW(w, 0x20) != 0 || W_HAS(w, '"') != 0 :
+		    W_HAS(w, '\v') != 0 || W_HAS(w, '\f') != 0))
 			break;
 		i += 8;
 	}
-	while (i < len && p[i] < 0x80 && p[i] != '\\' && p[i] != '\v' && p[i] != '\f')
-		i++;
-	return i;
-}
-
-/* Bytes of s a quoted string takes as they are (printable ASCII but '"', '\\'). */
-static size_t
-jbody_quote_run(const unsigned char *s, size_t len)
-{
-	uint64_t	w;
-	size_t		i = 0;
-
-	while (len - i >= 8) {
-		memcpy(&w, s + i, 8);
-		if ((w & W_HIGHS) != 0 || W_BELOW(w, 0x20) != 0 || W_HAS(w, '"') != 0 ||
-		    W_HAS(w, '\\') != 0)
-			break;
-		i += 8;
-	}
-	while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+	while (i < len && !(quote ? QUOTE_STOP(p[i]) : LINT_STOP(p[i])))
 		i++;
 	return i;
 }
@@ -270,7 +259,7 @@ jbody_lint(const unsigned char *p, size_t len, const char **why)
 	size_t	i = 0, n;
 
 	while (i < len) {
-		i += jbody_plain_run(p + i, len - i);
+		i += jbody_run(p + i, len - i, 0);
 		if (i >= len)
 			break;
 		if (p[i] >= 0x80) {
@@ -341,7 +330,7 @@ jbody_sink_quote(struct jbody_sink *k, const unsigned char *s, size_t len)
 		return;
 	jbody_put(k, "\"", 1);
 	while (i < len) {
-		i += jbody_quote_run(s + i, len - i);
+		i += jbody_run(s + i, len - i, 1);
 		if (i >= len)
 			break;
 		if (s[i] >= 0x80 && (n = jbody_utf8_len(s + i, len - i)) != 0) {

@@ -619,16 +619,16 @@ test_word_scans(void)
 				lint_ok = 0;
 		}
 	}
-	/* \v between tokens: yajl would take it as whitespace, the lint must not */
-	for (pos = 0; pos < 30; pos++) {
+	/* \v, \f between tokens: yajl would take them as whitespace, the lint must not */
+	for (pos = 0; pos < 60; pos++) {
 		memset(body, 0, sizeof(body));
 		memcpy(body, "{\"k\":", 5);
 		memset(body + 5, ' ', 30);
 		memcpy(body + 35, "1}", 2);
-		body[5 + pos] = '\v';
+		body[5 + pos % 30] = pos < 30 ? '\v' : '\f';
 		if (valid(body))
 			lint_ok = 0;
-		body[5 + pos] = '\t';
+		body[5 + pos % 30] = '\t';
 		if (!valid(body))
 			lint_ok = 0;
 	}
