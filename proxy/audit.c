@@ -703,6 +703,23 @@ audit_idle_cb(evutil_socket_t fd, short ev, void *arg)
 		audit_flush_cb(-1, 0, a);
 }
 
+/* "{\"seq\":N," into head[40] without printf; its length. */
+static int
+audit_seq_head(char *head, unsigned long long seq)
+{
+	char	d[24];
+	int	i = (int)sizeof(d), n;
+
+	do
+		d[--i] = (char)('0' + seq % 10);
+	while ((seq /= 10) != 0);
+	memcpy(head, "{\"seq\":", 7);
+	n = (int)sizeof(d) - i;
+	memcpy(head + 7, d + i, (size_t)n);
+	head[7 + n] = ',';
+	return 8 + n;
+}
+
 /* Number the line, chain it and move it to the queue. */
 static void
 audit_seal(struct audit *a, struct evbuffer *line, size_t len, struct audit_entry *e)
@@ -714,7 +731,7 @@ audit_seal(struct audit *a, struct evbuffer *line, size_t len, struct audit_entr
 	int		 hl;
 
 	a->seq++;
-	hl = snprintf(head, sizeof(head), "{\"seq\":%llu,", a->seq);
+	hl = audit_seq_head(head, a->seq);
 	evbuffer_add(a->queue, head, (size_t)hl);
 	evbuffer_add(a->queue, p + 1, len - 2);
 	if (a->key != NULL) {
@@ -724,7 +741,9 @@ audit_seal(struct audit *a, struct evbuffer *line, size_t len, struct audit_entr
 		iov[3] = (struct iovec){ (char *)"}", 1 };
 		if (signer_sign(a->key, iov, 4, mac) == 0) {
 			memcpy(a->chain, mac, sizeof(mac));
-			evbuffer_add_printf(a->queue, ",\"chain\":\"%s\"}\n", mac);
+			evbuffer_add(a->queue, ",\"chain\":\"", 10);
+			evbuffer_add(a->queue, mac, SIGNER_HEX_LEN);
+			evbuffer_add(a->queue, "\"}\n", 3);
 		} else
 			evbuffer_add(a->queue, "}\n", 2);
 	} else
