@@ -89,6 +89,7 @@ struct upstream {
 	SSL_SESSION		*session;
 	char			*host;
 	char			*port;
+	const char		*label;		/* names the service in log lines */
 	int			 host_is_ip;
 	unsigned		 connect_ms, handshake_ms, total_ms, idle_ms, max_conns;
 	size_t			 max_resp;
@@ -170,6 +171,7 @@ upstream_new(struct event_base *base, struct evdns_base *dns, const struct conf 
 	if ((up = calloc(1, sizeof(*up))) == NULL)
 		return NULL;
 	up->refs = 1;
+	up->label = "upstream";
 	up->base = base;
 	up->dns = dns;
 	up->host = strdup(c->up_host);
@@ -192,6 +194,13 @@ upstream_new(struct event_base *base, struct evdns_base *dns, const struct conf 
 		return NULL;
 	}
 	return up;
+}
+
+/* Name the service in log lines ("upstream" unless told; label is static). */
+void
+upstream_set_label(struct upstream *up, const char *label)
+{
+	up->label = label;
 }
 
 /* 1 when a reload can keep the existing pool. */
@@ -729,11 +738,11 @@ conn_log_tls_failure(struct up_conn *c, unsigned long e)
 	char	buf[256];
 
 	if (vr != X509_V_OK)
-		log_warn("upstream %s: certificate verification failed: %s",
-		    c->up->host, X509_verify_cert_error_string(vr));
+		log_warn("%s %s: certificate verification failed: %s",
+		    c->up->label, c->up->host, X509_verify_cert_error_string(vr));
 	else if (e != 0) {
 		ERR_error_string_n(e, buf, sizeof(buf));
-		log_warn("upstream %s: TLS handshake failed: %s", c->up->host, buf);
+		log_warn("%s %s: TLS handshake failed: %s", c->up->label, c->up->host, buf);
 	}
 }
 
@@ -964,7 +973,7 @@ conn_connect_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err != 0) {
-		log_warn("upstream %s port %s: connect: %s", c->up->host, c->up->port,
+		log_warn("%s %s port %s: connect: %s", c->up->label, c->up->host, c->up->port,
 		    strerror(err ? err : errno));
 		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
 		return;
@@ -989,7 +998,8 @@ conn_connect(struct up_conn *c, const struct sockaddr *sa, socklen_t salen)
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	up->st.connects++;
 	if (connect(c->fd, sa, salen) == -1 && errno != EINPROGRESS) {
-		log_warn("upstream %s port %s: connect: %s", up->host, up->port, strerror(errno));
+		log_warn("%s %s port %s: connect: %s", up->label, up->host, up->port,
+		    strerror(errno));
 		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
 		return;
 	}
@@ -1008,7 +1018,7 @@ conn_dns_cb(int result, struct evutil_addrinfo *ai, void *arg)
 	if (result != 0 || ai == NULL) {
 		if (result == EVUTIL_EAI_CANCEL)
 			return;
-		log_warn("upstream %s: cannot resolve: %s", c->up->host,
+		log_warn("%s %s: cannot resolve: %s", c->up->label, c->up->host,
 		    evutil_gai_strerror(result));
 		conn_fail(c, UP_CONNECT, "cannot resolve the upstream host");
 		if (ai != NULL)

@@ -41,6 +41,8 @@ typedef void (*up_done_fn)(void *arg, struct up_result *);
 
 struct upstream	*upstream_new(struct event_base *, struct evdns_base *,
 		    const struct conf *, char **cause);
+/* Name the service in log lines: "upstream" by default; label must be static. */
+void		 upstream_set_label(struct upstream *, const char *label);
 void		 upstream_ref(struct upstream *);
 /* Drop a reference; the last one closes idle connections and frees. */
 void		 upstream_unref(struct upstream *);

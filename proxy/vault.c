@@ -1700,6 +1700,7 @@ vault_conf_pool(struct vault *v, struct event_base *base, struct evdns_base *dns
 		    ucause ? ": " : "", ucause ? ucause : "");
 		goto out;
 	}
+	upstream_set_label(v->up, "vault");
 	rc = 0;
 out:
 	free(ucause);

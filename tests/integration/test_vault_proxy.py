@@ -670,14 +670,15 @@ def approle_relogin_after_tokens_expire():
 @test
 def wrong_ca_never_loads():
     """[vault] ca_file of another CA: the handshake is refused, stderr says
-    it is the certificate, the key never loads (503), the file profile works."""
+    it is Vault's certificate, the key never loads (503), the file profile works."""
     s = sim()
     v = new_vault()
     st = Setup(s, v)
     try:
         p = st.start(vault={"ca_file": certs()["other_ca"]})
         log = Log(p)
-        log.wait(r"certificate", 4, "a certificate error on stderr")
+        log.wait(r"vault 127\.0\.0\.1: certificate verification failed", 4,
+                 "a certificate error on stderr that names Vault, not the API")
         log.wait("not ready: a profile has no servable key", 3)
         time.sleep(1.5)
         unavailable(call(p, "merchant"), "merchant with the wrong CA")
