@@ -2,6 +2,12 @@
  * client.c — one inbound HTTP/1.1 connection from a local caller: reads a
  * request head and body under strict limits and timeouts, hands complete
  * requests to request.c one at a time, and writes responses.
+ *
+ * The socket is driven directly (no bufferevent): a persistent read event
+ * registered once for the connection's life, carrying the idle timeout
+ * while the connection waits for a request; answers are written at once,
+ * and a write event is armed only for what the socket did not take.  A
+ * read is one read() (a bufferevent adds an ioctl(FIONREAD) to each).
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -14,7 +20,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "httpp.h"
@@ -27,11 +32,21 @@ enum client_state { CL_HEAD, CL_BODY, CL_BUSY, CL_CLOSING };
 #define CLIENT_LINGER_MS	2000		/* lingering close: time ... */
 #define CLIENT_LINGER_BYTES	(4U << 20)	/* ... and bytes discarded at most */
 #define CLIENT_EMPTY_LINES_MAX	4		/* CRLFs ignored before a request line */
+#define CLIENT_READ_MAX		16384		/* bytes asked of one read() */
 
 struct client {
 	TAILQ_ENTRY(client)	 entry;
 	struct proxy		*px;
-	struct bufferevent	*bev;
+	int			 fd;
+	struct event		*rev;		/* persistent read (+ idle timeout) */
+	struct event		*wev;		/* armed while an answer remains */
+	struct evbuffer		*in;
+	struct evbuffer		*out;
+	int			 want_read;	/* reading is on (as the state asks) */
+	int			 reading;	/* rev is added */
+	unsigned		 read_ms;	/* idle timeout while reading, 0: none */
+	unsigned		 rev_ms;	/* the timeout rev was added with */
+	size_t			 read_high;	/* pause reading with this much input */
 	enum client_state	 state;
 	char			 peer[96];
 	char			*method;
@@ -61,9 +76,9 @@ struct client {
 	int			 empty_lines;	/* CRLFs ignored before this request line */
 };
 
-static void client_read_cb(struct bufferevent *, void *);
-static void client_write_cb(struct bufferevent *, void *);
-static void client_event_cb(struct bufferevent *, short, void *);
+static void client_input(struct client *);
+static void client_written(struct client *);
+static void client_gone(struct client *);
 static void client_free(struct client *);
 static void client_refuse(struct client *, int, const char *, const char *, int);
 
@@ -81,13 +96,61 @@ client_peer(const struct client *cl)
 	return cl->peer;
 }
 
+/*
+ * Make the read event match what the state asks: on (want_read) unless
+ * pending input reached read_high (pipelined data waits to be consumed),
+ * with the idle timeout read_ms.  A change of timeout on an added event is
+ * a timer operation only: no epoll_ctl.
+ */
 static void
-client_set_timeout(struct client *cl, unsigned ms)
+client_read_sync(struct client *cl)
+{
+	struct timeval	tv;
+	int		on = cl->want_read && evbuffer_get_length(cl->in) < cl->read_high;
+
+	if (!on) {
+		if (cl->reading)
+			event_del(cl->rev);
+		cl->reading = 0;
+		return;
+	}
+	if (cl->reading && cl->rev_ms == cl->read_ms)
+		return;
+	if (cl->read_ms > 0) {
+		ms_tv(cl->read_ms, &tv);
+		event_add(cl->rev, &tv);
+	} else if (cl->reading)
+		event_remove_timer(cl->rev);
+	else
+		event_add(cl->rev, NULL);
+	cl->reading = 1;
+	cl->rev_ms = cl->read_ms;
+}
+
+/* Reading on (with an idle timeout of ms, 0: none) or off. */
+static void
+client_read_set(struct client *cl, int on, unsigned ms)
+{
+	cl->want_read = on;
+	cl->read_ms = ms;
+	client_read_sync(cl);
+}
+
+/* Keep reading, without the idle timeout (a request is under way). */
+static void
+client_read_untimed(struct client *cl)
+{
+	client_read_set(cl, cl->want_read, 0);
+}
+
+/* Wait for the socket to take the rest of the output (idle_timeout_ms at most). */
+static void
+client_write_arm(struct client *cl)
 {
 	struct timeval	tv;
 
-	ms_tv(ms, &tv);
-	bufferevent_set_timeouts(cl->bev, &tv, NULL);
+	ms_tv(cl->px->gen->conf->idle_timeout_ms, &tv);
+	event_add(cl->wev, &tv);
 }
 
 /* Slow senders: the head and the body each get an absolute deadline. */
@@ -163,27 +226,92 @@ client_free(struct client *cl)
 	client_reset(cl);
 	if (cl->deadline != NULL)
 		event_free(cl->deadline);
-	bufferevent_free(cl->bev);
+	event_free(cl->rev);
+	event_free(cl->wev);
+	evbuffer_free(cl->in);
+	evbuffer_free(cl->out);
+	close(cl->fd);
 	TAILQ_REMOVE(&px->clients, cl, entry);
 	px->nclients--;
 	free(cl);
 	proxy_maybe_done(px);
 }
 
+/* The socket is readable, or the idle timeout passed. */
+static void
+client_io_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct client		*cl = arg;
+	struct evbuffer_iovec	 v;
+	ssize_t			 n;
+
+	if (what & EV_TIMEOUT) {
+		client_gone(cl);
+		return;
+	}
+	if (evbuffer_reserve_space(cl->in, CLIENT_READ_MAX, &v, 1) != 1) {
+		client_gone(cl);	/* out of memory */
+		return;
+	}
+	if (v.iov_len > CLIENT_READ_MAX)
+		v.iov_len = CLIENT_READ_MAX;
+	if ((n = read(fd, v.iov_base, v.iov_len)) <= 0) {
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		client_gone(cl);	/* EOF or error */
+		return;
+	}
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(cl->in, &v, 1);
+	if (evbuffer_get_length(cl->in) >= cl->read_high)
+		client_read_sync(cl);	/* pause; consuming the input resumes */
+	client_input(cl);
+}
+
+/* The socket takes more output, or it took none for idle_timeout_ms. */
+static void
+client_io_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct client	*cl = arg;
+
+	if ((what & EV_TIMEOUT) || evbuffer_write(cl->out, fd) == -1) {
+		if (!(what & EV_TIMEOUT) && (errno == EAGAIN || errno == EINTR))
+			return;
+		client_gone(cl);
+		return;
+	}
+	if (evbuffer_get_length(cl->out) > 0)
+		return;
+	event_del(cl->wev);
+	client_written(cl);
+}
+
 /* Accept a connection handed over by the listener. */
 void
 client_accept(struct proxy *px, int fd, const char *peer, const struct policy_peer *cred)
 {
+	const struct conf *c = px->gen->conf;
 	struct client	*cl;
 	int		 one = 1;
 
-	if ((cl = calloc(1, sizeof(*cl))) == NULL ||
-	    (cl->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
+		close(fd);
+		return;
+	}
+	cl->fd = fd;
+	if ((cl->in = evbuffer_new()) == NULL || (cl->out = evbuffer_new()) == NULL ||
+	    (cl->rev = event_new(px->base, fd, EV_READ | EV_PERSIST, client_io_read, cl)) == NULL ||
+	    (cl->wev = event_new(px->base, fd, EV_WRITE | EV_PERSIST, client_io_write, cl)) == NULL ||
 	    (cl->deadline = evtimer_new(px->base, client_deadline_cb, cl)) == NULL) {
-		if (cl != NULL && cl->bev != NULL)
-			bufferevent_free(cl->bev);
-		else
-			close(fd);
+		if (cl->rev != NULL)
+			event_free(cl->rev);
+		if (cl->wev != NULL)
+			event_free(cl->wev);
+		if (cl->in != NULL)
+			evbuffer_free(cl->in);
+		if (cl->out != NULL)
+			evbuffer_free(cl->out);
+		close(fd);
 		free(cl);
 		return;
 	}
@@ -193,13 +321,9 @@ client_accept(struct proxy *px, int fd, const char *peer, const struct policy_pe
 	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
-	bufferevent_setcb(cl->bev, client_read_cb, client_write_cb, client_event_cb, cl);
-	/* answers are written directly; EV_WRITE only for what did not fit */
-	bufferevent_disable(cl->bev, EV_WRITE);
-	bufferevent_setwatermark(cl->bev, EV_READ, 0, px->gen->conf->max_header_bytes +
-	    px->gen->conf->max_body_bytes + 65536);
-	client_set_timeout(cl, px->gen->conf->idle_timeout_ms);
-	bufferevent_enable(cl->bev, EV_READ);
+	/* pipelined input beyond one full request waits until it is consumed */
+	cl->read_high = c->max_header_bytes + c->max_body_bytes + 65536;
+	client_read_set(cl, 1, c->idle_timeout_ms);
 }
 
 static const char *
@@ -230,7 +354,7 @@ void
 client_respond(struct client *cl, int status, const char *ctype, struct evbuffer *body,
     const char *reqid, int close_after)
 {
-	struct evbuffer	*out = bufferevent_get_output(cl->bev);
+	struct evbuffer	*out = cl->out;
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
 	int		 was_empty = evbuffer_get_length(out) == 0;
 	char		 num[24];
@@ -272,21 +396,19 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	cl->served++;
 	if (close_after) {
 		cl->state = CL_CLOSING;
-		bufferevent_disable(cl->bev, EV_READ);
-		client_set_timeout(cl, cl->px->gen->conf->idle_timeout_ms);
+		client_read_set(cl, 0, 0);
 	} else if (was_empty) {
 		/*
 		 * Kept-alive answer: write it now.  It nearly always fits the
-		 * socket buffer, so EV_WRITE (two epoll_ctl calls) is enabled
-		 * only for a remainder; an error is left to the bufferevent.
+		 * socket buffer, so the write event (two epoll_ctl calls) is
+		 * armed only for a remainder; an error is left to the write
+		 * event too, as the caller of this function still holds cl.
 		 */
-		evbuffer_unfreeze(out, 1);	/* as the bufferevent does to write */
-		(void)evbuffer_write(out, bufferevent_getfd(cl->bev));
-		evbuffer_freeze(out, 1);
+		(void)evbuffer_write(out, cl->fd);
 		if (evbuffer_get_length(out) == 0)
 			return;
 	}
-	bufferevent_enable(cl->bev, EV_WRITE);
+	client_write_arm(cl);
 }
 
 /* request.c is finished with this client: read the next request. */
@@ -298,10 +420,9 @@ client_request_done(struct client *cl)
 		return;
 	client_reset(cl);
 	cl->state = CL_HEAD;
-	client_set_timeout(cl, cl->px->gen->conf->idle_timeout_ms);
-	bufferevent_enable(cl->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(cl->bev)) > 0)
-		client_read_cb(cl->bev, cl);
+	client_read_set(cl, 1, cl->px->gen->conf->idle_timeout_ms);
+	if (evbuffer_get_length(cl->in) > 0)
+		client_input(cl);
 }
 
 /* Close every connection that is not inside a request (shutdown). */
@@ -312,8 +433,7 @@ client_close_idle(struct proxy *px)
 
 	for (cl = TAILQ_FIRST(&px->clients); cl != NULL; cl = next) {
 		next = TAILQ_NEXT(cl, entry);
-		if (cl->state == CL_HEAD &&
-		    evbuffer_get_length(bufferevent_get_input(cl->bev)) == 0)
+		if (cl->state == CL_HEAD && evbuffer_get_length(cl->in) == 0)
 			client_free(cl);
 	}
 }
@@ -347,9 +467,9 @@ client_refuse(struct client *cl, int status, const char *name, const char *msg, 
 {
 	client_deadline(cl, 0);
 	cl->state = CL_BUSY;
-	bufferevent_disable(cl->bev, EV_READ);
+	client_read_set(cl, 0, 0);
 	if (cl->head_len > 0) {	/* the parsed head is not needed any more */
-		evbuffer_drain(bufferevent_get_input(cl->bev), cl->head_len);
+		evbuffer_drain(cl->in, cl->head_len);
 		cl->head_len = 0;
 	}
 	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
@@ -495,7 +615,7 @@ client_read_head(struct client *cl, struct evbuffer *in)
 
 	if (!cl->head_started && evbuffer_get_length(in) > 0) {
 		cl->head_started = 1;
-		bufferevent_set_timeouts(cl->bev, NULL, NULL);
+		client_read_untimed(cl);	/* the head deadline takes over */
 		client_deadline(cl, c->header_timeout_ms);
 	}
 	/*
@@ -550,8 +670,8 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	evbuffer_drain(in, hl);
 	cl->head_len = 0;
 	if (m.expect_continue) {
-		evbuffer_add(bufferevent_get_output(cl->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-		bufferevent_enable(cl->bev, EV_WRITE);
+		evbuffer_add(cl->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		client_write_arm(cl);
 	}
 	cl->state = CL_BODY;
 	client_deadline(cl, c->body_timeout_ms);
@@ -610,10 +730,9 @@ client_read_body(struct client *cl, struct evbuffer *in)
 
 /* Input from the caller. */
 static void
-client_read_cb(struct bufferevent *bev, void *arg)
+client_input(struct client *cl)
 {
-	struct client	*cl = arg;
-	struct evbuffer	*in = bufferevent_get_input(bev);
+	struct evbuffer	*in = cl->in;
 	struct evbuffer	*body;
 	char		*method, *target;
 	int		 r;
@@ -630,21 +749,27 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			client_free(cl);
 			return;
 		}
-		if ((r = client_read_head(cl, in)) <= 0)
+		if ((r = client_read_head(cl, in)) <= 0) {
+			if (r == 0)
+				client_read_sync(cl);
 			return;
+		}
 	}
 	if (cl->state != CL_BODY)
 		return;
-	if ((r = client_read_body(cl, in)) <= 0)
+	if ((r = client_read_body(cl, in)) <= 0) {
+		if (r == 0)
+			client_read_sync(cl);
 		return;
+	}
 	cl->state = CL_BUSY;
 	client_deadline(cl, 0);
 	/*
 	 * Reading stays on (no epoll_ctl per request): a pipelined next request
-	 * waits in the input buffer, bounded by the read watermark, and a caller
-	 * that hangs up is noticed at once.
+	 * waits in the input buffer, bounded by read_high, and a caller that
+	 * hangs up is noticed at once.
 	 */
-	bufferevent_set_timeouts(bev, NULL, NULL);
+	client_read_untimed(cl);
 	body = cl->body;
 	method = cl->method;
 	target = cl->target;
@@ -653,16 +778,12 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	request_start(cl, method, target, body, 1);
 }
 
-/* The response left: close if asked to. */
+/* The output left (the write event is disarmed): close if asked to. */
 static void
-client_write_cb(struct bufferevent *bev, void *arg)
+client_written(struct client *cl)
 {
-	struct client	*cl = arg;
-
-	if (cl->state != CL_CLOSING) {	/* a remainder left: back to direct writes */
-		bufferevent_disable(bev, EV_WRITE);
+	if (cl->state != CL_CLOSING)	/* a remainder left: back to direct writes */
 		return;
-	}
 	if (cl->req != NULL || cl->lingering)
 		return;
 	/*
@@ -671,21 +792,19 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	 * it has not read yet.  Shut our side and discard its input for a while.
 	 */
 	cl->lingering = 1;
-	if (shutdown(bufferevent_getfd(bev), SHUT_WR) == -1) {
+	if (shutdown(cl->fd, SHUT_WR) == -1) {
 		client_free(cl);
 		return;
 	}
-	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+	evbuffer_drain(cl->in, evbuffer_get_length(cl->in));
 	client_deadline(cl, CLIENT_LINGER_MS);
-	bufferevent_enable(bev, EV_READ);
+	client_read_set(cl, 1, cl->px->gen->conf->idle_timeout_ms);
 }
 
 /* EOF, errors and timeouts. */
 static void
-client_event_cb(struct bufferevent *bev, short what, void *arg)
+client_gone(struct client *cl)
 {
-	struct client	*cl = arg;
-
 	if (cl->state == CL_BODY) {	/* the head arrived, the body never did */
 		request_abandoned(cl, cl->method, cl->target, cl->body_len, 499,
 		    "PROXY_CLIENT_CLOSED");

@@ -893,6 +893,59 @@ def idle_keepalive_connection_is_closed():
 
 
 @test
+def caller_that_never_reads_its_answer_is_dropped():
+    """A caller sends a request and does not read the 12 MB answer.  Kept
+    alive, the connection is idle once the answer is handed to the socket, so
+    idle_timeout_ms ends it; with "Connection: close" (no next request is
+    read) the socket taking nothing for idle_timeout_ms ends it.  Read late,
+    the answer stops short and the connection ends (a kept connection would
+    deliver it all).  The answer is audited as given; the proxy goes on."""
+    s = sim()
+    rig = Rig(s, "noread")
+    p = rig.start(listen={"idle_timeout_ms": 1000})
+    size = 12 * 1024 * 1024
+    try:
+        for extra in ([], ["Connection: close"]):
+            what = "with %s" % (extra or "keep-alive")
+            seen = set(rig.outcomes())
+            s.fault("huge", bytes=size, count=1)
+            x = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            x.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            x.connect((p.host, p.port))
+            x.sendall(head(cl=2, body=b"{}", extra=extra))
+
+            def fresh():
+                try:
+                    return [r for i, r in rig.outcomes().items() if i not in seen]
+                except ValueError:      # the 12 MB line is still being written
+                    return None
+            rec = wait_for(fresh, 10 * SLOW, "the outcome of the unread answer")[0]
+            assert_eq((rec["status"], rec["bytes_out"]), (200, size),
+                      "the answer was audited as given (%s)" % what)
+            time.sleep(1.0 + 2.0 * SLOW)    # idle_timeout_ms and some
+            got, ended = 0, False
+            x.settimeout(3 * SLOW)
+            try:
+                while True:
+                    b = x.recv(1 << 20)
+                    if not b:
+                        ended = True
+                        break
+                    got += len(b)
+            except ConnectionResetError:
+                ended = True
+            except socket.timeout:
+                pass
+            x.close()
+            assert_true(ended, "the proxy ended the connection (%s; read %d bytes)" % (what, got))
+            assert_true(got < size, "the answer stopped short (%s): %d of %d bytes"
+                        % (what, got, size))
+        ok200(request(p.target, "/api-gateway/orders", b"{}"), "next caller")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
+@test
 def emfile_pauses_accepting_without_spinning_and_recovers():
     if wrapped():
         raise Skip("a wrapper tool needs descriptors of its own")
