@@ -1,23 +1,28 @@
 /*
  * jbody.c — validate a JSON body, find its nonce, emit a redacted copy.
  *
- * yajl does the grammar; jbody_lint adds what yajl 2.1 lets through (it
- * accepts overlong and surrogate UTF-8, decodes a lone high surrogate escape
- * to '?', and takes \v and \f as whitespace).  Output is written through a
+ * Two passes over the bytes, both without allocating: jbody_lint checks
+ * what the grammar does not (strict UTF-8, paired surrogate escapes, no \v
+ * or \f), 8 bytes at a time; jbody_grammar walks the RFC 8259 grammar with
+ * an explicit container stack (no recursion) and feeds each token to the
+ * nonce, redaction and copy logic.  Strings are decoded only when they hold
+ * escapes, into a scratch buffer that is wiped.  Output is written through a
  * small stage so a body costs a few evbuffer_add calls, not one per token.
+ *
+ * Until 2026-11 yajl did the grammar; it let an unfinished token after the
+ * value through ('{"a":1}"'), which this grammar refuses.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <yajl/yajl_parse.h>
 
 #include "jbody.h"
 #include "redact.h"
-#include "yarena.h"
 
 #define JBODY_STAGE	512	/* bytes staged before an evbuffer_add */
+#define JBODY_LOCAL_DEPTH 512	/* container stack held in the frame */
 
 /* Where emitted bytes go: staged then flushed to ev, or (ev NULL) kept. */
 struct jbody_sink {
@@ -436,26 +441,10 @@ jbody_close(struct jbody_ctx *c, const char *brace)
 	return 1;
 }
 
-/* yajl: null. */
+/* A number, as its literal text (never converted); notes a top-level nonce. */
 static int
-jbody_cb_null(void *ctx)
+jbody_number(struct jbody_ctx *c, const char *s, size_t len)
 {
-	return jbody_scalar(ctx, "null", 4, 0);
-}
-
-/* yajl: true or false. */
-static int
-jbody_cb_boolean(void *ctx, int v)
-{
-	return v ? jbody_scalar(ctx, "true", 4, 0) :
-	    jbody_scalar(ctx, "false", 5, 0);
-}
-
-/* yajl: a number, as its literal text (never converted). */
-static int
-jbody_cb_number(void *ctx, const char *s, size_t len)
-{
-	struct jbody_ctx	*c = ctx;
 	unsigned long long	 v = 0;
 	size_t			 i;
 
@@ -467,22 +456,13 @@ jbody_cb_number(void *ctx, const char *s, size_t len)
 			c->jb->nonce_num = v;
 		}
 	}
-	return jbody_scalar(ctx, s, len, 0);
+	return jbody_scalar(c, s, len, 0);
 }
 
-/* yajl: a string value, unescaped. */
+/* '{'. */
 static int
-jbody_cb_string(void *ctx, const unsigned char *s, size_t len)
+jbody_start_map(struct jbody_ctx *c)
 {
-	return jbody_scalar(ctx, s, len, 1);
-}
-
-/* yajl: '{'. */
-static int
-jbody_cb_start_map(void *ctx)
-{
-	struct jbody_ctx	*c = ctx;
-
 	if (!jbody_open(c, "{"))
 		return 0;
 	if (c->depth == 1) {
@@ -492,12 +472,10 @@ jbody_cb_start_map(void *ctx)
 	return 1;
 }
 
-/* yajl: a member name, unescaped; notes nonce and redaction. */
+/* A member name, unescaped; notes nonce and redaction. */
 static int
-jbody_cb_map_key(void *ctx, const unsigned char *key, size_t len)
+jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len)
 {
-	struct jbody_ctx	*c = ctx;
-
 	if (c->depth == 1) {
 		c->jb->empty = 0;
 		c->at_nonce = len == 5 && memcmp(key, "nonce", 5) == 0;
@@ -516,42 +494,281 @@ jbody_cb_map_key(void *ctx, const unsigned char *key, size_t len)
 	return 1;
 }
 
-/* yajl: '}'. */
-static int
-jbody_cb_end_map(void *ctx)
-{
-	return jbody_close(ctx, "}");
-}
-
-/* yajl: '['. */
-static int
-jbody_cb_start_array(void *ctx)
-{
-	return jbody_open(ctx, "[");
-}
-
-/* yajl: ']'. */
-static int
-jbody_cb_end_array(void *ctx)
-{
-	return jbody_close(ctx, "]");
-}
-
-static const yajl_callbacks jbody_callbacks = {
-	jbody_cb_null,
-	jbody_cb_boolean,
-	NULL,			/* integers and doubles come as yajl_number */
-	NULL,
-	jbody_cb_number,
-	jbody_cb_string,
-	jbody_cb_start_map,
-	jbody_cb_map_key,
-	jbody_cb_end_map,
-	jbody_cb_start_array,
-	jbody_cb_end_array
+/*
+ * The grammar (RFC 8259), in one pass over bytes jbody_lint has passed
+ * (strict UTF-8, escapes that are paired surrogates, no \v or \f).
+ */
+struct jbody_parse {
+	const unsigned char	*p;		/* next byte */
+	const unsigned char	*end;
+	unsigned char		*dec;		/* decoded strings with escapes (wiped) */
+	size_t			 dsize;
+	unsigned char		*stack;		/* '{' or '[' per open container */
+	unsigned char		 local[JBODY_LOCAL_DEPTH];
 };
 
-/* The cheap checks before yajl; *first = offset of the first non-blank. */
+static void
+jbody_ws(struct jbody_parse *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' ||
+	    *s->p == '\r'))
+		s->p++;
+}
+
+/* Append code point v as UTF-8 at d; the bytes written. */
+static size_t
+jbody_utf8(unsigned char *d, unsigned v)
+{
+	if (v < 0x80) {
+		d[0] = (unsigned char)v;
+		return 1;
+	}
+	if (v < 0x800) {
+		d[0] = (unsigned char)(0xc0 | v >> 6);
+		d[1] = (unsigned char)(0x80 | (v & 0x3f));
+		return 2;
+	}
+	if (v < 0x10000) {
+		d[0] = (unsigned char)(0xe0 | v >> 12);
+		d[1] = (unsigned char)(0x80 | (v >> 6 & 0x3f));
+		d[2] = (unsigned char)(0x80 | (v & 0x3f));
+		return 3;
+	}
+	d[0] = (unsigned char)(0xf0 | v >> 18);
+	d[1] = (unsigned char)(0x80 | (v >> 12 & 0x3f));
+	d[2] = (unsigned char)(0x80 | (v >> 6 & 0x3f));
+	d[3] = (unsigned char)(0x80 | (v & 0x3f));
+	return 4;
+}
+
+/* Decode the escaped string raw[0..n) (valid, checked) into s->dec; its length or -1. */
+static ssize_t
+jbody_unescape(struct jbody_parse *s, const unsigned char *raw, size_t n)
+{
+	unsigned char	*d;
+	unsigned	 v, lo;
+	size_t		 i = 0, o = 0;
+
+	if (n > s->dsize) {	/* decoded text is never longer than raw */
+		if ((d = malloc(n)) == NULL)
+			return -1;
+		if (s->dec != NULL) {
+			explicit_bzero(s->dec, s->dsize);
+			free(s->dec);
+		}
+		s->dec = d;
+		s->dsize = n;
+	}
+	d = s->dec;
+	while (i < n) {
+		if (raw[i] != '\\') {
+			d[o++] = raw[i++];
+			continue;
+		}
+		switch (raw[i + 1]) {
+		case 'b': d[o++] = '\b'; break;
+		case 'f': d[o++] = '\f'; break;
+		case 'n': d[o++] = '\n'; break;
+		case 'r': d[o++] = '\r'; break;
+		case 't': d[o++] = '\t'; break;
+		case 'u':
+			(void)jbody_hex4(raw + i + 2, 4, &v);
+			if (v >= 0xd800 && v <= 0xdbff) {	/* the lint paired it */
+				(void)jbody_hex4(raw + i + 8, 4, &lo);
+				v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
+				i += 6;
+			}
+			o += jbody_utf8(d + o, v);
+			i += 6;
+			continue;
+		default: d[o++] = raw[i + 1]; break;	/* '"', '\\', '/' */
+		}
+		i += 2;
+	}
+	return (ssize_t)o;
+}
+
+/* The string after an opening quote: its (decoded) bytes; -1 if invalid. */
+static int
+jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
+{
+	const unsigned char	*q = s->p, *end = s->end;
+	unsigned		 v;
+	int			 esc = 0;
+	ssize_t			 n;
+
+	for (;;) {
+		q += jbody_run(q, (size_t)(end - q), 1);
+		if (q >= end)
+			return -1;
+		if (*q == '"')
+			break;
+		if (*q >= 0x80) {	/* the lint checked the sequence */
+			q++;
+			continue;
+		}
+		if (*q < 0x20 || end - q < 2)	/* a raw control byte, or cut */
+			return -1;
+		esc = 1;
+		switch (q[1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			q += 2;
+			break;
+		case 'u':
+			if (jbody_hex4(q + 2, (size_t)(end - q - 2), &v) == -1)
+				return -1;
+			q += 6;
+			break;
+		default:
+			return -1;
+		}
+	}
+	*out = s->p;
+	*len = (size_t)(q - s->p);
+	s->p = q + 1;
+	if (esc) {
+		if ((n = jbody_unescape(s, *out, *len)) == -1)
+			return -1;
+		*out = s->dec;
+		*len = (size_t)n;
+	}
+	return 0;
+}
+
+/* A number at s->p: its length, 0 if the grammar does not allow it. */
+static size_t
+jbody_number_len(const unsigned char *p, const unsigned char *end)
+{
+	const unsigned char	*q = p;
+
+#define DIGIT(q)	((q) < end && *(q) >= '0' && *(q) <= '9')
+	if (q < end && *q == '-')
+		q++;
+	if (q < end && *q == '0')
+		q++;
+	else if (DIGIT(q))
+		while (DIGIT(q))
+			q++;
+	else
+		return 0;
+	if (q < end && *q == '.') {
+		q++;
+		if (!DIGIT(q))
+			return 0;
+		while (DIGIT(q))
+			q++;
+	}
+	if (q < end && (*q == 'e' || *q == 'E')) {
+		q++;
+		if (q < end && (*q == '+' || *q == '-'))
+			q++;
+		if (!DIGIT(q))
+			return 0;
+		while (DIGIT(q))
+			q++;
+	}
+#undef DIGIT
+	return (size_t)(q - p);
+}
+
+/* Does s->p start with the literal lit? */
+static int
+jbody_literal(struct jbody_parse *s, const char *lit, size_t n)
+{
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+		return 0;
+	s->p += n;
+	return 1;
+}
+
+/* One JSON text, callbacks in document order; 0, or -1 (c->why may say why). */
+static int
+jbody_grammar(struct jbody_ctx *c, struct jbody_parse *s)
+{
+	const unsigned char	*str;
+	size_t			 len, top = 0;
+
+value:
+	jbody_ws(s);
+	if (s->p >= s->end)
+		return -1;
+	switch (*s->p) {
+	case '{':
+		s->p++;
+		if (!jbody_start_map(c))
+			return -1;
+		s->stack[top++] = '{';
+		jbody_ws(s);
+		if (s->p < s->end && *s->p == '}')
+			goto close;
+		goto key;
+	case '[':
+		s->p++;
+		if (!jbody_open(c, "["))
+			return -1;
+		s->stack[top++] = '[';
+		jbody_ws(s);
+		if (s->p < s->end && *s->p == ']')
+			goto close;
+		goto value;
+	case '"':
+		s->p++;
+		if (jbody_string(s, &str, &len) == -1 || !jbody_scalar(c, str, len, 1))
+			return -1;
+		goto after;
+	case 't':
+		if (!jbody_literal(s, "true", 4) || !jbody_scalar(c, "true", 4, 0))
+			return -1;
+		goto after;
+	case 'f':
+		if (!jbody_literal(s, "false", 5) || !jbody_scalar(c, "false", 5, 0))
+			return -1;
+		goto after;
+	case 'n':
+		if (!jbody_literal(s, "null", 4) || !jbody_scalar(c, "null", 4, 0))
+			return -1;
+		goto after;
+	default:
+		if ((len = jbody_number_len(s->p, s->end)) == 0 ||
+		    !jbody_number(c, (const char *)s->p, len))
+			return -1;
+		s->p += len;
+		goto after;
+	}
+key:
+	jbody_ws(s);
+	if (s->p >= s->end || *s->p != '"')
+		return -1;
+	s->p++;
+	if (jbody_string(s, &str, &len) == -1 || !jbody_map_key(c, str, len))
+		return -1;
+	jbody_ws(s);
+	if (s->p >= s->end || *s->p != ':')
+		return -1;
+	s->p++;
+	goto value;
+after:
+	jbody_ws(s);
+	if (top == 0)
+		return s->p == s->end ? 0 : -1;
+	if (s->p >= s->end)
+		return -1;
+	if (*s->p == ',') {
+		s->p++;
+		if (s->stack[top - 1] == '{')
+			goto key;
+		goto value;
+	}
+	if (*s->p != (s->stack[top - 1] == '{' ? '}' : ']'))
+		return -1;
+close:
+	s->p++;
+	if (!jbody_close(c, s->stack[--top] == '{' ? "}" : "]"))
+		return -1;
+	goto after;
+}
+
+/* The cheap checks before the grammar; *first = offset of the first non-blank. */
 static int
 jbody_precheck(const char *buf, size_t len, int flags, size_t *first,
     const char **why)
@@ -596,8 +813,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
     const char **why)
 {
 	struct jbody_ctx	c;
-	struct yarena		ya;
-	yajl_handle		h;
+	struct jbody_parse	s;
 	size_t			first = 0;
 	int			rc = -1;
 
@@ -606,14 +822,16 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	if (jbody_precheck(buf, len, flags, &first, why) == -1)
 		return -1;
 	jbody_ctx_init(&c, max_depth, rs, out, jb);
-	yarena_init(&ya);
-	if ((h = yajl_alloc(&jbody_callbacks, &ya.funcs, &c)) == NULL) {
+	s.p = (const unsigned char *)buf;
+	s.end = s.p + len;
+	s.dec = NULL;
+	s.dsize = 0;
+	s.stack = s.local;	/* jbody_open stops at max_depth containers */
+	if (max_depth > sizeof(s.local) && (s.stack = malloc(max_depth)) == NULL) {
 		*why = "out of memory";
 		return -1;
 	}
-	yajl_config(h, yajl_dont_validate_strings, 1);	/* jbody_lint did */
-	if (yajl_parse(h, (const unsigned char *)buf, len) != yajl_status_ok ||
-	    yajl_complete_parse(h) != yajl_status_ok)
+	if (jbody_grammar(&c, &s) == -1)
 		*why = c.why != NULL ? c.why : "invalid JSON";
 	else {
 		if (c.emit)
@@ -623,8 +841,12 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 		else
 			rc = 0;
 	}
-	yajl_free(h);
-	yarena_done(&ya);
+	if (s.dec != NULL) {
+		explicit_bzero(s.dec, s.dsize);
+		free(s.dec);
+	}
+	if (s.stack != s.local)
+		free(s.stack);
 	jbody_sink_wipe(&c.cap);
 	if (jb->is_object)
 		jb->open = first;

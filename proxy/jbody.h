@@ -1,5 +1,5 @@
 /*
- * jbody.c — one yajl pass over a caller's JSON request body.
+ * jbody.c — one pass (after a byte lint) over a caller's JSON request body.
  *
  * The pass validates the text, says whether the top-level object already
  * has a "nonce" member and where it opens, and can emit a compact, redacted
@@ -12,7 +12,7 @@
  * Only the audit copy is re-serialised.
  *
  * What is accepted: exactly one RFC 8259 value, optionally surrounded by
- * space, tab, CR or LF.  Stricter than yajl alone: strings must be strict
+ * space, tab, CR or LF.  Strict: strings must be strict
  * UTF-8 (RFC 3629: no overlongs, no encoded surrogates, nothing above
  * U+10FFFF); \uXXXX escapes of surrogates must form a high+low pair (a lone
  * or reversed surrogate escape is REJECTED, as RFC 7493 I-JSON does, because

@@ -1,9 +1,10 @@
 /*
  * yarena.h — a bump allocator for one yajl parse, wiped when the parse ends.
  *
- * yajl allocates its handle, lexer, byte stack and decode buffer for every
- * parse (five to seven malloc calls), and its decode buffer holds unescaped
- * string values, which may be passwords or keys, then frees them unwiped.
+ * Used for the policy field scan (policy.c).  yajl allocates its handle,
+ * lexer, byte stack and decode buffer for every parse (five to seven malloc
+ * calls), and its decode buffer holds unescaped string values, which may be
+ * passwords or keys, then frees them unwiped.
  * A yarena lives in the parsing function's frame: yajl allocates from it,
  * falls back to the heap only for what does not fit (long escaped strings,
  * deep nesting), and yarena_done() zeroes every byte yajl was given, heap

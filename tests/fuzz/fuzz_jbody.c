@@ -1,5 +1,5 @@
-/* fuzz-sources: proxy/jbody.c proxy/redact.c proxy/yarena.c */
-/* fuzz-libs: -levent_core -lyajl */
+/* fuzz-sources: proxy/jbody.c proxy/redact.c */
+/* fuzz-libs: -levent_core */
 /*
  * fuzz_jbody.c — libFuzzer target for jbody_scan.
  *

@@ -183,6 +183,11 @@ test_invalid(void)
 	check_bad(L("{}{}"), JBODY_OBJECT, DEPTH, "invalid JSON");
 	check_bad(L("{} 1"), JBODY_OBJECT, DEPTH, "invalid JSON");
 	check_bad(L("1 2"), 0, DEPTH, "invalid JSON");
+	/* an unfinished token after the value (yajl 2.1 let these through) */
+	check_bad(L("{\"a\":1}\""), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("{\"a\":1} \"abc"), JBODY_OBJECT, DEPTH, "invalid JSON");
+	check_bad(L("true\""), 0, DEPTH, "invalid JSON");
+	check_bad(L("\"a\"\":1"), 0, DEPTH, "invalid JSON");
 	check_bad(L("{\"a\":1,}"), JBODY_OBJECT, DEPTH, "invalid JSON");
 	check_bad(L("[1,]"), 0, DEPTH, "invalid JSON");
 	check_bad(L("{\"a\":1"), JBODY_OBJECT, DEPTH, "invalid JSON");
