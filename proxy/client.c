@@ -241,28 +241,32 @@ client_free(struct client *cl)
 static void
 client_io_read(evutil_socket_t fd, short what, void *arg)
 {
-	struct client		*cl = arg;
-	struct evbuffer_iovec	 v;
-	ssize_t			 n;
+	struct client	*cl = arg;
+	unsigned char	 buf[CLIENT_READ_MAX];
+	ssize_t		 n;
+	int		 failed;
 
 	if (what & EV_TIMEOUT) {
 		client_gone(cl);
 		return;
 	}
-	if (evbuffer_reserve_space(cl->in, CLIENT_READ_MAX, &v, 1) != 1) {
-		client_gone(cl);	/* out of memory */
-		return;
-	}
-	if (v.iov_len > CLIENT_READ_MAX)
-		v.iov_len = CLIENT_READ_MAX;
-	if ((n = read(fd, v.iov_base, v.iov_len)) <= 0) {
+	/*
+	 * Read into the frame, then copy what came: the input buffer then
+	 * grows by what arrived (a chain sized to a 300-byte request), not by
+	 * a 32 KB chain reserved in advance that an idle connection would keep.
+	 */
+	if ((n = read(fd, buf, sizeof(buf))) <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		client_gone(cl);	/* EOF or error */
 		return;
 	}
-	v.iov_len = (size_t)n;
-	evbuffer_commit_space(cl->in, &v, 1);
+	failed = evbuffer_add(cl->in, buf, (size_t)n) == -1;
+	explicit_bzero(buf, (size_t)n);
+	if (failed) {
+		client_gone(cl);	/* out of memory */
+		return;
+	}
 	if (evbuffer_get_length(cl->in) >= cl->read_high)
 		client_read_sync(cl);	/* pause; consuming the input resumes */
 	client_input(cl);
