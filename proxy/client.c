@@ -26,6 +26,7 @@
 #include "log.h"
 #include "ocp-proxy.h"
 #include "policy.h"
+#include "wipe.h"
 
 enum client_state { CL_HEAD, CL_BODY, CL_BUSY, CL_CLOSING };
 
@@ -195,8 +196,10 @@ client_reset(struct client *cl)
 	free(cl->method);
 	free(cl->target);
 	cl->method = cl->target = NULL;
-	if (cl->body != NULL)
+	if (cl->body != NULL) {
+		wipe_evbuffer(cl->body);
 		evbuffer_free(cl->body);
+	}
 	cl->body = NULL;
 	cl->body_len = 0;
 	cl->left = 0;
@@ -228,6 +231,8 @@ client_free(struct client *cl)
 		event_free(cl->deadline);
 	event_free(cl->rev);
 	event_free(cl->wev);
+	wipe_evbuffer(cl->in);
+	wipe_evbuffer(cl->out);
 	evbuffer_free(cl->in);
 	evbuffer_free(cl->out);
 	close(cl->fd);
@@ -278,7 +283,7 @@ client_io_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct client	*cl = arg;
 
-	if ((what & EV_TIMEOUT) || evbuffer_write(cl->out, fd) == -1) {
+	if ((what & EV_TIMEOUT) || wipe_write(cl->out, fd) == -1) {
 		if (!(what & EV_TIMEOUT) && (errno == EAGAIN || errno == EINTR))
 			return;
 		client_gone(cl);
@@ -408,7 +413,7 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 		 * armed only for a remainder; an error is left to the write
 		 * event too, as the caller of this function still holds cl.
 		 */
-		(void)evbuffer_write(out, cl->fd);
+		(void)wipe_write(out, cl->fd);	/* written bytes are zeroed: answers hold secrets */
 		if (evbuffer_get_length(out) == 0)
 			return;
 	}
@@ -473,7 +478,7 @@ client_refuse(struct client *cl, int status, const char *name, const char *msg, 
 	cl->state = CL_BUSY;
 	client_read_set(cl, 0, 0);
 	if (cl->head_len > 0) {	/* the parsed head is not needed any more */
-		evbuffer_drain(cl->in, cl->head_len);
+		wipe_drain(cl->in, cl->head_len);	/* may hold a bearer token */
 		cl->head_len = 0;
 	}
 	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
@@ -639,7 +644,11 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	avail = evbuffer_get_length(in);
 	if (avail > c->max_header_bytes + 1)
 		avail = c->max_header_bytes + 1;
-	p = (char *)evbuffer_pullup(in, (ev_ssize_t)avail);
+	/* contiguous without freeing uncleared copies (a body may follow the head) */
+	if ((p = (char *)wipe_pullup(in)) == NULL) {
+		client_free(cl);	/* out of memory */
+		return -1;
+	}
 	if ((hl = httpp_head_len(p, avail)) == 0 && avail <= c->max_header_bytes)
 		return 0;	/* not complete yet */
 	if (hl == 0 || hl > c->max_header_bytes) {
@@ -671,7 +680,7 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	cl->head_len = hl;	/* drained by client_refuse or below */
 	if (client_check_head(cl, &m) == -1)
 		return -1;
-	evbuffer_drain(in, hl);
+	wipe_drain(in, hl);	/* may hold a bearer token */
 	cl->head_len = 0;
 	if (m.expect_continue) {
 		evbuffer_add(cl->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -708,7 +717,10 @@ client_read_body(struct client *cl, struct evbuffer *in)
 		n = evbuffer_get_length(in);
 		if (n > cl->left)
 			n = (size_t)cl->left;
-		evbuffer_remove_buffer(in, cl->body, n);
+		if (wipe_move(in, cl->body, n) == -1) {
+			client_refuse(cl, 503, "PROXY_OVERLOADED", "out of memory", 1);
+			return -1;
+		}
 		cl->left -= n;
 		cl->body_len += n;
 		return cl->left == 0;
@@ -722,7 +734,7 @@ client_read_body(struct client *cl, struct evbuffer *in)
 			client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
 			return -1;
 		}
-		evbuffer_drain(in, (size_t)used);
+		wipe_drain(in, (size_t)used);
 		if (cl->too_large) {
 			client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
 			    "the request body exceeds max_body_bytes", 1);
@@ -743,7 +755,7 @@ client_input(struct client *cl)
 
 	if (cl->state == CL_CLOSING) {	/* lingering: discard, bounded */
 		cl->drained += evbuffer_get_length(in);
-		evbuffer_drain(in, evbuffer_get_length(in));
+		wipe_drain(in, evbuffer_get_length(in));
 		if (cl->drained > CLIENT_LINGER_BYTES)
 			client_free(cl);
 		return;
@@ -800,7 +812,7 @@ client_written(struct client *cl)
 		client_free(cl);
 		return;
 	}
-	evbuffer_drain(cl->in, evbuffer_get_length(cl->in));
+	wipe_drain(cl->in, evbuffer_get_length(cl->in));
 	client_deadline(cl, CLIENT_LINGER_MS);
 	client_read_set(cl, 1, cl->px->gen->conf->idle_timeout_ms);
 }

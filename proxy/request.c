@@ -23,6 +23,7 @@
 #include "redact.h"
 #include "signer.h"
 #include "upstream.h"
+#include "wipe.h"
 
 #define REQ_ID_LEN	24
 #define REQ_NONCE_AHEAD_MS	86400000ULL	/* caller nonces: at most a day ahead */
@@ -230,8 +231,10 @@ request_free(struct request *r)
 		audit_forget(ocp->audit, r);
 	if (r->xfer != NULL)
 		upstream_cancel(r->xfer);
-	if (r->body != NULL)
+	if (r->body != NULL) {
+		wipe_evbuffer(r->body);	/* a caller's body may hold a password */
 		evbuffer_free(r->body);
+	}
 	if (r->key != NULL)
 		pkey_unref(r->key);
 	if (r->entered)
@@ -292,8 +295,10 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	} else
 		evbuffer_add(line, "null", 4);
 	if (c->audit_bodies == BODIES_REDACTED && resp != NULL) {
-		p = (char *)evbuffer_pullup(resp, -1);
-		if (len > 0 && (red = evbuffer_new()) != NULL &&
+		p = (char *)wipe_pullup(resp);	/* answers hold passwords: no uncleared copy */
+		if (len > 0 && p == NULL)
+			buf_kv_u64(line, ",\"response_bytes\":", len);	/* no memory */
+		else if (len > 0 && (red = evbuffer_new()) != NULL &&
 		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
 			evbuffer_add(line, ",\"response\":", 12);
 			evbuffer_add_buffer(line, red);
@@ -375,7 +380,7 @@ request_forward(struct request *r)
 	const struct conf *c = r->gen->conf;
 	struct evbuffer	*head;
 	struct iovec	 iov[3];
-	char		*p = (char *)evbuffer_pullup(r->body, -1);
+	char		*p = (char *)wipe_pullup(r->body);	/* one chain already */
 	size_t		 len = evbuffer_get_length(r->body), cut;
 	char		 sig[SIGNER_HEX_LEN + 1], clen[24];
 	int		 n;
@@ -526,7 +531,10 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 	if (evbuffer_get_length(r->body) == 0)
 		evbuffer_add(r->body, "{}", 2);		/* an empty body counts as {} */
 	len = evbuffer_get_length(r->body);
-	p = (char *)evbuffer_pullup(r->body, -1);
+	if ((p = (char *)wipe_pullup(r->body)) == NULL) {
+		request_fail(r, 503, "PROXY_OVERLOADED", "out of memory");
+		return -1;
+	}
 	if (jbody_scan(p, len, JBODY_OBJECT, c->max_json_depth, r->gen->redact, redacted,
 	    &r->jb, &why) == -1) {
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");

@@ -22,6 +22,7 @@
 #include "httpp.h"
 #include "log.h"
 #include "upstream.h"
+#include "wipe.h"
 
 #define UP_MAX_HEAD	65536
 #define UP_SPARE	64	/* finished exchanges kept for reuse */
@@ -141,6 +142,8 @@ up_ctx(struct upstream *up, const struct conf *c, char **cause)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_read_ahead(ctx, 1);		/* one read() per record batch */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+	/* answers hold passwords and Vault secrets: no plaintext left in record buffers */
+	SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (c->ca_file != NULL && *c->ca_file != '\0') {
 		if (SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1)
@@ -252,30 +255,6 @@ upstream_stats(const struct upstream *up, struct upstream_stats *st)
 	*st = up->st;
 }
 
-/*
- * Zero every byte of b in place, chain by chain (no pullup, which would free
- * uncleansed copies): requests hold a signature or a Vault token, Vault's
- * answers a secret.
- */
-void
-upstream_cleanse(struct evbuffer *b)
-{
-	struct evbuffer_iovec	 stack[8], *v = stack;
-	int			 i, n;
-
-	if ((n = evbuffer_peek(b, -1, NULL, NULL, 0)) <= 0)
-		return;
-	if (n > 8 && (v = calloc((size_t)n, sizeof(*v))) == NULL) {
-		v = stack;
-		n = 8;		/* out of memory: cleanse what fits */
-	}
-	n = evbuffer_peek(b, -1, NULL, v, n);
-	for (i = 0; i < n; i++)
-		OPENSSL_cleanse(v[i].iov_base, v[i].iov_len);
-	if (v != stack)
-		free(v);
-}
-
 /* Release an exchange and what it holds. */
 static void
 xfer_free(struct up_xfer *x)
@@ -308,10 +287,10 @@ xfer_put(struct upstream *up, struct up_xfer *x)
 	x->spare_body = body;
 
 	evtimer_del(timer);
-	upstream_cleanse(req);
+	wipe_evbuffer(req);
 	evbuffer_drain(req, evbuffer_get_length(req));
 	if (body != NULL) {
-		upstream_cleanse(body);
+		wipe_evbuffer(body);
 		evbuffer_drain(body, evbuffer_get_length(body));
 	}
 	if (up->nspare >= UP_SPARE) {
@@ -414,7 +393,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	int		 i;
 
 	if ((x = xfer_get(up)) == NULL) {
-		upstream_cleanse(head);
+		wipe_evbuffer(head);
 		return NULL;
 	}
 	/* one contiguous copy (one TLS record, one segment); the head is cleansed */
@@ -422,7 +401,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	for (i = 0; i < n; i++)
 		len += body[i].iov_len;
 	if (evbuffer_reserve_space(x->req, (ev_ssize_t)len, &v, 1) != 1 || v.iov_len < len) {
-		upstream_cleanse(head);
+		wipe_evbuffer(head);
 		xfer_put(up, x);
 		return NULL;
 	}
@@ -434,7 +413,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	}
 	v.iov_len = len;
 	evbuffer_commit_space(x->req, &v, 1);
-	upstream_cleanse(head);
+	wipe_evbuffer(head);
 	evbuffer_drain(head, evbuffer_get_length(head));
 	x->req_len = len;
 	x->up = up;
@@ -490,8 +469,10 @@ conn_free(struct up_conn *c)
 		SSL_free(c->ssl);
 		ERR_clear_error();
 	}
-	if (c->in != NULL)
+	if (c->in != NULL) {
+		wipe_evbuffer(c->in);
 		evbuffer_free(c->in);
+	}
 	if (c->fd != -1)
 		close(c->fd);
 	free(c);
@@ -644,14 +625,16 @@ conn_parse_body(struct up_conn *c, struct evbuffer *in, const char **why)
 	case B_LENGTH:
 		if (n > c->left)
 			n = (size_t)c->left;
-		evbuffer_remove_buffer(in, body, n);
+		if (wipe_move(in, body, n) == -1)
+			return (*why = "out of memory", -1);
 		c->left -= n;
 		return c->left == 0;
 	case B_CLOSE:
 		c->got += n;
 		if (c->got > c->up->max_resp)
 			return (*why = "upstream response larger than max_response_bytes", -1);
-		evbuffer_remove_buffer(in, body, n);
+		if (wipe_move(in, body, n) == -1)
+			return (*why = "out of memory", -1);
 		return 0;
 	case B_CHUNKED:
 		while (!done && evbuffer_get_length(in) > 0) {
@@ -664,7 +647,7 @@ conn_parse_body(struct up_conn *c, struct evbuffer *in, const char **why)
 			    conn_chunk_emit, c, &done, why);
 			if (used < 0)
 				return -1;
-			evbuffer_drain(in, (size_t)used);
+			wipe_drain(in, (size_t)used);
 			if (c->got > c->up->max_resp)
 				return (*why = "upstream response larger than max_response_bytes", -1);
 		}

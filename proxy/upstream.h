@@ -50,8 +50,6 @@ void		 upstream_unref(struct upstream *);
  * and emptied).  NULL on ENOMEM. */
 struct up_xfer	*upstream_send(struct upstream *, struct evbuffer *head,
 		    const struct iovec *body, int n, up_done_fn, void *arg);
-/* Zero every byte of an evbuffer in place (each chain; nothing copied). */
-void		 upstream_cleanse(struct evbuffer *);
 /* Abandon an exchange: no callback will run; its connection is closed. */
 void		 upstream_cancel(struct up_xfer *);
 /* 1 if both configs point the pool at the same place in the same way. */

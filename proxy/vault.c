@@ -26,6 +26,7 @@
 #include "secret.h"
 #include "upstream.h"
 #include "vault.h"
+#include "wipe.h"
 
 #define VAULT_REQ_BYTES		(40 * 1024)	/* one request: head + body */
 #define VAULT_BODY_BYTES	(20 * 1024)	/* one request body */
@@ -811,7 +812,7 @@ body_wipe(struct evbuffer *b)
 {
 	if (b == NULL)
 		return;
-	upstream_cleanse(b);	/* every chain: a pullup would free uncleansed copies */
+	wipe_evbuffer(b);
 	evbuffer_free(b);
 }
 
@@ -822,7 +823,7 @@ body_view(struct evbuffer *b, size_t *len)
 	*len = b == NULL ? 0 : evbuffer_get_length(b);
 	if (*len == 0)
 		return NULL;
-	return (const char *)evbuffer_pullup(b, -1);
+	return (const char *)wipe_pullup(b);	/* a plain pullup frees uncleared copies */
 }
 
 /* A loggable reason for a transport failure. */
