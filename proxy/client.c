@@ -641,7 +641,8 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	 * NUL), so such a request is refused now instead of waiting for a
 	 * CRLFCRLF that never comes.
 	 */
-	avail = evbuffer_get_length(in);
+	if ((avail = evbuffer_get_length(in)) == 0)
+		return 0;	/* only empty lines so far */
 	if (avail > c->max_header_bytes + 1)
 		avail = c->max_header_bytes + 1;
 	/* contiguous without freeing uncleared copies (a body may follow the head) */

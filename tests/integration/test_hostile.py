@@ -498,6 +498,24 @@ def empty_lines_before_the_request_line_are_ignored():
         assert_eq([r[0] for r in got], [200, 200],
                   "a CRLF before the first request and two between requests are skipped")
         assert_eq(len(s.records()), 2, "both forwarded")
+        # a CRLF that arrives on its own, after the answer, between two requests
+        x = socket.create_connection((p.host, p.port), timeout=5)
+        x.sendall(one)
+        data = b""
+        while not parse_responses(data):
+            data += x.recv(65536)
+        x.sendall(b"\r\n")
+        time.sleep(0.3)
+        x.sendall(one)
+        data = b""
+        while len(parse_responses(data)) < 1:
+            b = x.recv(65536)
+            if not b:
+                break
+            data += b
+        x.close()
+        assert_eq([r[0] for r in parse_responses(data)], [200],
+                  "a lone CRLF between requests keeps the connection")
         got = parse_responses(talk(p.target, b"\r\n" * 40 + one, 3)[0])
         assert_eq([r[0] for r in got], [400], "forty empty lines: refused")
         assert_true(p.running(), "proxy still running")
