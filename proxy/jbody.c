@@ -23,6 +23,7 @@
 
 #define JBODY_STAGE	512	/* bytes staged before an evbuffer_add */
 #define JBODY_LOCAL_DEPTH 512	/* container stack held in the frame */
+#define JBODY_WS(c)	((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
 /* Where emitted bytes go: staged then flushed to ev, or (ev NULL) kept. */
 struct jbody_sink {
@@ -197,7 +198,7 @@ jbody_hex4(const unsigned char *p, size_t len, unsigned *v)
 
 /*
  * Bytes taken by the escape at p (p[0] == '\\'); 0 for a surrogate escape
- * that is not a high+low pair.  Malformed escapes are left to yajl.
+ * that is not a high+low pair.  Malformed escapes are left to the grammar.
  */
 static size_t
 jbody_escape_len(const unsigned char *p, size_t len)
@@ -253,10 +254,12 @@ jbody_run(const unsigned char *p, size_t len, int quote)
 }
 
 /*
- * What yajl does not check: strict UTF-8, paired surrogate escapes, no \v or
- * \f (outside strings they would be whitespace to yajl; inside, yajl rejects
- * them anyway).  Backslashes only occur in strings of a valid text, each
- * starting one escape, so scanning without tracking strings is exact.
+ * What the grammar does not check: strict UTF-8 and paired surrogate escapes.
+ * \v and \f are refused here as well (the grammar refuses them too; yajl,
+ * which did the grammar before, took them for whitespace), so the first fault
+ * of a body is reported as it always was.  Backslashes only occur in strings
+ * of a valid text, each starting one escape, so scanning without tracking
+ * strings is exact.
  */
 static int
 jbody_lint(const unsigned char *p, size_t len, const char **why)
@@ -510,8 +513,7 @@ struct jbody_parse {
 static void
 jbody_ws(struct jbody_parse *s)
 {
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' ||
-	    *s->p == '\r'))
+	while (s->p < s->end && JBODY_WS(*s->p))
 		s->p++;
 }
 
@@ -779,8 +781,7 @@ jbody_precheck(const char *buf, size_t len, int flags, size_t *first,
 		*why = "empty body";
 		return -1;
 	}
-	while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' ||
-	    buf[i] == '\r'))
+	while (i < len && JBODY_WS(buf[i]))
 		i++;
 	if ((flags & JBODY_OBJECT) && i < len && buf[i] != '{') {
 		*why = "not a JSON object";

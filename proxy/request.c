@@ -382,7 +382,7 @@ request_forward(struct request *r)
 	struct iovec	 iov[3];
 	char		*p = (char *)wipe_pullup(r->body);	/* one chain already */
 	size_t		 len = evbuffer_get_length(r->body), cut;
-	char		 sig[SIGNER_HEX_LEN + 1], clen[24];
+	char		 sig[SIGNER_HEX_LEN + 1];
 	int		 n;
 
 	if (r->member_len > 0) {
@@ -400,32 +400,27 @@ request_forward(struct request *r)
 		return;
 	}
 	/* pieces with their lengths: no format string parsed per request */
-#define ADD_LIT(s)	evbuffer_add(head, s, sizeof(s) - 1)
-#define ADD_STR(s)	evbuffer_add(head, s, strlen(s))
-	ADD_LIT("POST ");
-	ADD_STR(r->path);
-	ADD_LIT(" HTTP/1.1\r\nHost: ");
+	buf_str(head, "POST ");
+	buf_str(head, r->path);
+	buf_str(head, " HTTP/1.1\r\nHost: ");
 	if (strchr(c->up_host, ':') != NULL) {
-		ADD_LIT("[");
-		ADD_STR(c->up_host);
-		ADD_LIT("]");
+		buf_str(head, "[");
+		buf_str(head, c->up_host);
+		buf_str(head, "]");
 	} else
-		ADD_STR(c->up_host);
+		buf_str(head, c->up_host);
 	if (strcmp(c->up_port, "443") != 0) {
-		ADD_LIT(":");
-		ADD_STR(c->up_port);
+		buf_str(head, ":");
+		buf_str(head, c->up_port);
 	}
-	ADD_LIT("\r\nContent-Type: application/json\r\nContent-Length: ");
-	evbuffer_add(head, clen, (size_t)snprintf(clen, sizeof(clen), "%zu",
-	    len + r->member_len));
-	ADD_LIT("\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
+	buf_kv_u64(head, "\r\nContent-Type: application/json\r\nContent-Length: ",
+	    len + r->member_len);
+	buf_str(head, "\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
 	    "\r\nx-api-public-key: ");
-	ADD_STR(r->key->public_key);
-	ADD_LIT("\r\nx-api-signature: ");
+	buf_str(head, r->key->public_key);
+	buf_str(head, "\r\nx-api-signature: ");
 	evbuffer_add(head, sig, SIGNER_HEX_LEN);
-	ADD_LIT("\r\n\r\n");
-#undef ADD_LIT
-#undef ADD_STR
+	buf_str(head, "\r\n\r\n");
 	OPENSSL_cleanse(sig, sizeof(sig));
 	r->xfer = upstream_send(r->gen->up, head, iov, n, request_upstream_done, r);
 	evbuffer_free(head);

@@ -41,8 +41,7 @@ struct up_xfer {
 	up_done_fn		 done;
 	void			*arg;
 	struct event		*timer;		/* total timeout */
-	struct up_result	 res;
-	struct evbuffer		*spare_body;	/* emptied res.body, for the next answer */
+	struct up_result	 res;		/* res.body is kept, emptied, for reuse */
 	int			 queued;
 	int			 tries;
 	int			 in_send;	/* inside upstream_send: no callback yet */
@@ -263,8 +262,6 @@ xfer_free(struct up_xfer *x)
 	evbuffer_free(x->req);
 	if (x->res.body != NULL)
 		evbuffer_free(x->res.body);
-	if (x->spare_body != NULL)
-		evbuffer_free(x->spare_body);
 	free(x);
 }
 
@@ -276,23 +273,13 @@ xfer_free(struct up_xfer *x)
 static void
 xfer_put(struct upstream *up, struct up_xfer *x)
 {
-	struct evbuffer	*req = x->req, *body = x->res.body;
+	struct evbuffer	*req = x->req, *body = x->res.body;	/* body: NULL if taken */
 	struct event	*timer = x->timer;
 
-	if (body == NULL)
-		body = x->spare_body;
-	else if (x->spare_body != NULL)
-		evbuffer_free(x->spare_body);
-	x->res.body = NULL;
-	x->spare_body = body;
-
 	evtimer_del(timer);
-	wipe_evbuffer(req);
-	evbuffer_drain(req, evbuffer_get_length(req));
-	if (body != NULL) {
-		wipe_evbuffer(body);
-		evbuffer_drain(body, evbuffer_get_length(body));
-	}
+	wipe_drain(req, evbuffer_get_length(req));
+	if (body != NULL)
+		wipe_drain(body, evbuffer_get_length(body));
 	if (up->nspare >= UP_SPARE) {
 		xfer_free(x);
 		return;
@@ -300,7 +287,7 @@ xfer_put(struct upstream *up, struct up_xfer *x)
 	memset(x, 0, sizeof(*x));
 	x->req = req;
 	x->timer = timer;
-	x->spare_body = body;
+	x->res.body = body;
 	TAILQ_INSERT_HEAD(&up->spare, x, entry);
 	up->nspare++;
 }
@@ -413,8 +400,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	}
 	v.iov_len = len;
 	evbuffer_commit_space(x->req, &v, 1);
-	wipe_evbuffer(head);
-	evbuffer_drain(head, evbuffer_get_length(head));
+	wipe_drain(head, evbuffer_get_length(head));
 	x->req_len = len;
 	x->up = up;
 	x->done = done;
@@ -685,10 +671,6 @@ conn_input(struct up_conn *c)
 	const char	*why = NULL;
 	int		 r;
 
-	if (c->xfer->res.body == NULL) {
-		c->xfer->res.body = c->xfer->spare_body;
-		c->xfer->spare_body = NULL;
-	}
 	if (c->xfer->res.body == NULL && (c->xfer->res.body = evbuffer_new()) == NULL) {
 		conn_fail(c, UP_PROTOCOL, "out of memory");
 		return 1;
