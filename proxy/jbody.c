@@ -6,8 +6,11 @@
  * or \f), 8 bytes at a time; jbody_grammar walks the RFC 8259 grammar with
  * an explicit container stack (no recursion) and feeds each token to the
  * nonce, redaction and copy logic.  Strings are decoded only when they hold
- * escapes, into a scratch buffer that is wiped.  Output is written through a
- * small stage so a body costs a few evbuffer_add calls, not one per token.
+ * escapes, into a scratch buffer that is wiped.  The copy is kept as a span
+ * of the input for as long as it equals the input (no blanks, no escapes,
+ * nothing replaced), so a compact body is copied in a few memcpy calls, not
+ * token by token; what differs goes through a small stage, so a body costs a
+ * few evbuffer_add calls.
  *
  * Until 2026-11 yajl did the grammar; it let an unfinished token after the
  * value through ('{"a":1}"'), which this grammar refuses.
@@ -47,6 +50,9 @@ struct jbody_ctx {
 	int			 pending;	/* the next value is to be replaced */
 	int			 at_nonce;	/* the current top-level member is "nonce" */
 	int			 comma;		/* a ',' goes before the next item */
+	const unsigned char	*span;		/* input bytes [span, span_end) are */
+	const unsigned char	*span_end;	/* the next output of cur, unsent */
+	const unsigned char	*end;		/* end of the input */
 	const char		*why;
 	struct jbody_sink	 out;
 	struct jbody_sink	 cap;		/* a replaced value, to fingerprint */
@@ -139,6 +145,52 @@ jbody_put(struct jbody_sink *k, const void *s, size_t len)
 	}
 	memcpy(k->p + k->n, s, len);
 	k->n += len;
+}
+
+/* Send the pending span of input to the current sink. */
+static void
+jbody_span_flush(struct jbody_ctx *c)
+{
+	if (c->span != c->span_end)
+		jbody_put(c->cur, c->span, (size_t)(c->span_end - c->span));
+	c->span = c->span_end = NULL;
+}
+
+/* Emit input bytes p[0..n), which are their own output. */
+static void
+jbody_raw(struct jbody_ctx *c, const unsigned char *p, size_t n)
+{
+	if (c->cur == NULL)
+		return;
+	if (p != c->span_end) {
+		jbody_span_flush(c);
+		c->span = p;
+	}
+	c->span_end = p + n;
+}
+
+/* Emit s[0..n); it extends the span when the input goes on with the same bytes. */
+static void
+jbody_emit(struct jbody_ctx *c, const char *s, size_t n)
+{
+	if (c->cur == NULL)
+		return;
+	if (c->span_end != NULL && (size_t)(c->end - c->span_end) >= n &&
+	    memcmp(c->span_end, s, n) == 0) {
+		c->span_end += n;
+		return;
+	}
+	jbody_span_flush(c);
+	jbody_put(c->cur, s, n);
+}
+
+/* Point output at sink k (NULL drops), sending what is pending first. */
+static void
+jbody_switch(struct jbody_ctx *c, struct jbody_sink *k)
+{
+	if (c->cur != NULL)
+		jbody_span_flush(c);
+	c->cur = k;
 }
 
 /* Length of the strict UTF-8 (RFC 3629) sequence at p, 0 if invalid. */
@@ -372,6 +424,9 @@ jbody_masked(struct jbody_ctx *c, const void *val, size_t len)
 	size_t	n;
 
 	n = redact_set_mask(c->rs, val, len, m);
+	if (c->cur == NULL)
+		return;
+	jbody_span_flush(c);
 	jbody_put(c->cur, "\"", 1);
 	jbody_put(c->cur, m, n);
 	jbody_put(c->cur, "\"", 1);
@@ -386,22 +441,29 @@ jbody_value(struct jbody_ctx *c)
 		return 1;
 	}
 	if (c->comma)
-		jbody_put(c->cur, ",", 1);
+		jbody_emit(c, ",", 1);
 	return 0;
 }
 
-/* A string, number or literal value. */
+/*
+ * A string, number or literal value: s[0..len) is its text (a string's
+ * decoded bytes); raw[0..rawlen) is its input, quotes included, when that is
+ * also its output, else NULL (a string that held escapes is quoted anew).
+ */
 static int
-jbody_scalar(struct jbody_ctx *c, const void *s, size_t len, int quoted)
+jbody_scalar(struct jbody_ctx *c, const void *s, size_t len,
+    const unsigned char *raw, size_t rawlen)
 {
 	if (!c->emit)
 		return 1;
 	if (jbody_value(c))
 		jbody_masked(c, s, len);
-	else if (quoted)
+	else if (raw != NULL)
+		jbody_raw(c, raw, rawlen);
+	else if (c->cur != NULL) {
+		jbody_span_flush(c);
 		jbody_sink_quote(c->cur, s, len);
-	else
-		jbody_put(c->cur, s, len);
+	}
 	c->comma = 1;
 	return 1;
 }
@@ -419,9 +481,9 @@ jbody_open(struct jbody_ctx *c, const char *brace)
 		return 1;
 	if (jbody_value(c)) {
 		c->hide = c->depth;
-		c->cur = c->fp ? &c->cap : NULL;
+		jbody_switch(c, c->fp ? &c->cap : NULL);
 	}
-	jbody_put(c->cur, brace, 1);
+	jbody_emit(c, brace, 1);
 	c->comma = 0;
 	return 1;
 }
@@ -431,11 +493,11 @@ static int
 jbody_close(struct jbody_ctx *c, const char *brace)
 {
 	if (c->emit) {
-		jbody_put(c->cur, brace, 1);
+		jbody_emit(c, brace, 1);
 		c->comma = 1;
 		if (c->hide == c->depth) {
 			c->hide = 0;
-			c->cur = &c->out;
+			jbody_switch(c, &c->out);
 			jbody_masked(c, c->cap.p, c->cap.n);
 			jbody_sink_wipe(&c->cap);
 		}
@@ -459,7 +521,7 @@ jbody_number(struct jbody_ctx *c, const char *s, size_t len)
 			c->jb->nonce_num = v;
 		}
 	}
-	return jbody_scalar(c, s, len, 0);
+	return jbody_scalar(c, s, len, (const unsigned char *)s, len);
 }
 
 /* '{'. */
@@ -475,9 +537,10 @@ jbody_start_map(struct jbody_ctx *c)
 	return 1;
 }
 
-/* A member name, unescaped; notes nonce and redaction. */
+/* A member name, unescaped (raw as for jbody_scalar); notes nonce and redaction. */
 static int
-jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len)
+jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len,
+    const unsigned char *raw, size_t rawlen)
 {
 	if (c->depth == 1) {
 		c->jb->empty = 0;
@@ -488,9 +551,14 @@ jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len)
 	if (!c->emit)
 		return 1;
 	if (c->comma)
-		jbody_put(c->cur, ",", 1);
-	jbody_sink_quote(c->cur, key, len);
-	jbody_put(c->cur, ":", 1);
+		jbody_emit(c, ",", 1);
+	if (raw != NULL)
+		jbody_raw(c, raw, rawlen);
+	else if (c->cur != NULL) {
+		jbody_span_flush(c);
+		jbody_sink_quote(c->cur, key, len);
+	}
+	jbody_emit(c, ":", 1);
 	c->comma = 0;
 	if (c->hide == 0 && redact_set_has(c->rs, key, len))
 		c->pending = 1;
@@ -590,7 +658,10 @@ jbody_unescape(struct jbody_parse *s, const unsigned char *raw, size_t n)
 	return (ssize_t)o;
 }
 
-/* The string after an opening quote: its (decoded) bytes; -1 if invalid. */
+/*
+ * The string after an opening quote: its bytes, decoded when it holds
+ * escapes.  Returns 0 (the bytes are the input's), 1 (decoded), -1 if invalid.
+ */
 static int
 jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
 {
@@ -634,7 +705,7 @@ jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
 		*out = s->dec;
 		*len = (size_t)n;
 	}
-	return 0;
+	return esc;
 }
 
 /* A number at s->p: its length, 0 if the grammar does not allow it. */
@@ -687,8 +758,9 @@ jbody_literal(struct jbody_parse *s, const char *lit, size_t n)
 static int
 jbody_grammar(struct jbody_ctx *c, struct jbody_parse *s)
 {
-	const unsigned char	*str;
+	const unsigned char	*str, *raw;
 	size_t			 len, top = 0;
+	int			 esc;
 
 value:
 	jbody_ws(s);
@@ -714,20 +786,24 @@ value:
 			goto close;
 		goto value;
 	case '"':
-		s->p++;
-		if (jbody_string(s, &str, &len) == -1 || !jbody_scalar(c, str, len, 1))
+		raw = s->p++;
+		if ((esc = jbody_string(s, &str, &len)) == -1 ||
+		    !jbody_scalar(c, str, len, esc ? NULL : raw, (size_t)(s->p - raw)))
 			return -1;
 		goto after;
 	case 't':
-		if (!jbody_literal(s, "true", 4) || !jbody_scalar(c, "true", 4, 0))
+		if (!jbody_literal(s, "true", 4) ||
+		    !jbody_scalar(c, "true", 4, s->p - 4, 4))
 			return -1;
 		goto after;
 	case 'f':
-		if (!jbody_literal(s, "false", 5) || !jbody_scalar(c, "false", 5, 0))
+		if (!jbody_literal(s, "false", 5) ||
+		    !jbody_scalar(c, "false", 5, s->p - 5, 5))
 			return -1;
 		goto after;
 	case 'n':
-		if (!jbody_literal(s, "null", 4) || !jbody_scalar(c, "null", 4, 0))
+		if (!jbody_literal(s, "null", 4) ||
+		    !jbody_scalar(c, "null", 4, s->p - 4, 4))
 			return -1;
 		goto after;
 	default:
@@ -741,8 +817,9 @@ key:
 	jbody_ws(s);
 	if (s->p >= s->end || *s->p != '"')
 		return -1;
-	s->p++;
-	if (jbody_string(s, &str, &len) == -1 || !jbody_map_key(c, str, len))
+	raw = s->p++;
+	if ((esc = jbody_string(s, &str, &len)) == -1 ||
+	    !jbody_map_key(c, str, len, esc ? NULL : raw, (size_t)(s->p - raw)))
 		return -1;
 	jbody_ws(s);
 	if (s->p >= s->end || *s->p != ':')
@@ -824,7 +901,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 		return -1;
 	jbody_ctx_init(&c, max_depth, rs, out, jb);
 	s.p = (const unsigned char *)buf;
-	s.end = s.p + len;
+	s.end = c.end = s.p + len;
 	s.dec = NULL;
 	s.dsize = 0;
 	s.stack = s.local;	/* jbody_open stops at max_depth containers */
@@ -835,8 +912,10 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	if (jbody_grammar(&c, &s) == -1)
 		*why = c.why != NULL ? c.why : "invalid JSON";
 	else {
-		if (c.emit)
+		if (c.emit) {
+			jbody_span_flush(&c);
 			jbody_sink_flush(&c.out);
+		}
 		if (c.out.failed || c.cap.failed)
 			*why = "out of memory";
 		else

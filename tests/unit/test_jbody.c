@@ -433,6 +433,62 @@ test_fingerprint(void)
 	redact_set_free(rs);
 }
 
+/*
+ * The copy is kept as a span of the input while it equals the input; these
+ * break the span (blanks, escapes, replaced values) and resume it, at the
+ * start, in the middle and at the end, also past the 512-byte stage.
+ */
+static void
+test_copy_spans(void)
+{
+	struct redact_set	*rs;
+	char			*in, *want, *cause, *p, *q;
+	size_t			 i;
+
+	check_copy(NULL, "{\"a\":\"x\",\"b\":\"y\\u0041\",\"c\":[1,2],\"d\":\"z\"}",
+	    "{\"a\":\"x\",\"b\":\"yA\",\"c\":[1,2],\"d\":\"z\"}");
+	check_copy(NULL, "{\"\\u0061\":1,\"b\" :2, \"c\":3 ,\"d\":[ ]}",
+	    "{\"a\":1,\"b\":2,\"c\":3,\"d\":[]}");
+	check_copy(NULL, "[\"\\/\"]", "[\"/\"]");
+	check_copy(NULL, "[true,false,null,\"\\t\",true]", "[true,false,null,\"\\t\",true]");
+	check_copy(audit_rs, "{\"a\":1,\"password\":\"p\",\"b\":{\"c\":\"d\"}}",
+	    "{\"a\":1,\"password\":\"[REDACTED]\",\"b\":{\"c\":\"d\"}}");
+	check_copy(audit_rs, "{\"secret\":[1,{\"x\":2}],\"z\":[3]}",
+	    "{\"secret\":\"[REDACTED]\",\"z\":[3]}");
+	check_copy(audit_rs, "[{\"secret\":{}},{\"password\":\"q\"}]",
+	    "[{\"secret\":\"[REDACTED]\"},{\"password\":\"[REDACTED]\"}]");
+	/* 4000 compact bytes, an escaped string, 4000 more, a blank, a secret */
+	in = malloc(9000);
+	want = malloc(9000);
+	p = in;
+	q = want;
+	p += sprintf(p, "{\"l\":[");
+	q += sprintf(q, "{\"l\":[");
+	for (i = 0; i < 500; i++) {
+		p += sprintf(p, "%s\"%04zu\"", i ? "," : "", i);
+		q += sprintf(q, "%s\"%04zu\"", i ? "," : "", i);
+	}
+	p += sprintf(p, "],\"e\":\"\\u00e9\",\"m\":[");
+	q += sprintf(q, "],\"e\":\"\xc3\xa9\",\"m\":[");
+	for (i = 0; i < 500; i++) {
+		p += sprintf(p, "%s%zu", i ? "," : "", 1000 + i);
+		q += sprintf(q, "%s%zu", i ? "," : "", 1000 + i);
+	}
+	sprintf(p, "], \"password\":\"hunter2\",\"t\":true}");
+	sprintf(q, "],\"password\":\"[REDACTED]\",\"t\":true}");
+	check_copy(audit_rs, in, want);
+	free(in);
+	free(want);
+	/* a captured (fingerprinted) value copied as a span, then the span resumes */
+	rs = redact_set_new("secret", &cause);
+	redact_set_fingerprint(rs, test_fp, NULL);
+	check_fp(rs, "{\"a\":0,\"secret\":{\"a\":[1,\"x\"],\"b\":{}},\"z\":1}",
+	    "{\"a\":[1,\"x\"],\"b\":{}}", NULL);
+	check_fp(rs, "{\"secret\":{\"a\":\"\\u0078\",\"b\":[ ]},\"z\":1}",
+	    "{\"a\":\"x\",\"b\":[]}", NULL);
+	redact_set_free(rs);
+}
+
 /* redact_set_new(list) must fail. */
 static void
 check_bad_list(const char *list)
@@ -654,6 +710,7 @@ main(void)
 	test_invalid();
 	test_accepted_edges();
 	test_copy();
+	test_copy_spans();
 	test_redact();
 	test_fingerprint();
 	test_redact_set();
