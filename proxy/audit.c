@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "fmt.h"
 #include "log.h"
 #include "secret.h"
 #include "signer.h"
@@ -707,17 +708,12 @@ audit_idle_cb(evutil_socket_t fd, short ev, void *arg)
 static int
 audit_seq_head(char *head, unsigned long long seq)
 {
-	char	d[24];
-	int	i = (int)sizeof(d), n;
+	size_t	n;
 
-	do
-		d[--i] = (char)('0' + seq % 10);
-	while ((seq /= 10) != 0);
 	memcpy(head, "{\"seq\":", 7);
-	n = (int)sizeof(d) - i;
-	memcpy(head + 7, d + i, (size_t)n);
+	n = fmt_uint(head + 7, seq, 10, 0);	/* at most 20 digits */
 	head[7 + n] = ',';
-	return 8 + n;
+	return (int)(8 + n);
 }
 
 /* Number the line, chain it and move it to the queue. */

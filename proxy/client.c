@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "fmt.h"
 #include "httpp.h"
 #include "log.h"
 #include "ocp-proxy.h"
@@ -327,7 +328,7 @@ client_accept(struct proxy *px, int fd, const char *peer, const struct policy_pe
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	cl->px = px;
 	cl->cred = *cred;
-	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
+	fmt_copy(cl->peer, sizeof(cl->peer), peer);
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
 	/* pipelined input beyond one full request waits until it is consumed */
@@ -375,15 +376,14 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	/* pieces with their lengths: no format string parsed per answer */
 #define ADD_LIT(s)	evbuffer_add(out, s, sizeof(s) - 1)
 #define ADD_STR(s)	evbuffer_add(out, s, strlen(s))
-	snprintf(num, sizeof(num), "%03d ", status % 1000);
 	ADD_LIT("HTTP/1.1 ");
-	ADD_STR(num);
+	evbuffer_add(out, num, fmt_uint(num, (unsigned)(status % 1000), 10, 3));
+	ADD_LIT(" ");
 	ADD_STR(client_reason(status));
 	ADD_LIT("\r\nContent-Type: ");
 	ADD_STR(ctype && *ctype ? ctype : "application/json");
 	ADD_LIT("\r\nContent-Length: ");
-	snprintf(num, sizeof(num), "%zu", len);
-	ADD_STR(num);
+	evbuffer_add(out, num, fmt_uint(num, len, 10, 0));
 	ADD_LIT("\r\nX-Request-Id: ");
 	ADD_STR(reqid);
 	ADD_LIT("\r\n");

@@ -21,6 +21,7 @@
 
 #include <event2/buffer.h>
 
+#include "fmt.h"
 #include "jbody.h"
 #include "redact.h"
 
@@ -938,18 +939,12 @@ size_t
 jbody_nonce_member(char *dst, size_t dstlen, unsigned long long nonce,
     int empty)
 {
-	char	digits[20];
-	size_t	n = 0, len = sizeof("\"nonce\":") - 1;
+	size_t	len = sizeof("\"nonce\":") - 1;
 
 	if (dst == NULL || dstlen < JBODY_NONCE_MAX)
 		return 0;
-	do {
-		digits[n++] = (char)('0' + nonce % 10);
-		nonce /= 10;
-	} while (nonce != 0);
 	memcpy(dst, "\"nonce\":", len);
-	while (n > 0)
-		dst[len++] = digits[--n];
+	len += fmt_uint(dst + len, nonce, 10, 0);	/* at most 20 digits */
 	if (!empty)
 		dst[len++] = ',';
 	dst[len] = '\0';

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
+#include "fmt.h"
 #include "jbody.h"
 #include "keys.h"
 #include "log.h"
@@ -58,7 +59,17 @@ struct request {
 void
 request_new_id(char *id)
 {
-	snprintf(id, REQ_ID_LEN, "%s-%012llx", ocp->boot, ++ocp->reqseq);
+	char	hex[FMT_UINT_MAX];
+	size_t	n, h;
+
+	/* "%s-%012llx" of the boot prefix and the sequence, cut to REQ_ID_LEN */
+	n = fmt_copy(id, REQ_ID_LEN - 1, ocp->boot);
+	id[n++] = '-';
+	h = fmt_uint(hex, ++ocp->reqseq, 16, 12);
+	if (h > REQ_ID_LEN - 1 - n)
+		h = REQ_ID_LEN - 1 - n;
+	memcpy(id + n, hex, h);
+	id[n + h] = '\0';
 }
 
 static double
@@ -82,13 +93,9 @@ buf_str(struct evbuffer *b, const char *s)
 static void
 buf_u64(struct evbuffer *b, unsigned long long v)
 {
-	char	d[24];
-	int	i = (int)sizeof(d);
+	char	d[FMT_UINT_MAX];
 
-	do
-		d[--i] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	evbuffer_add(b, d + i, sizeof(d) - (size_t)i);
+	evbuffer_add(b, d, fmt_uint(d, v, 10, 0));
 }
 
 /* Append ,"key":<unsigned> */
@@ -597,9 +604,9 @@ request_start(struct client *cl, char *method, char *path,
 	ocp->inflight++;
 	r->cl = cl;
 	client_set_request(cl, r);
-	snprintf(r->peer, sizeof(r->peer), "%s", client_peer(cl));
+	fmt_copy(r->peer, sizeof(r->peer), client_peer(cl));
 	r->gen = client_take(cl, &r->caller, &r->entered, &cid);
-	snprintf(r->caller_id, sizeof(r->caller_id), "%s", cid);
+	fmt_copy(r->caller_id, sizeof(r->caller_id), cid);
 	r->body = body;
 	r->bytes_in = evbuffer_get_length(body);
 	r->t0_ms = log_now_ms();

@@ -1,0 +1,28 @@
+/*
+ * fmt.h — numbers and strings formatted without printf, for the hot path
+ * (audit lines, answer heads, request ids): no format string is parsed per
+ * request.
+ */
+#ifndef FMT_H
+#define FMT_H
+
+#include <stddef.h>
+
+#define FMT_UINT_MAX	64	/* the most digits fmt_uint writes (base 2) */
+
+/*
+ * Write v in base 2 to 16 (lowercase digits; another base counts as 10) to
+ * dst, zero-padded to at least width
+ * digits (at most FMT_UINT_MAX), without a NUL; returns the digits written.
+ * dst must hold FMT_UINT_MAX bytes, or as many as v and width can need
+ * (20 for any decimal, 16 for any hex, when width is below that).
+ */
+size_t	fmt_uint(char *dst, unsigned long long v, unsigned base, unsigned width);
+/*
+ * Copy the string src to dst[size] (size > 0), cut to size - 1 bytes and
+ * NUL-terminated, as snprintf(dst, size, "%s", src) does; returns the bytes
+ * copied.
+ */
+size_t	fmt_copy(char *dst, size_t size, const char *src);
+
+#endif

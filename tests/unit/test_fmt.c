@@ -1,0 +1,70 @@
+/*
+ * test_fmt.c — fmt_uint against snprintf over edge values, widths and bases;
+ * fmt_copy cuts and terminates as snprintf("%s") does.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include "fmt.h"
+#include "unit.h"
+
+/* fmt_uint(v, base, width) must print what snprintf(fmt) prints. */
+static void
+check_uint(unsigned long long v, unsigned base, unsigned width, const char *want)
+{
+	char	got[FMT_UINT_MAX + 1];
+	size_t	n;
+
+	memset(got, 'x', sizeof(got));
+	n = fmt_uint(got, v, base, width);
+	CHECK(n <= FMT_UINT_MAX && got[n] == 'x');	/* nothing past the digits */
+	got[n < FMT_UINT_MAX ? n : FMT_UINT_MAX] = '\0';
+	CHECK_STREQ(got, want);
+}
+
+static void
+against_printf(unsigned long long v)
+{
+	char	want[80];
+
+	snprintf(want, sizeof(want), "%llu", v);
+	check_uint(v, 10, 0, want);
+	snprintf(want, sizeof(want), "%03llu", v);
+	check_uint(v, 10, 3, want);
+	snprintf(want, sizeof(want), "%llx", v);
+	check_uint(v, 16, 0, want);
+	snprintf(want, sizeof(want), "%012llx", v);
+	check_uint(v, 16, 12, want);
+}
+
+int
+main(void)
+{
+	static const unsigned long long	vals[] = { 0, 1, 9, 10, 99, 100, 255, 256, 999, 1000,
+	    4294967295ULL, 4294967296ULL, 9999999999999999999ULL, 10000000000000000000ULL,
+	    ULLONG_MAX - 1, ULLONG_MAX };
+	char				buf[8];
+	size_t				i;
+	unsigned long long		v;
+
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+		against_printf(vals[i]);
+	for (v = 1; v != 0 && v < ULLONG_MAX / 7; v = v * 7 + 3)	/* every digit count */
+		against_printf(v);
+	check_uint(5, 2, 0, "101");
+	check_uint(0, 10, 0, "0");
+	check_uint(42, 10, 1, "42");
+	check_uint(7, 1, 0, "7");		/* a base outside 2..16 counts as 10 */
+	check_uint(7, 17, 2, "07");
+	check_uint(ULLONG_MAX, 2, 0,
+	    "1111111111111111111111111111111111111111111111111111111111111111");
+	check_uint(1, 10, 1000, "0000000000000000000000000000000000000000000000000000000000000001");
+
+	CHECK(fmt_copy(buf, sizeof(buf), "abc") == 3 && strcmp(buf, "abc") == 0);
+	CHECK(fmt_copy(buf, sizeof(buf), "abcdefgh") == 7 && strcmp(buf, "abcdefg") == 0);
+	CHECK(fmt_copy(buf, sizeof(buf), "") == 0 && buf[0] == '\0');
+	CHECK(fmt_copy(buf, 1, "abc") == 0 && buf[0] == '\0');
+	buf[0] = 'z';
+	CHECK(fmt_copy(buf, 0, "abc") == 0 && buf[0] == 'z');
+	UNIT_END("test_fmt");
+}
