@@ -13,14 +13,18 @@ fmt_uint(char *dst, unsigned long long v, unsigned base, unsigned width)
 	char			d[FMT_UINT_MAX];
 	size_t			i = sizeof(d);
 
-	if (base < 2 || base > 16)
-		base = 10;
 	if (width > sizeof(d))
 		width = sizeof(d);
-	do {
-		d[--i] = digits[v % base];
-		v /= base;
-	} while (v != 0);
+	if (base == 16)		/* constant divisors: shifts and multiplies, no div */
+		do {
+			d[--i] = digits[v & 0xf];
+			v >>= 4;
+		} while (v != 0);
+	else
+		do {
+			d[--i] = digits[v % 10];
+			v /= 10;
+		} while (v != 0);
 	while (sizeof(d) - i < width)
 		d[--i] = '0';
 	memcpy(dst, d + i, sizeof(d) - i);

@@ -8,11 +8,11 @@
 
 #include <stddef.h>
 
-#define FMT_UINT_MAX	64	/* the most digits fmt_uint writes (base 2) */
+#define FMT_UINT_MAX	32	/* the most digits fmt_uint writes */
 
 /*
- * Write v in base 2 to 16 (lowercase digits; another base counts as 10) to
- * dst, zero-padded to at least width
+ * Write v in base 16 (lowercase) or 10 (any other base) to dst,
+ * zero-padded to at least width
  * digits (at most FMT_UINT_MAX), without a NUL; returns the digits written.
  * dst must hold FMT_UINT_MAX bytes, or as many as v and width can need
  * (20 for any decimal, 16 for any hex, when width is below that).

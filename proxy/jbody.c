@@ -170,19 +170,18 @@ jbody_raw(struct jbody_ctx *c, const unsigned char *p, size_t n)
 	c->span_end = p + n;
 }
 
-/* Emit s[0..n); it extends the span when the input goes on with the same bytes. */
+/* Emit the byte ch; it extends the span when the input goes on with ch. */
 static void
-jbody_emit(struct jbody_ctx *c, const char *s, size_t n)
+jbody_emit(struct jbody_ctx *c, char ch)
 {
 	if (c->cur == NULL)
 		return;
-	if (c->span_end != NULL && (size_t)(c->end - c->span_end) >= n &&
-	    memcmp(c->span_end, s, n) == 0) {
-		c->span_end += n;
+	if (c->span_end != NULL && c->span_end < c->end && *c->span_end == (unsigned char)ch) {
+		c->span_end++;
 		return;
 	}
 	jbody_span_flush(c);
-	jbody_put(c->cur, s, n);
+	jbody_put(c->cur, &ch, 1);
 }
 
 /* Point output at sink k (NULL drops), sending what is pending first. */
@@ -442,7 +441,7 @@ jbody_value(struct jbody_ctx *c)
 		return 1;
 	}
 	if (c->comma)
-		jbody_emit(c, ",", 1);
+		jbody_emit(c, ',');
 	return 0;
 }
 
@@ -471,7 +470,7 @@ jbody_scalar(struct jbody_ctx *c, const void *s, size_t len,
 
 /* Enter an object or array; a redacted one is dropped or captured. */
 static int
-jbody_open(struct jbody_ctx *c, const char *brace)
+jbody_open(struct jbody_ctx *c, char brace)
 {
 	if (c->depth >= c->max_depth) {
 		c->why = "nesting too deep";
@@ -484,17 +483,17 @@ jbody_open(struct jbody_ctx *c, const char *brace)
 		c->hide = c->depth;
 		jbody_switch(c, c->fp ? &c->cap : NULL);
 	}
-	jbody_emit(c, brace, 1);
+	jbody_emit(c, brace);
 	c->comma = 0;
 	return 1;
 }
 
 /* Leave an object or array; replace it if it was the redacted value. */
 static int
-jbody_close(struct jbody_ctx *c, const char *brace)
+jbody_close(struct jbody_ctx *c, char brace)
 {
 	if (c->emit) {
-		jbody_emit(c, brace, 1);
+		jbody_emit(c, brace);
 		c->comma = 1;
 		if (c->hide == c->depth) {
 			c->hide = 0;
@@ -529,7 +528,7 @@ jbody_number(struct jbody_ctx *c, const char *s, size_t len)
 static int
 jbody_start_map(struct jbody_ctx *c)
 {
-	if (!jbody_open(c, "{"))
+	if (!jbody_open(c, '{'))
 		return 0;
 	if (c->depth == 1) {
 		c->jb->is_object = 1;
@@ -552,14 +551,14 @@ jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len,
 	if (!c->emit)
 		return 1;
 	if (c->comma)
-		jbody_emit(c, ",", 1);
+		jbody_emit(c, ',');
 	if (raw != NULL)
 		jbody_raw(c, raw, rawlen);
 	else if (c->cur != NULL) {
 		jbody_span_flush(c);
 		jbody_sink_quote(c->cur, key, len);
 	}
-	jbody_emit(c, ":", 1);
+	jbody_emit(c, ':');
 	c->comma = 0;
 	if (c->hide == 0 && redact_set_has(c->rs, key, len))
 		c->pending = 1;
@@ -779,7 +778,7 @@ value:
 		goto key;
 	case '[':
 		s->p++;
-		if (!jbody_open(c, "["))
+		if (!jbody_open(c, '['))
 			return -1;
 		s->stack[top++] = '[';
 		jbody_ws(s);
@@ -843,7 +842,7 @@ after:
 		return -1;
 close:
 	s->p++;
-	if (!jbody_close(c, s->stack[--top] == '{' ? "}" : "]"))
+	if (!jbody_close(c, s->stack[--top] == '{' ? '}' : ']'))
 		return -1;
 	goto after;
 }
