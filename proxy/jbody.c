@@ -1,11 +1,13 @@
 /*
  * jbody.c — validate a JSON body, find its nonce, emit a redacted copy.
  *
- * Two passes over the bytes, both without allocating: jbody_lint checks
- * what the grammar does not (strict UTF-8, paired surrogate escapes, no \v
- * or \f), 8 bytes at a time; jbody_grammar walks the RFC 8259 grammar with
- * an explicit container stack (no recursion) and feeds each token to the
- * nonce, redaction and copy logic.  Strings are decoded only when they hold
+ * One pass over the bytes, without allocating: jbody_grammar walks the
+ * RFC 8259 grammar with an explicit container stack (no recursion), checks
+ * strings for strict UTF-8 and paired surrogate escapes as it goes (plain
+ * runs 8 bytes at a time), and feeds each token to the nonce, redaction and
+ * copy logic.  Only a body that fails is scanned again, by jbody_lint, so
+ * that its first UTF-8 or surrogate fault is named as it always was.
+ * Strings are decoded only when they hold
  * escapes, into a scratch buffer that is wiped.  The copy is kept as a span
  * of the input for as long as it equals the input (no blanks, no escapes,
  * nothing replaced), so a compact body is copied in a few memcpy calls, not
@@ -285,19 +287,28 @@ jbody_escape_len(const unsigned char *p, size_t len)
 /*
  * Length of the run at p of bytes that need no look: for the lint, or (quote)
  * bytes a quoted string takes as they are.  8 bytes at a time, then bytewise.
+ * On a little-endian machine the lowest flagged byte of a word is the first
+ * stop (each test is exact up to its first match), so the run ends there
+ * without a bytewise look.
  */
 static inline size_t
 jbody_run(const unsigned char *p, size_t len, int quote)
 {
-	uint64_t	w;
+	uint64_t	w, m;
 	size_t		i = 0;
 
 	while (len - i >= 8) {
 		memcpy(&w, p + i, 8);
-		if ((w & W_HIGHS) != 0 || W_HAS(w, '\\') != 0 || (quote ?
-		    W_BELOW(w, 0x20) != 0 || W_HAS(w, '"') != 0 :
-		    W_HAS(w, '\v') != 0 || W_HAS(w, '\f') != 0))
+		m = (w & W_HIGHS) | W_HAS(w, '\\') | (quote ?
+		    W_BELOW(w, 0x20) | W_HAS(w, '"') :
+		    W_HAS(w, '\v') | W_HAS(w, '\f'));
+		if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return i + (size_t)(__builtin_ctzll(m) >> 3);
+#else
 			break;
+#endif
+		}
 		i += 8;
 	}
 	while (i < len && !(quote ? QUOTE_STOP(p[i]) : LINT_STOP(p[i])))
@@ -306,12 +317,12 @@ jbody_run(const unsigned char *p, size_t len, int quote)
 }
 
 /*
- * What the grammar does not check: strict UTF-8 and paired surrogate escapes.
- * \v and \f are refused here as well (the grammar refuses them too; yajl,
- * which did the grammar before, took them for whitespace), so the first fault
- * of a body is reported as it always was.  Backslashes only occur in strings
- * of a valid text, each starting one escape, so scanning without tracking
- * strings is exact.
+ * The reason given for a body the grammar refused: the first invalid UTF-8
+ * sequence, unpaired surrogate escape, \v or \f anywhere in it, as a
+ * separate pass before the grammar reported them before 2026-11 (so a body
+ * with two faults still gets the same message).  Backslashes only occur in
+ * strings of a valid text, each starting one escape, so scanning without
+ * tracking strings is exact.  0 when it finds none of these.
  */
 static int
 jbody_lint(const unsigned char *p, size_t len, const char **why)
@@ -566,8 +577,8 @@ jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len,
 }
 
 /*
- * The grammar (RFC 8259), in one pass over bytes jbody_lint has passed
- * (strict UTF-8, escapes that are paired surrogates, no \v or \f).
+ * The grammar (RFC 8259, strict: strings are strict UTF-8 and their
+ * surrogate escapes pairs; \v and \f are not blanks), in one pass.
  */
 struct jbody_parse {
 	const unsigned char	*p;		/* next byte */
@@ -643,7 +654,7 @@ jbody_unescape(struct jbody_parse *s, const unsigned char *raw, size_t n)
 		case 't': d[o++] = '\t'; break;
 		case 'u':
 			(void)jbody_hex4(raw + i + 2, 4, &v);
-			if (v >= 0xd800 && v <= 0xdbff) {	/* the lint paired it */
+			if (v >= 0xd800 && v <= 0xdbff) {	/* jbody_string paired it */
 				(void)jbody_hex4(raw + i + 8, 4, &lo);
 				v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
 				i += 6;
@@ -676,8 +687,10 @@ jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
 			return -1;
 		if (*q == '"')
 			break;
-		if (*q >= 0x80) {	/* the lint checked the sequence */
-			q++;
+		if (*q >= 0x80) {
+			if ((n = (ssize_t)jbody_utf8_len(q, (size_t)(end - q))) == 0)
+				return -1;
+			q += n;
 			continue;
 		}
 		if (*q < 0x20 || end - q < 2)	/* a raw control byte, or cut */
@@ -687,10 +700,11 @@ jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
 		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
 			q += 2;
 			break;
-		case 'u':
-			if (jbody_hex4(q + 2, (size_t)(end - q - 2), &v) == -1)
+		case 'u':	/* 6 bytes, or 12 for a surrogate pair; 0: unpaired */
+			if (jbody_hex4(q + 2, (size_t)(end - q - 2), &v) == -1 ||
+			    (n = (ssize_t)jbody_escape_len(q, (size_t)(end - q))) == 0)
 				return -1;
-			q += 6;
+			q += n;
 			break;
 		default:
 			return -1;
@@ -865,7 +879,7 @@ jbody_precheck(const char *buf, size_t len, int flags, size_t *first,
 		return -1;
 	}
 	*first = i;
-	return jbody_lint((const unsigned char *)buf, len, why);
+	return 0;
 }
 
 /* Set up the state of one pass. */
@@ -909,8 +923,10 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 		*why = "out of memory";
 		return -1;
 	}
-	if (jbody_grammar(&c, &s) == -1)
-		*why = c.why != NULL ? c.why : "invalid JSON";
+	if (jbody_grammar(&c, &s) == -1) {
+		if (jbody_lint((const unsigned char *)buf, len, why) == 0)
+			*why = c.why != NULL ? c.why : "invalid JSON";
+	}
 	else {
 		if (c.emit) {
 			jbody_span_flush(&c);

@@ -1,5 +1,5 @@
 /*
- * jbody.c — one pass (after a byte lint) over a caller's JSON request body.
+ * jbody.c — one pass over a caller's JSON request body.
  *
  * The pass validates the text, says whether the top-level object already
  * has a "nonce" member and where it opens, and can emit a compact, redacted
