@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make check: the unit and integration suites on the normal build, the same
 # under AddressSanitizer + UndefinedBehaviorSanitizer, and the proxy's
-# integration suite under valgrind memcheck.  Sanitizer and valgrind reports
-# go to log files; any report counts as a failure.  Ends with one line
-# "N passed, N failed".
-# Env: OCP_CHECK_ASAN=0 / OCP_CHECK_VALGRIND=0 skip a stage (said so below).
+# integration suite under valgrind memcheck, then every fuzz target replays its
+# corpus once when clang is there (`make fuzz` installs it).  Sanitizer and
+# valgrind reports go to log files; any report counts as a failure.  Ends with
+# one line "N passed, N failed".
+# Env: OCP_CHECK_ASAN=0 / OCP_CHECK_VALGRIND=0 / OCP_CHECK_FUZZ=0 skip a stage
+# (said so below).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -61,6 +63,22 @@ if [ "${OCP_CHECK_VALGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
 	reports "$logs/vg" "valgrind"
 else
 	echo "== stage 3 skipped: valgrind missing or OCP_CHECK_VALGRIND=0"
+fi
+if [ "${OCP_CHECK_FUZZ:-1}" = 1 ]; then
+	echo "== stage 4: fuzz targets replay their corpus and regressions (tests/fuzz/run.sh --regress)"
+	tests/fuzz/run.sh --regress >"$logs/fuzz.log" 2>&1
+	rc=$?
+	if grep -q '^fuzz: skipped' "$logs/fuzz.log"; then
+		grep -A5 '^fuzz: skipped' "$logs/fuzz.log"	# says why
+	else
+		ok=$(grep -cE ': regress files=[0-9]+ ok$' "$logs/fuzz.log")
+		bad=$(grep -c 'FAILED' "$logs/fuzz.log")
+		grep -E 'regress files=|FAILED|undefined reference|error:' "$logs/fuzz.log"
+		P=$((P + ok)); F=$((F + bad))
+		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then echo "fuzz: exit $rc"; F=$((F + 1)); fi
+	fi
+else
+	echo "== stage 4 skipped: OCP_CHECK_FUZZ=0"
 fi
 echo "(make check took $(( $(date +%s) - t0 )) s)"
 echo "$P passed, $F failed"

@@ -1,4 +1,4 @@
-/* fuzz-sources: proxy/jbody.c proxy/redact.c */
+/* fuzz-sources: proxy/jbody.c proxy/redact.c proxy/fmt.c */
 /* fuzz-libs: -levent_core */
 /*
  * fuzz_jbody.c — libFuzzer target for jbody_scan.
