@@ -1,6 +1,8 @@
 /*
  * fmt.c — numbers and strings formatted without printf.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fmt.h"
@@ -29,6 +31,20 @@ fmt_uint(char *dst, unsigned long long v, unsigned base, unsigned width)
 		d[--i] = '0';
 	memcpy(dst, d + i, sizeof(d) - i);
 	return sizeof(d) - i;
+}
+
+/* vasprintf, NULL when out of memory. */
+char *
+fmt_alloc(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1)
+		s = NULL;
+	va_end(ap);
+	return s;
 }
 
 /* snprintf(dst, size, "%s", src) without the format; the bytes copied. */

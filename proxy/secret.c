@@ -7,13 +7,13 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 
+#include "fmt.h"
 #include "secret.h"
 
 #define SECRET_MAX_BYTES	8192
@@ -23,22 +23,6 @@
 static const struct secret	*guard[GUARD_MAX];
 static size_t			 nguard;
 static unsigned long long	 guard_hits;
-
-static char *xstrdupf(const char *, ...) __attribute__((format(printf, 1, 2)));
-
-/* A malloc'd message (NULL when out of memory). */
-static char *
-xstrdupf(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 /* 1 if s names a secret source. */
 int
@@ -111,15 +95,15 @@ secret_read_file(const char *path, char **cause)
 
 	/* O_NONBLOCK: a FIFO must be refused below, not block start-up in open() */
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1) {
-		*cause = xstrdupf("%s: %s", path, strerror(errno));
+		*cause = fmt_alloc("%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		*cause = xstrdupf("%s: not a regular file", path);
+		*cause = fmt_alloc("%s: not a regular file", path);
 		goto out;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		*cause = xstrdupf("%s: %s", path, "secret file must not be accessible "
+		*cause = fmt_alloc("%s: %s", path, "secret file must not be accessible "
 		    "by group or others (chmod 600)");
 		goto out;
 	}
@@ -127,13 +111,13 @@ secret_read_file(const char *path, char **cause)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			*cause = xstrdupf("%s: %s", path, strerror(errno));
+			*cause = fmt_alloc("%s: %s", path, strerror(errno));
 			goto out;
 		}
 		len += (size_t)n;
 	}
 	if (len > SECRET_MAX_BYTES) {
-		*cause = xstrdupf("%s: %s", path, "secret file too large");
+		*cause = fmt_alloc("%s: %s", path, "secret file too large");
 		goto out;
 	}
 	if (len > 0 && buf[len - 1] == '\n')
@@ -141,11 +125,11 @@ secret_read_file(const char *path, char **cause)
 	if (len > 0 && buf[len - 1] == '\r')
 		len--;
 	if (len == 0) {
-		*cause = xstrdupf("%s: %s", path, "secret file is empty");
+		*cause = fmt_alloc("%s: %s", path, "secret file is empty");
 		goto out;
 	}
 	if ((s = secret_from(buf, len)) == NULL)
-		*cause = xstrdupf("%s: %s", path, "out of memory");
+		*cause = fmt_alloc("%s: %s", path, "out of memory");
 out:
 	OPENSSL_cleanse(buf, sizeof(buf));
 	close(fd);
@@ -161,7 +145,7 @@ secret_read_env(const char *var, char **cause)
 	size_t		 len;
 
 	if (v == NULL || *v == '\0') {
-		*cause = xstrdupf("environment variable %s is not set", var);
+		*cause = fmt_alloc("environment variable %s is not set", var);
 		return NULL;
 	}
 	len = strlen(v);
@@ -169,7 +153,7 @@ secret_read_env(const char *var, char **cause)
 	OPENSSL_cleanse(v, len);	/* the environ string itself */
 	unsetenv(var);
 	if (s == NULL)
-		*cause = xstrdupf("%s: out of memory", var);
+		*cause = fmt_alloc("%s: out of memory", var);
 	return s;
 }
 
@@ -183,7 +167,7 @@ secret_load(const char *src, char **cause)
 	*cause = NULL;
 	if (strncmp(src, "file:", 5) == 0) {
 		if (src[5] != '/') {
-			*cause = xstrdupf("%s: path must be absolute", src);
+			*cause = fmt_alloc("%s: path must be absolute", src);
 			return NULL;
 		}
 		return secret_read_file(src + 5, cause);
@@ -191,16 +175,16 @@ secret_load(const char *src, char **cause)
 	if (strncmp(src, "credential:", 11) == 0) {
 		name = src + 11;
 		if (*name == '\0' || strchr(name, '/') != NULL || strcmp(name, "..") == 0) {
-			*cause = xstrdupf("%s: invalid credential name", src);
+			*cause = fmt_alloc("%s: invalid credential name", src);
 			return NULL;
 		}
 		if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL || *dir == '\0') {
-			*cause = xstrdupf("%s: $CREDENTIALS_DIRECTORY is not set "
+			*cause = fmt_alloc("%s: $CREDENTIALS_DIRECTORY is not set "
 			    "(use LoadCredential= in the unit)", src);
 			return NULL;
 		}
 		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
-			*cause = xstrdupf("%s: path too long", src);
+			*cause = fmt_alloc("%s: path too long", src);
 			return NULL;
 		}
 		return secret_read_file(path, cause);
@@ -208,10 +192,10 @@ secret_load(const char *src, char **cause)
 	if (strncmp(src, "env:", 4) == 0)
 		return secret_read_env(src + 4, cause);
 	if (strncmp(src, "vault:", 6) == 0) {
-		*cause = xstrdupf("the vault: secret source is not yet supported");
+		*cause = fmt_alloc("the vault: secret source is not yet supported");
 		return NULL;
 	}
-	*cause = xstrdupf("unknown secret source (use file:, credential:, env: or vault:)");
+	*cause = fmt_alloc("unknown secret source (use file:, credential:, env: or vault:)");
 	return NULL;
 }
 

@@ -21,6 +21,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "conf.h"
+#include "fmt.h"
 #include "log.h"
 #include "ocp-proxy.h"
 #include "secret.h"
@@ -153,22 +154,6 @@ ms_tv(unsigned long long ms, struct timeval *tv)
 {
 	tv->tv_sec = (time_t)(ms / 1000);
 	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
-}
-
-static char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
-
-/* A malloc'd message, NULL when out of memory. */
-static char *
-xasprintf(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		s = NULL;
-	va_end(ap);
-	return s;
 }
 
 /* ------------------------------------------------------------ cleansing allocator */
@@ -1233,7 +1218,7 @@ token_file_read(struct vault *v)
 	struct secret	*t;
 	char		*src, *cause = NULL;
 
-	if ((src = xasprintf("file:%s", v->token_file)) == NULL)
+	if ((src = fmt_alloc("file:%s", v->token_file)) == NULL)
 		return NULL;
 	t = secret_load(src, &cause);
 	free(src);
@@ -1260,7 +1245,7 @@ auth_send_login(struct vault *v)
 	char		*src, *cause = NULL;
 	int		 rc;
 
-	if ((src = xasprintf("file:%s", v->secret_id_file)) == NULL)
+	if ((src = fmt_alloc("file:%s", v->secret_id_file)) == NULL)
 		return -1;
 	sid = secret_load(src, &cause);
 	free(src);
@@ -1596,22 +1581,22 @@ vault_conf_auth(struct vault *v, const struct conf *c, char **cause)
 	char		*login;
 
 	if (tf != NULL && (rid != NULL || sf != NULL))
-		return (*cause = xasprintf("[vault] set either token_file or role_id + "
+		return (*cause = fmt_alloc("[vault] set either token_file or role_id + "
 		    "secret_id_file, not both"), -1);
 	if (tf == NULL && (rid == NULL || sf == NULL))
-		return (*cause = xasprintf("[vault] needs token_file, or role_id and "
+		return (*cause = fmt_alloc("[vault] needs token_file, or role_id and "
 		    "secret_id_file (AppRole)"), -1);
 	if ((tf != NULL && tf[0] != '/') || (sf != NULL && sf[0] != '/'))
-		return (*cause = xasprintf("[vault] %s: path must be absolute",
+		return (*cause = fmt_alloc("[vault] %s: path must be absolute",
 		    tf ? "token_file" : "secret_id_file"), -1);
 	if (rid != NULL && (strlen(rid) > VAULT_MAX_ROLE_ID ||
 	    !printable((const unsigned char *)rid, strlen(rid), 0)))
-		return (*cause = xasprintf("[vault] role_id: must be printable ASCII "
+		return (*cause = fmt_alloc("[vault] role_id: must be printable ASCII "
 		    "without spaces"), -1);
 	if (mnt == NULL)
 		mnt = "approle";
 	if (!path_ok(mnt, strlen(mnt)) || strlen(mnt) > VAULT_MAX_SOURCE)
-		return (*cause = xasprintf("[vault] approle_mount: invalid path"), -1);
+		return (*cause = fmt_alloc("[vault] approle_mount: invalid path"), -1);
 	if (tf != NULL)
 		v->token_file = strdup(tf);
 	else {
@@ -1619,13 +1604,13 @@ vault_conf_auth(struct vault *v, const struct conf *c, char **cause)
 		v->secret_id_file = strdup(sf);
 		v->login_url = url_make("auth", "/", mnt);
 		if (v->role_id == NULL || v->secret_id_file == NULL || v->login_url == NULL ||
-		    (login = xasprintf("%s/login", v->login_url)) == NULL)
-			return (*cause = xasprintf("[vault] out of memory"), -1);
+		    (login = fmt_alloc("%s/login", v->login_url)) == NULL)
+			return (*cause = fmt_alloc("[vault] out of memory"), -1);
 		free(v->login_url);
 		v->login_url = login;
 	}
 	if (tf != NULL && v->token_file == NULL)
-		return (*cause = xasprintf("[vault] out of memory"), -1);
+		return (*cause = fmt_alloc("[vault] out of memory"), -1);
 	return 0;
 }
 
@@ -1638,18 +1623,18 @@ vault_conf_creds(struct vault *v, char **cause)
 
 	if (v->token_file != NULL) {
 		if ((s = token_file_read(v)) == NULL)
-			return (*cause = xasprintf("[vault] token_file %s: cannot be "
+			return (*cause = fmt_alloc("[vault] token_file %s: cannot be "
 			    "used (see the log)", v->token_file), -1);
 		token_set(v, s);
 		v->token_fresh = 1;
 		return 0;
 	}
-	if ((src = xasprintf("file:%s", v->secret_id_file)) == NULL)
+	if ((src = fmt_alloc("file:%s", v->secret_id_file)) == NULL)
 		return (*cause = NULL, -1);
 	s = secret_load(src, &why);
 	free(src);
 	if (s == NULL) {
-		*cause = xasprintf("[vault] secret_id_file %s", why ? why : "out of memory");
+		*cause = fmt_alloc("[vault] secret_id_file %s", why ? why : "out of memory");
 		free(why);
 		return -1;
 	}
@@ -1664,8 +1649,8 @@ host_header(const struct conf *uc)
 	int	v6 = strchr(uc->up_host, ':') != NULL;
 
 	if (strcmp(uc->up_port, "443") == 0)
-		return xasprintf("%s%s%s", v6 ? "[" : "", uc->up_host, v6 ? "]" : "");
-	return xasprintf("%s%s%s:%s", v6 ? "[" : "", uc->up_host, v6 ? "]" : "",
+		return fmt_alloc("%s%s%s", v6 ? "[" : "", uc->up_host, v6 ? "]" : "");
+	return fmt_alloc("%s%s%s:%s", v6 ? "[" : "", uc->up_host, v6 ? "]" : "",
 	    uc->up_port);
 }
 
@@ -1688,15 +1673,15 @@ vault_conf_pool(struct vault *v, struct event_base *base, struct evdns_base *dns
 	uc.upstream_idle_timeout_ms = VAULT_IDLE_MS;
 	uc.max_response_bytes = VAULT_MAX_RESPONSE;
 	if (vault_addr(c->vault_address, &uc, &why) == -1) {
-		*cause = xasprintf("[vault] address %s: %s", c->vault_address, why);
+		*cause = fmt_alloc("[vault] address %s: %s", c->vault_address, why);
 		goto out;
 	}
 	if ((v->host_hdr = host_header(&uc)) == NULL) {
-		*cause = xasprintf("[vault] out of memory");
+		*cause = fmt_alloc("[vault] out of memory");
 		goto out;
 	}
 	if ((v->up = upstream_new(base, dns, &uc, &ucause)) == NULL) {
-		*cause = xasprintf("[vault] ca_file %s: cannot be loaded%s%s",
+		*cause = fmt_alloc("[vault] ca_file %s: cannot be loaded%s%s",
 		    *uc.ca_file ? uc.ca_file : "(system store)",
 		    ucause ? ": " : "", ucause ? ucause : "");
 		goto out;
@@ -1723,16 +1708,16 @@ vault_conf_check(const struct conf *c, char **cause)
 	memset(&v, 0, sizeof(v));
 	memset(&uc, 0, sizeof(uc));
 	if (nz(c->vault_address) == NULL)
-		*cause = xasprintf("[vault] address is not set");
+		*cause = fmt_alloc("[vault] address is not set");
 	else if (vault_addr(c->vault_address, &uc, &why) == -1)
-		*cause = xasprintf("[vault] address %s: %s", c->vault_address, why);
+		*cause = fmt_alloc("[vault] address %s: %s", c->vault_address, why);
 	else if (ns != NULL && (strlen(ns) > VAULT_MAX_NAMESPACE ||
 	    !printable((const unsigned char *)ns, strlen(ns), 0)))
-		*cause = xasprintf("[vault] namespace: must be printable ASCII without spaces");
+		*cause = fmt_alloc("[vault] namespace: must be printable ASCII without spaces");
 	else if (vault_conf_auth(&v, c, cause) == 0)
 		rc = 0;
 	if (rc == -1 && *cause == NULL)
-		*cause = xasprintf("[vault] out of memory");
+		*cause = fmt_alloc("[vault] out of memory");
 	free(uc.up_host);
 	free(uc.up_port);
 	free(v.token_file);
@@ -1753,7 +1738,7 @@ vault_new(struct event_base *base, struct evdns_base *dns, const struct conf *c,
 	if (vault_conf_check(c, cause) == -1)
 		return NULL;
 	if ((v = calloc(1, sizeof(*v))) == NULL) {
-		*cause = xasprintf("[vault] out of memory");
+		*cause = fmt_alloc("[vault] out of memory");
 		return NULL;
 	}
 	TAILQ_INIT(&v->paths);
@@ -1778,7 +1763,7 @@ vault_new(struct event_base *base, struct evdns_base *dns, const struct conf *c,
 	return v;
 fail:
 	if (*cause == NULL)
-		*cause = xasprintf("[vault] out of memory");
+		*cause = fmt_alloc("[vault] out of memory");
 	vault_free(v);
 	return NULL;
 }

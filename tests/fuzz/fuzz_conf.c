@@ -1,4 +1,4 @@
-/* fuzz-sources: proxy/conf.c proxy/redact.c proxy/secret.c proxy/policy.c proxy/catalogue.c proxy/yarena.c */
+/* fuzz-sources: proxy/conf.c proxy/redact.c proxy/secret.c proxy/policy.c proxy/catalogue.c proxy/yarena.c proxy/fmt.c */
 /* fuzz-libs: -linih -lcrypto -lyajl */
 /*
  * fuzz_conf.c — libFuzzer target for the config parser: the input is config

@@ -1,4 +1,4 @@
-/* fuzz-sources: proxy/vault.c proxy/upstream.c proxy/httpp.c proxy/secret.c proxy/log.c proxy/wipe.c */
+/* fuzz-sources: proxy/vault.c proxy/upstream.c proxy/httpp.c proxy/secret.c proxy/log.c proxy/wipe.c proxy/fmt.c */
 /* fuzz-libs: -levent_openssl -levent_core -levent_extra -lssl -lcrypto -lyajl */
 /*
  * fuzz_vault.c — libFuzzer target for the parsers of vault.c.
