@@ -197,10 +197,7 @@ client_reset(struct client *cl)
 	free(cl->method);
 	free(cl->target);
 	cl->method = cl->target = NULL;
-	if (cl->body != NULL) {
-		wipe_evbuffer(cl->body);
-		evbuffer_free(cl->body);
-	}
+	wipe_free(cl->body);
 	cl->body = NULL;
 	cl->body_len = 0;
 	cl->left = 0;
@@ -232,10 +229,8 @@ client_free(struct client *cl)
 		event_free(cl->deadline);
 	event_free(cl->rev);
 	event_free(cl->wev);
-	wipe_evbuffer(cl->in);
-	wipe_evbuffer(cl->out);
-	evbuffer_free(cl->in);
-	evbuffer_free(cl->out);
+	wipe_free(cl->in);
+	wipe_free(cl->out);
 	close(cl->fd);
 	TAILQ_REMOVE(&px->clients, cl, entry);
 	px->nclients--;
@@ -284,10 +279,13 @@ client_io_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct client	*cl = arg;
 
-	if ((what & EV_TIMEOUT) || wipe_write(cl->out, fd) == -1) {
-		if (!(what & EV_TIMEOUT) && (errno == EAGAIN || errno == EINTR))
-			return;
+	if (what & EV_TIMEOUT) {
 		client_gone(cl);
+		return;
+	}
+	if (wipe_write(cl->out, fd) == -1) {
+		if (errno != EAGAIN && errno != EINTR)
+			client_gone(cl);
 		return;
 	}
 	if (evbuffer_get_length(cl->out) > 0)

@@ -457,10 +457,23 @@ jbody_value(struct jbody_ctx *c)
 }
 
 /*
- * A string, number or literal value: s[0..len) is its text (a string's
- * decoded bytes); raw[0..rawlen) is its input, quotes included, when that is
- * also its output, else NULL (a string that held escapes is quoted anew).
+ * Emit a token: raw[0..rawlen) is its input, quotes included, when that is
+ * also its output, else NULL: a string that held escapes is quoted anew
+ * from its decoded bytes s[0..len).
  */
+static void
+jbody_token(struct jbody_ctx *c, const void *s, size_t len,
+    const unsigned char *raw, size_t rawlen)
+{
+	if (raw != NULL)
+		jbody_raw(c, raw, rawlen);
+	else if (c->cur != NULL) {
+		jbody_span_flush(c);
+		jbody_sink_quote(c->cur, s, len);
+	}
+}
+
+/* A string, number or literal value (s, raw as for jbody_token). */
 static int
 jbody_scalar(struct jbody_ctx *c, const void *s, size_t len,
     const unsigned char *raw, size_t rawlen)
@@ -469,12 +482,8 @@ jbody_scalar(struct jbody_ctx *c, const void *s, size_t len,
 		return 1;
 	if (jbody_value(c))
 		jbody_masked(c, s, len);
-	else if (raw != NULL)
-		jbody_raw(c, raw, rawlen);
-	else if (c->cur != NULL) {
-		jbody_span_flush(c);
-		jbody_sink_quote(c->cur, s, len);
-	}
+	else
+		jbody_token(c, s, len, raw, rawlen);
 	c->comma = 1;
 	return 1;
 }
@@ -548,7 +557,7 @@ jbody_start_map(struct jbody_ctx *c)
 	return 1;
 }
 
-/* A member name, unescaped (raw as for jbody_scalar); notes nonce and redaction. */
+/* A member name, unescaped (raw as for jbody_token); notes nonce and redaction. */
 static int
 jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len,
     const unsigned char *raw, size_t rawlen)
@@ -563,12 +572,7 @@ jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len,
 		return 1;
 	if (c->comma)
 		jbody_emit(c, ',');
-	if (raw != NULL)
-		jbody_raw(c, raw, rawlen);
-	else if (c->cur != NULL) {
-		jbody_span_flush(c);
-		jbody_sink_quote(c->cur, key, len);
-	}
+	jbody_token(c, key, len, raw, rawlen);
 	jbody_emit(c, ':');
 	c->comma = 0;
 	if (c->hide == 0 && redact_set_has(c->rs, key, len))
@@ -677,7 +681,6 @@ static int
 jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
 {
 	const unsigned char	*q = s->p, *end = s->end;
-	unsigned		 v;
 	int			 esc = 0;
 	ssize_t			 n;
 
@@ -700,9 +703,8 @@ jbody_string(struct jbody_parse *s, const unsigned char **out, size_t *len)
 		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
 			q += 2;
 			break;
-		case 'u':	/* 6 bytes, or 12 for a surrogate pair; 0: unpaired */
-			if (jbody_hex4(q + 2, (size_t)(end - q - 2), &v) == -1 ||
-			    (n = (ssize_t)jbody_escape_len(q, (size_t)(end - q))) == 0)
+		case 'u':	/* 6 bytes, or 12 for a surrogate pair; less: invalid */
+			if ((n = (ssize_t)jbody_escape_len(q, (size_t)(end - q))) < 6)
 				return -1;
 			q += n;
 			break;
@@ -773,6 +775,7 @@ static int
 jbody_grammar(struct jbody_ctx *c, struct jbody_parse *s)
 {
 	const unsigned char	*str, *raw;
+	const char		*lit;
 	size_t			 len, top = 0;
 	int			 esc;
 
@@ -806,18 +809,11 @@ value:
 			return -1;
 		goto after;
 	case 't':
-		if (!jbody_literal(s, "true", 4) ||
-		    !jbody_scalar(c, "true", 4, s->p - 4, 4))
-			return -1;
-		goto after;
 	case 'f':
-		if (!jbody_literal(s, "false", 5) ||
-		    !jbody_scalar(c, "false", 5, s->p - 5, 5))
-			return -1;
-		goto after;
 	case 'n':
-		if (!jbody_literal(s, "null", 4) ||
-		    !jbody_scalar(c, "null", 4, s->p - 4, 4))
+		lit = *s->p == 't' ? "true" : *s->p == 'f' ? "false" : "null";
+		len = strlen(lit);
+		if (!jbody_literal(s, lit, len) || !jbody_scalar(c, lit, len, s->p - len, len))
 			return -1;
 		goto after;
 	default:
@@ -926,8 +922,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	if (jbody_grammar(&c, &s) == -1) {
 		if (jbody_lint((const unsigned char *)buf, len, why) == 0)
 			*why = c.why != NULL ? c.why : "invalid JSON";
-	}
-	else {
+	} else {
 		if (c.emit) {
 			jbody_span_flush(&c);
 			jbody_sink_flush(&c.out);

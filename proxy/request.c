@@ -238,10 +238,7 @@ request_free(struct request *r)
 		audit_forget(ocp->audit, r);
 	if (r->xfer != NULL)
 		upstream_cancel(r->xfer);
-	if (r->body != NULL) {
-		wipe_evbuffer(r->body);	/* a caller's body may hold a password */
-		evbuffer_free(r->body);
-	}
+	wipe_free(r->body);	/* a caller's body may hold a password */
 	if (r->key != NULL)
 		pkey_unref(r->key);
 	if (r->entered)

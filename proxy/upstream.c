@@ -455,10 +455,7 @@ conn_free(struct up_conn *c)
 		SSL_free(c->ssl);
 		ERR_clear_error();
 	}
-	if (c->in != NULL) {
-		wipe_evbuffer(c->in);
-		evbuffer_free(c->in);
-	}
+	wipe_free(c->in);
 	if (c->fd != -1)
 		close(c->fd);
 	free(c);

@@ -791,16 +791,6 @@ scratch_new(size_t len)
 	return s;
 }
 
-/* Cleanse and free an answer body. */
-static void
-body_wipe(struct evbuffer *b)
-{
-	if (b == NULL)
-		return;
-	wipe_evbuffer(b);
-	evbuffer_free(b);
-}
-
 /* The answer as one NUL-free view; NULL (and len 0) when empty. */
 static const char *
 body_view(struct evbuffer *b, size_t *len)
@@ -860,7 +850,7 @@ vreq_event(evutil_socket_t fd, short what, void *arg)
 	r->body = NULL;
 	r->running = 0;
 	r->fn(r, body);		/* may free r */
-	body_wipe(body);
+	wipe_free(body);
 }
 
 /* upstream.c is done with the exchange (maybe from inside upstream_send). */
@@ -897,7 +887,7 @@ vreq_cancel(struct vreq *r)
 	r->xfer = NULL;
 	if (r->ev != NULL)
 		event_del(r->ev);
-	body_wipe(r->body);
+	wipe_free(r->body);
 	r->body = NULL;
 	r->running = 0;
 }

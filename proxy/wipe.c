@@ -33,6 +33,15 @@ wipe_evbuffer(struct evbuffer *b)
 }
 
 void
+wipe_free(struct evbuffer *b)
+{
+	if (b == NULL)
+		return;
+	wipe_evbuffer(b);
+	evbuffer_free(b);
+}
+
+void
 wipe_drain(struct evbuffer *b, size_t n)
 {
 	struct evbuffer_iovec	 v[WIPE_IOV];

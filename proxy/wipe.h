@@ -16,6 +16,8 @@ struct evbuffer;
 
 /* Zero every byte of b in place, chain by chain (nothing copied). */
 void		 wipe_evbuffer(struct evbuffer *b);
+/* Zero every byte of b, then free it; NULL is ignored. */
+void		 wipe_free(struct evbuffer *b);
 /* Zero the first n bytes of b, then drain them. */
 void		 wipe_drain(struct evbuffer *b, size_t n);
 /* Move n bytes from one buffer to another; what a copy leaves behind is zeroed. */
