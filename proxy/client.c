@@ -76,6 +76,7 @@ struct client {
 	size_t			 drained;
 	int			 head_started;
 	int			 empty_lines;	/* CRLFs ignored before this request line */
+	size_t			 head_scanned;	/* bytes of the head scanned so far */
 };
 
 static void client_input(struct client *);
@@ -205,6 +206,7 @@ client_reset(struct client *cl)
 	cl->too_large = 0;
 	cl->head_started = 0;
 	cl->empty_lines = 0;
+	cl->head_scanned = 0;
 	if (cl->entered)
 		caller_leave(cl->caller);
 	cl->entered = 0;
@@ -633,9 +635,10 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	    memcmp(evbuffer_pullup(in, 2), "\r\n", 2) == 0) {
 		evbuffer_drain(in, 2);
 		cl->empty_lines++;
+		cl->head_scanned = 0;
 	}
 	/*
-	 * httpp_head_len stops early at a byte no head may hold (bare LF or CR,
+	 * httpp_head_scan stops early at a byte no head may hold (bare LF or CR,
 	 * NUL), so such a request is refused now instead of waiting for a
 	 * CRLFCRLF that never comes.
 	 */
@@ -648,7 +651,9 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		client_free(cl);	/* out of memory */
 		return -1;
 	}
-	if ((hl = httpp_head_len(p, avail)) == 0 && avail <= c->max_header_bytes)
+	/* a trickled head: only the bytes that came since the last read are new */
+	if ((hl = httpp_head_scan(p, avail, &cl->head_scanned)) == 0 &&
+	    avail <= c->max_header_bytes)
 		return 0;	/* not complete yet */
 	if (hl == 0 || hl > c->max_header_bytes) {
 		cl->keepalive = 0;

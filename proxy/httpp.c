@@ -84,13 +84,17 @@ httpp_ieq(const char *a, size_t alen, const char *b)
 	return 1;
 }
 
-/* Find the end of the head, or the first byte that makes it invalid. */
+/*
+ * Find the end of the head, or the first byte that makes it invalid,
+ * looking only at buf[*from..len): the bytes before were scanned by an
+ * earlier call on the same head and held neither.  On 0, *from = len.
+ */
 size_t
-httpp_head_len(const char *buf, size_t len)
+httpp_head_scan(const char *buf, size_t len, size_t *from)
 {
 	size_t	i;
 
-	for (i = 0; i < len; i++) {
+	for (i = *from; i < len; i++) {
 		if (buf[i] == '\0')
 			return i + 1;
 		if (i > 0 && buf[i - 1] == '\r' && buf[i] != '\n')
@@ -102,7 +106,16 @@ httpp_head_len(const char *buf, size_t len)
 		if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
 			return i + 1;
 	}
+	*from = len;
 	return 0;
+}
+
+size_t
+httpp_head_len(const char *buf, size_t len)
+{
+	size_t	from = 0;
+
+	return httpp_head_scan(buf, len, &from);
 }
 
 /* Cut the line starting at *off, which must end with CRLF. */

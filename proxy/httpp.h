@@ -57,6 +57,12 @@ struct httpp_msg {
  * hands it to the parser, which refuses it, rather than waiting for more.
  */
 size_t	httpp_head_len(const char *, size_t);
+/*
+ * The same, resumable for a head that arrives in pieces: scanning starts at
+ * *from (0 for a new head) and, while the head is incomplete, *from is moved
+ * to len, so each byte is looked at once however the head is split.
+ */
+size_t	httpp_head_scan(const char *, size_t, size_t *);
 
 /*
  * Parse a complete request head buf[0..len), len as returned by

@@ -183,6 +183,23 @@ fz_chunked(const char *in, size_t len)
 	free(b.buf);
 }
 
+/* A head scanned as it arrives, in pieces, ends where the one-shot scan says. */
+static void
+fz_head_pieces(const char *in, size_t size, size_t whole)
+{
+	size_t	from = 0, got = 0, cut, step = size > 0 ? (unsigned char)in[0] % 7 + 1 : 1;
+
+	for (cut = step < size ? step : size; got == 0; cut += step) {
+		if (cut > size)
+			cut = size;
+		got = httpp_head_scan(in, cut, &from);
+		fz_assert(got != 0 || from == cut);
+		if (cut == size)
+			break;
+	}
+	fz_assert(got == whole);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -191,6 +208,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	h = httpp_head_len(in, size);
 	fz_assert(h <= size);
+	fz_head_pieces(in, size, h);
 	fz_heads(in, size);
 	if (h > 0 && h < size)
 		fz_heads(in, h);

@@ -523,6 +523,65 @@ def empty_lines_before_the_request_line_are_ignored():
         assert_eq(rig.stop(), 0, "exit code")
 
 
+def _send_in_pieces(target, data, cuts, timeout=5.0, pause=0.002):
+    """Send data split at the offsets in cuts, each piece on its own (no
+    Nagle, a pause between), then read until the peer closes or timeout."""
+    fam, addr = harness._split_target(target)
+    x = socket.socket(fam, socket.SOCK_STREAM)
+    x.settimeout(timeout)
+    x.connect(addr)
+    if fam != socket.AF_UNIX:
+        x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    last = 0
+    for c in sorted(cuts) + [len(data)]:
+        if c > last:
+            x.sendall(data[last:c])
+            time.sleep(pause)
+            last = c
+    out = b""
+    try:
+        while True:
+            b = x.recv(65536)
+            if not b:
+                break
+            out += b
+    except (socket.timeout, ConnectionResetError):
+        pass
+    x.close()
+    return out
+
+
+@test
+def head_arriving_in_pieces_is_parsed_as_if_whole():
+    """The end of a head is searched only in bytes that came since the last
+    read (proxy/client.c keeps the scanned offset), so a head split anywhere
+    -- between CR and LF, inside CRLFCRLF, before a bad byte -- is read
+    exactly as the same head sent at once."""
+    s = sim()
+    rig = Rig(s, "pieces")
+    p = rig.start()
+    try:
+        one = head(cl=2, body=b"{}", extra=["X-Pad-%d: %s" % (i, "v" * 60) for i in range(40)] +
+                   ["Connection: close"])
+        end = one.index(b"\r\n\r\n")
+        cuts = list(range(1, end + 4, 97)) + [end + 1, end + 2, end + 3, 15, 16]
+        got = parse_responses(_send_in_pieces(p.target, one, cuts))
+        assert_eq([r[0] for r in got], [200], "a %d-byte head in %d pieces" % (end + 4, len(cuts)))
+        # (within header_timeout_ms = 2000: about 1,000 pieces, 0.3 ms apart)
+        every = parse_responses(_send_in_pieces(p.target, one, range(1, end + 4, 3), pause=0.0003))
+        assert_eq([r[0] for r in every], [200], "the same head three bytes at a time")
+        assert_eq(len(s.records()), 2, "both forwarded")
+        # a bare CR that is followed by its bad byte only in the next piece
+        bad = head(cl=2, body=b"{}", extra=["X-A: a\rb"])
+        cr = bad.index(b"\rb")
+        got = parse_responses(_send_in_pieces(p.target, bad, [cr, cr + 1]))
+        assert_eq([r[0] for r in got], [400], "a bare CR split from the next byte: refused")
+        assert_eq(len(s.records()), 2, "the bad head was not forwarded")
+        assert_true(p.running(), "proxy still running")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
 @test
 def strict_header_syntax():
     s = sim()

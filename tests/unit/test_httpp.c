@@ -218,6 +218,43 @@ test_head_len(void)
 	CHECK(httpp_head_len(R("\n")) == 1);
 }
 
+/* A head scanned as it arrives, a piece at a time, ends where a one-shot scan does. */
+static void
+test_head_scan(void)
+{
+	static const char *const heads[] = {
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody",
+		"POST /x HTTP/1.1\r\nA: b\r\nC: d\r\n\r\n",
+		"GET / HTTP/1.1\n\nxx",
+		"GET / HTTP/1.1\r\nX: \rY\r\n\r\n",
+		"GET / HTTP/1.1\r\n\r",
+		"\r\n\r\n",
+	};
+	size_t	i, step, cut, len, from, got, whole;
+
+	for (i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		len = strlen(heads[i]);
+		whole = httpp_head_len(heads[i], len);
+		for (step = 1; step <= len; step++) {
+			from = got = 0;
+			for (cut = step; got == 0; cut += step) {
+				if (cut > len)
+					cut = len;
+				got = httpp_head_scan(heads[i], cut, &from);
+				if (got == 0)
+					CHECK(from == cut);
+				if (cut == len)
+					break;
+			}
+			CHECK(got == whole);
+		}
+	}
+	/* a byte scanned once is not looked at again: a CR at the end of a piece */
+	from = 0;
+	CHECK(httpp_head_scan(R("GET / HTTP/1.1\r"), &from) == 0 && from == 15);
+	CHECK(httpp_head_scan(R("GET / HTTP/1.1\rX"), &from) == 16);
+}
+
 /* Fields of an accepted request. */
 static void
 test_request_fields(void)
@@ -605,6 +642,7 @@ main(void)
 {
 	test_tables();
 	test_head_len();
+	test_head_scan();
 	test_request_fields();
 	test_find_first();
 	test_derived();
