@@ -722,6 +722,7 @@ audit_seal(struct audit *a, struct evbuffer *line, size_t len, struct audit_entr
 {
 	unsigned char	*p = evbuffer_pullup(line, (ev_ssize_t)len);
 	char		 head[40], mac[SIGNER_HEX_LEN + 1];
+	char		 tail[AUDIT_CHAIN_SUFFIX_LEN + 1] = ",\"chain\":\"";	/* + mac + "}\n */
 	struct iovec	 iov[4];
 	size_t		 before = evbuffer_get_length(a->queue);
 	int		 hl;
@@ -737,9 +738,9 @@ audit_seal(struct audit *a, struct evbuffer *line, size_t len, struct audit_entr
 		iov[3] = (struct iovec){ (char *)"}", 1 };
 		if (signer_sign(a->key, iov, 4, mac) == 0) {
 			memcpy(a->chain, mac, sizeof(mac));
-			evbuffer_add(a->queue, ",\"chain\":\"", 10);
-			evbuffer_add(a->queue, mac, SIGNER_HEX_LEN);
-			evbuffer_add(a->queue, "\"}\n", 3);
+			memcpy(tail + 10, mac, SIGNER_HEX_LEN);
+			memcpy(tail + 10 + SIGNER_HEX_LEN, "\"}\n", 3);
+			evbuffer_add(a->queue, tail, 10 + SIGNER_HEX_LEN + 3);
 		} else
 			evbuffer_add(a->queue, "}\n", 2);
 	} else

@@ -24,6 +24,7 @@
 
 #include "fmt.h"
 #include "httpp.h"
+#include "jbody.h"
 #include "log.h"
 #include "ocp-proxy.h"
 #include "policy.h"
@@ -367,23 +368,25 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	struct evbuffer	*out = cl->out;
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
 	int		 was_empty = evbuffer_get_length(out) == 0;
+	struct jbody_sink k;
 	char		 num[24];
 
 	if (cl->px->stopping)
 		close_after = 1;
 	if (!cl->keepalive)
 		close_after = 1;
-	/* pieces with their lengths: no format string parsed per answer */
-#define ADD_LIT(s)	evbuffer_add(out, s, sizeof(s) - 1)
-#define ADD_STR(s)	evbuffer_add(out, s, strlen(s))
+	/* pieces with their lengths, staged on the stack: one evbuffer_add */
+	jbody_sink_init(&k, out);
+#define ADD_LIT(s)	jbody_put(&k, s, sizeof(s) - 1)
+#define ADD_STR(s)	jbody_put(&k, s, strlen(s))
 	ADD_LIT("HTTP/1.1 ");
-	evbuffer_add(out, num, fmt_uint(num, (unsigned)(status % 1000), 10, 3));
+	jbody_put(&k, num, fmt_uint(num, (unsigned)(status % 1000), 10, 3));
 	ADD_LIT(" ");
 	ADD_STR(client_reason(status));
 	ADD_LIT("\r\nContent-Type: ");
 	ADD_STR(ctype && *ctype ? ctype : "application/json");
 	ADD_LIT("\r\nContent-Length: ");
-	evbuffer_add(out, num, fmt_uint(num, len, 10, 0));
+	jbody_put(&k, num, fmt_uint(num, len, 10, 0));
 	ADD_LIT("\r\nX-Request-Id: ");
 	ADD_STR(reqid);
 	ADD_LIT("\r\n");
@@ -391,13 +394,17 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 		ADD_LIT("Allow: POST\r\n");
 	if (close_after)
 		ADD_LIT("Connection: close\r\n");
+	if (cl->retry_after > 0) {
+		ADD_LIT("Retry-After: ");
+		jbody_put(&k, num, fmt_uint(num, cl->retry_after, 10, 0));
+		ADD_LIT("\r\n");
+	}
+	if (cl->www_auth)
+		ADD_LIT("WWW-Authenticate: Bearer\r\n");
+	ADD_LIT("\r\n");
 #undef ADD_LIT
 #undef ADD_STR
-	if (cl->retry_after > 0)
-		evbuffer_add_printf(out, "Retry-After: %u\r\n", cl->retry_after);
-	if (cl->www_auth)
-		evbuffer_add(out, "WWW-Authenticate: Bearer\r\n", 26);
-	evbuffer_add(out, "\r\n", 2);
+	jbody_sink_flush(&k);
 	cl->retry_after = 0;
 	cl->www_auth = 0;
 	if (body != NULL)

@@ -27,19 +27,8 @@
 #include "jbody.h"
 #include "redact.h"
 
-#define JBODY_STAGE	512	/* bytes staged before an evbuffer_add */
 #define JBODY_LOCAL_DEPTH 512	/* container stack held in the frame */
 #define JBODY_WS(c)	((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
-
-/* Where emitted bytes go: staged then flushed to ev, or (ev NULL) kept. */
-struct jbody_sink {
-	struct evbuffer	*ev;
-	char		*p;		/* stage, or a heap buffer once grown */
-	size_t		 n;
-	size_t		 size;
-	int		 failed;	/* an allocation failed: output is short */
-	char		 stage[JBODY_STAGE];
-};
 
 struct jbody_ctx {
 	const struct redact_set	*rs;
@@ -64,7 +53,7 @@ struct jbody_ctx {
 static const char jbody_hex[] = "0123456789abcdef";
 
 /* Point a sink at its stage; ev NULL makes it grow on the heap instead. */
-static void
+void
 jbody_sink_init(struct jbody_sink *k, struct evbuffer *ev)
 {
 	k->ev = ev;
@@ -74,17 +63,18 @@ jbody_sink_init(struct jbody_sink *k, struct evbuffer *ev)
 	k->failed = 0;
 }
 
-/* Move staged bytes to the evbuffer. */
-static void
+/* Move staged bytes to the evbuffer; -1 if any byte was lost on the way. */
+int
 jbody_sink_flush(struct jbody_sink *k)
 {
 	if (k->n > 0 && evbuffer_add(k->ev, k->p, k->n) == -1)
 		k->failed = 1;
 	k->n = 0;
+	return k->failed ? -1 : 0;
 }
 
 /* Zero what a heap-growing sink holds (it may be a secret) and free it. */
-static void
+void
 jbody_sink_wipe(struct jbody_sink *k)
 {
 	explicit_bzero(k->p, k->n);
@@ -120,7 +110,7 @@ fail:
 }
 
 /* Slow path of jbody_put: the stage is full. */
-static void
+void
 jbody_sink_spill(struct jbody_sink *k, const void *s, size_t len)
 {
 	if (k->ev != NULL) {
@@ -132,20 +122,6 @@ jbody_sink_spill(struct jbody_sink *k, const void *s, size_t len)
 		}
 	} else if (jbody_sink_grow(k, len) == -1)
 		return;
-	memcpy(k->p + k->n, s, len);
-	k->n += len;
-}
-
-/* Append s[0..len) to k; a NULL sink drops it. */
-static void
-jbody_put(struct jbody_sink *k, const void *s, size_t len)
-{
-	if (k == NULL || len == 0)
-		return;
-	if (len > k->size - k->n) {
-		jbody_sink_spill(k, s, len);
-		return;
-	}
 	memcpy(k->p + k->n, s, len);
 	k->n += len;
 }
@@ -392,10 +368,11 @@ jbody_escape(struct jbody_sink *k, unsigned char c)
 }
 
 /* Append s[0..len) to k as a quoted JSON string, copying safe runs whole. */
-static void
-jbody_sink_quote(struct jbody_sink *k, const unsigned char *s, size_t len)
+void
+jbody_sink_quote(struct jbody_sink *k, const char *str, size_t len)
 {
-	size_t	i = 0, run = 0, n;
+	const unsigned char	*s = (const unsigned char *)str;
+	size_t			 i = 0, run = 0, n;
 
 	if (k == NULL)
 		return;
@@ -423,7 +400,7 @@ jbody_quote(struct evbuffer *out, const char *s, size_t len)
 	struct jbody_sink	k;
 
 	jbody_sink_init(&k, out);
-	jbody_sink_quote(&k, (const unsigned char *)s, len);
+	jbody_sink_quote(&k, s, len);
 	jbody_sink_flush(&k);
 }
 

@@ -23,9 +23,51 @@
 #define JBODY_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct evbuffer;
 struct redact_set;
+
+#define JBODY_STAGE	512	/* bytes staged before an evbuffer_add */
+
+/*
+ * A staging writer: small pieces are copied into the stage and reach the
+ * evbuffer ev in one evbuffer_add per JBODY_STAGE bytes, so text built from
+ * many short pieces (an audit line, an answer head) costs a memcpy each
+ * instead of an evbuffer_add each.  jbody_scan uses one for its output.
+ */
+struct jbody_sink {
+	struct evbuffer	*ev;
+	char		*p;		/* stage, or a heap buffer once grown */
+	size_t		 n;
+	size_t		 size;
+	int		 failed;	/* an allocation failed: output is short */
+	char		 stage[JBODY_STAGE];
+};
+
+/* ev NULL: keep everything, contiguous at p[0..n), growing onto the heap. */
+void	 jbody_sink_init(struct jbody_sink *, struct evbuffer *ev);
+/* Zero what an ev NULL sink holds (it may be a secret), free it, init again. */
+void	 jbody_sink_wipe(struct jbody_sink *);
+/* Hand the staged bytes to ev; -1 if any byte was lost since init. */
+int	 jbody_sink_flush(struct jbody_sink *);
+void	 jbody_sink_spill(struct jbody_sink *, const void *, size_t);
+/* Append s[0..len) as a quoted JSON string (as jbody_quote). */
+void	 jbody_sink_quote(struct jbody_sink *, const char *s, size_t len);
+
+/* Append s[0..len) to k; a NULL sink drops it. */
+static inline void
+jbody_put(struct jbody_sink *k, const void *s, size_t len)
+{
+	if (k == NULL || len == 0)
+		return;
+	if (len > k->size - k->n) {
+		jbody_sink_spill(k, s, len);
+		return;
+	}
+	memcpy(k->p + k->n, s, len);
+	k->n += len;
+}
 
 #define JBODY_OBJECT	0x01	/* the top-level value must be an object */
 #define JBODY_NONCE_MAX	32	/* dst size that fits any jbody_nonce_member */

@@ -82,28 +82,34 @@ request_ms(const struct request *r)
 	    (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
 }
 
+/*
+ * Audit lines and the upstream head are assembled from short pieces in a
+ * jbody_sink (a stack stage, one evbuffer_add per 512 bytes).
+ */
+#define PUT_LIT(k, s)	jbody_put((k), (s), sizeof(s) - 1)
+
 /* Append a C string (no escaping: only for our own safe text). */
 static void
-buf_str(struct evbuffer *b, const char *s)
+put_str(struct jbody_sink *k, const char *s)
 {
-	evbuffer_add(b, s, strlen(s));
+	jbody_put(k, s, strlen(s));
 }
 
 /* Append an unsigned decimal without printf. */
 static void
-buf_u64(struct evbuffer *b, unsigned long long v)
+put_u64(struct jbody_sink *k, unsigned long long v)
 {
 	char	d[FMT_UINT_MAX];
 
-	evbuffer_add(b, d, fmt_uint(d, v, 10, 0));
+	jbody_put(k, d, fmt_uint(d, v, 10, 0));
 }
 
 /* Append ,"key":<unsigned> */
 static void
-buf_kv_u64(struct evbuffer *b, const char *key, unsigned long long v)
+put_kv_u64(struct jbody_sink *k, const char *key, unsigned long long v)
 {
-	buf_str(b, key);
-	buf_u64(b, v);
+	put_str(k, key);
+	put_u64(k, v);
 }
 
 /* The error envelope of the API, for errors made by the proxy itself. */
@@ -121,47 +127,67 @@ request_envelope(int status, const char *name, const char *msg, const char *id)
 	return b;
 }
 
-/* Start an audit line with the fields every record carries. */
+/*
+ * Start an audit line with the fields every record carries: a new evbuffer,
+ * with k staging into it.  The caller adds the rest through k (flushing k
+ * before it writes to the evbuffer itself) and hands it to audit_line_end.
+ */
 static struct evbuffer *
-audit_line_begin(const char *phase, const char *id, unsigned long long t_ms,
-    const char *peer, const char *cname, const char *cid, const char *method,
-    const char *path, const char *profile)
+audit_line_begin(struct jbody_sink *k, const char *phase, const char *id,
+    unsigned long long t_ms, const char *peer, const char *cname, const char *cid,
+    const char *method, const char *path, const char *profile)
 {
 	struct evbuffer	*b = evbuffer_new();
 	char		 ts[32];
 
 	if (b == NULL)
 		return NULL;
+	jbody_sink_init(k, b);
 	log_time(ts, t_ms);
-	buf_str(b, "{\"time\":\"");
-	buf_str(b, ts);
-	buf_str(b, "\",\"id\":\"");
-	buf_str(b, id);
-	buf_str(b, "\",\"phase\":\"");
-	buf_str(b, phase);
-	buf_str(b, "\",\"caller\":");
-	jbody_quote(b, peer, strlen(peer));
+	PUT_LIT(k, "{\"time\":\"");
+	put_str(k, ts);
+	PUT_LIT(k, "\",\"id\":\"");
+	put_str(k, id);
+	PUT_LIT(k, "\",\"phase\":\"");
+	put_str(k, phase);
+	PUT_LIT(k, "\",\"caller\":");
+	jbody_sink_quote(k, peer, strlen(peer));
 	if (cname != NULL) {
-		buf_str(b, ",\"caller_name\":\"");
-		buf_str(b, cname);
-		buf_str(b, "\"");
+		PUT_LIT(k, ",\"caller_name\":\"");
+		put_str(k, cname);
+		PUT_LIT(k, "\"");
 	}
 	if (cid != NULL && *cid != '\0') {
-		buf_str(b, ",\"caller_id\":\"");
-		buf_str(b, cid);
-		buf_str(b, "\"");
+		PUT_LIT(k, ",\"caller_id\":\"");
+		put_str(k, cid);
+		PUT_LIT(k, "\"");
 	}
-	evbuffer_add(b, ",\"method\":", 10);
-	jbody_quote(b, method, strlen(method));
-	evbuffer_add(b, ",\"path\":", 8);
-	jbody_quote(b, path, strlen(path));
+	PUT_LIT(k, ",\"method\":");
+	jbody_sink_quote(k, method, strlen(method));
+	PUT_LIT(k, ",\"path\":");
+	jbody_sink_quote(k, path, strlen(path));
 	if (profile != NULL) {
-		buf_str(b, ",\"profile\":\"");
-		buf_str(b, profile);
-		buf_str(b, "\"");
+		PUT_LIT(k, ",\"profile\":\"");
+		put_str(k, profile);
+		PUT_LIT(k, "\"");
 	} else
-		evbuffer_add(b, ",\"profile\":null", 15);
+		PUT_LIT(k, ",\"profile\":null");
 	return b;
+}
+
+/*
+ * Close the line with "}" and queue it (cb as for audit_append); a line that
+ * lost bytes to an allocation failure is not queued: cb gets -1.
+ */
+static void
+audit_line_end(struct jbody_sink *k, struct evbuffer *line, audit_done_fn cb, void *arg)
+{
+	PUT_LIT(k, "}");
+	if (jbody_sink_flush(k) == 0)
+		audit_append(ocp->audit, line, cb, arg);
+	else if (cb != NULL)
+		cb(arg, -1);
+	evbuffer_free(line);
 }
 
 /* One summary line per request on stderr (never bodies). */
@@ -179,22 +205,22 @@ static void
 request_audit_unforwarded(struct client *cl, const char *id, const char *method,
     const char *path, size_t bytes_in, size_t bytes_out, int status, const char *name)
 {
+	struct jbody_sink k;
 	struct evbuffer	*line;
 	const char	*cname, *cid;
 
 	client_caller_info(cl, &cname, &cid);
-	line = audit_line_begin("outcome", id, log_now_ms(), client_peer(cl), cname, cid,
+	line = audit_line_begin(&k, "outcome", id, log_now_ms(), client_peer(cl), cname, cid,
 	    method, path, NULL);
 	if (line != NULL) {
-		buf_kv_u64(line, ",\"nonce\":null,\"status\":", (unsigned)status);
-		buf_str(line, ",\"upstream_status\":null,\"duration_ms\":0");
-		buf_kv_u64(line, ",\"bytes_in\":", bytes_in);
-		buf_kv_u64(line, ",\"bytes_out\":", bytes_out);
-		buf_str(line, ",\"error\":\"");
-		buf_str(line, name);
-		buf_str(line, "\"}");
-		audit_append(ocp->audit, line, NULL, NULL);
-		evbuffer_free(line);
+		put_kv_u64(&k, ",\"nonce\":null,\"status\":", (unsigned)status);
+		PUT_LIT(&k, ",\"upstream_status\":null,\"duration_ms\":0");
+		put_kv_u64(&k, ",\"bytes_in\":", bytes_in);
+		put_kv_u64(&k, ",\"bytes_out\":", bytes_out);
+		PUT_LIT(&k, ",\"error\":\"");
+		put_str(&k, name);
+		PUT_LIT(&k, "\"");
+		audit_line_end(&k, line, NULL, NULL);
 	}
 	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
 }
@@ -256,6 +282,7 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
     struct evbuffer *resp, size_t bytes_out, double ms)
 {
 	const struct conf *c = r->gen->conf;
+	struct jbody_sink k;
 	struct evbuffer	*line, *red = NULL;
 	struct jbody	 jb;
 	const char	*why;
@@ -264,60 +291,60 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	size_t		 len = resp ? evbuffer_get_length(resp) : 0;
 	char		*p;
 
-	line = audit_line_begin("outcome", r->id, log_now_ms(), r->peer,
+	line = audit_line_begin(&k, "outcome", r->id, log_now_ms(), r->peer,
 	    r->caller ? caller_name(r->caller) : NULL, r->caller_id, r->method, r->path,
 	    c->profiles[r->profile].name);
 	if (line == NULL)
 		return;
 	if (r->nonce_ours)
-		buf_kv_u64(line, ",\"nonce\":", r->nonce);
+		put_kv_u64(&k, ",\"nonce\":", r->nonce);
 	else if (r->jb.has_nonce)
-		evbuffer_add(line, ",\"nonce\":\"client\"", 17);
+		PUT_LIT(&k, ",\"nonce\":\"client\"");
 	else
-		evbuffer_add(line, ",\"nonce\":null", 13);
-	buf_kv_u64(line, ",\"status\":", (unsigned)status);
-	buf_str(line, ",\"upstream_status\":");
+		PUT_LIT(&k, ",\"nonce\":null");
+	put_kv_u64(&k, ",\"status\":", (unsigned)status);
+	PUT_LIT(&k, ",\"upstream_status\":");
 	if (ustatus > 0)
-		buf_u64(line, (unsigned)ustatus);
+		put_u64(&k, (unsigned)ustatus);
 	else
-		evbuffer_add(line, "null", 4);
+		PUT_LIT(&k, "null");
 	{	/* duration in ms with 3 decimals, without printf */
 		unsigned long long us = ms > 0 ? (unsigned long long)(ms * 1000.0 + 0.5) : 0;
-		char frac[4] = { (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
-		    (char)('0' + us % 10), '\0' };
-		buf_kv_u64(line, ",\"duration_ms\":", us / 1000);
-		evbuffer_add(line, ".", 1);
-		buf_str(line, frac);
+		char frac[4] = { '.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+		    (char)('0' + us % 10) };
+		put_kv_u64(&k, ",\"duration_ms\":", us / 1000);
+		jbody_put(&k, frac, sizeof(frac));
 	}
-	buf_kv_u64(line, ",\"bytes_in\":", r->bytes_in);
-	buf_kv_u64(line, ",\"bytes_out\":", bytes_out);
-	buf_str(line, ",\"error\":");
+	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
+	put_kv_u64(&k, ",\"bytes_out\":", bytes_out);
+	PUT_LIT(&k, ",\"error\":");
 	if (err != NULL) {
-		evbuffer_add(line, "\"", 1);
-		buf_str(line, err);
-		evbuffer_add(line, "\"", 1);
+		PUT_LIT(&k, "\"");
+		put_str(&k, err);
+		PUT_LIT(&k, "\"");
 	} else
-		evbuffer_add(line, "null", 4);
+		PUT_LIT(&k, "null");
 	if (c->audit_bodies == BODIES_REDACTED && resp != NULL) {
 		p = (char *)wipe_pullup(resp);	/* answers hold passwords: no uncleared copy */
 		if (len > 0 && p == NULL)
-			buf_kv_u64(line, ",\"response_bytes\":", len);	/* no memory */
+			put_kv_u64(&k, ",\"response_bytes\":", len);	/* no memory */
 		else if (len > 0 && (red = evbuffer_new()) != NULL &&
 		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
-			evbuffer_add(line, ",\"response\":", 12);
+			PUT_LIT(&k, ",\"response\":");
+			jbody_sink_flush(&k);	/* line's own bytes come before red's */
 			evbuffer_add_buffer(line, red);
 		} else {
 			EVP_Digest(p, len, md, NULL, EVP_sha256(), NULL);
 			signer_hex(md, sizeof(md), hex);
-			evbuffer_add_printf(line, ",\"response_bytes\":%zu,\"response_sha256\":\"%s\"",
-			    len, hex);
+			put_kv_u64(&k, ",\"response_bytes\":", len);
+			PUT_LIT(&k, ",\"response_sha256\":\"");
+			put_str(&k, hex);
+			PUT_LIT(&k, "\"");
 		}
 		if (red != NULL)
 			evbuffer_free(red);
 	}
-	evbuffer_add(line, "}", 1);
-	audit_append(ocp->audit, line, NULL, NULL);
-	evbuffer_free(line);
+	audit_line_end(&k, line, NULL, NULL);
 }
 
 /* Answer the caller (if still connected), audit the outcome, free. */
@@ -382,8 +409,8 @@ static void
 request_forward(struct request *r)
 {
 	const struct conf *c = r->gen->conf;
-	struct evbuffer	*head;
-	struct iovec	 iov[3];
+	struct jbody_sink k;
+	struct iovec	 iov[4];	/* the head, then the body in 1 or 3 pieces */
 	char		*p = (char *)wipe_pullup(r->body);	/* one chain already */
 	size_t		 len = evbuffer_get_length(r->body), cut;
 	char		 sig[SIGNER_HEX_LEN + 1];
@@ -391,43 +418,46 @@ request_forward(struct request *r)
 
 	if (r->member_len > 0) {
 		cut = r->jb.open + 1;
-		iov[0] = (struct iovec){ p, cut };
-		iov[1] = (struct iovec){ r->member, r->member_len };
-		iov[2] = (struct iovec){ p + cut, len - cut };
+		iov[1] = (struct iovec){ p, cut };
+		iov[2] = (struct iovec){ r->member, r->member_len };
+		iov[3] = (struct iovec){ p + cut, len - cut };
 		n = 3;
 	} else {
-		iov[0] = (struct iovec){ p, len };
+		iov[1] = (struct iovec){ p, len };
 		n = 1;
 	}
-	if (signer_sign(r->key->signer, iov, n, sig) == -1 || (head = evbuffer_new()) == NULL) {
+	if (signer_sign(r->key->signer, iov + 1, n, sig) == -1) {
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", "signing failed");
 		return;
 	}
-	/* pieces with their lengths: no format string parsed per request */
-	buf_str(head, "POST ");
-	buf_str(head, r->path);
-	buf_str(head, " HTTP/1.1\r\nHost: ");
+	/* pieces with their lengths, staged on the stack (the heap past 512 bytes) */
+	jbody_sink_init(&k, NULL);
+	PUT_LIT(&k, "POST ");
+	put_str(&k, r->path);
+	PUT_LIT(&k, " HTTP/1.1\r\nHost: ");
 	if (strchr(c->up_host, ':') != NULL) {
-		buf_str(head, "[");
-		buf_str(head, c->up_host);
-		buf_str(head, "]");
+		PUT_LIT(&k, "[");
+		put_str(&k, c->up_host);
+		PUT_LIT(&k, "]");
 	} else
-		buf_str(head, c->up_host);
+		put_str(&k, c->up_host);
 	if (strcmp(c->up_port, "443") != 0) {
-		buf_str(head, ":");
-		buf_str(head, c->up_port);
+		PUT_LIT(&k, ":");
+		put_str(&k, c->up_port);
 	}
-	buf_kv_u64(head, "\r\nContent-Type: application/json\r\nContent-Length: ",
+	put_kv_u64(&k, "\r\nContent-Type: application/json\r\nContent-Length: ",
 	    len + r->member_len);
-	buf_str(head, "\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
+	PUT_LIT(&k, "\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
 	    "\r\nx-api-public-key: ");
-	buf_str(head, r->key->public_key);
-	buf_str(head, "\r\nx-api-signature: ");
-	evbuffer_add(head, sig, SIGNER_HEX_LEN);
-	buf_str(head, "\r\n\r\n");
+	put_str(&k, r->key->public_key);
+	PUT_LIT(&k, "\r\nx-api-signature: ");
+	jbody_put(&k, sig, SIGNER_HEX_LEN);
+	PUT_LIT(&k, "\r\n\r\n");
 	OPENSSL_cleanse(sig, sizeof(sig));
-	r->xfer = upstream_send(r->gen->up, head, iov, n, request_upstream_done, r);
-	evbuffer_free(head);
+	iov[0] = (struct iovec){ k.p, k.n };
+	r->xfer = k.failed ? NULL :
+	    upstream_send(r->gen->up, NULL, iov, n + 1, request_upstream_done, r);
+	jbody_sink_wipe(&k);	/* the head holds the signature */
 	if (r->xfer == NULL)
 		request_fail(r, 502, "PROXY_UPSTREAM_CONNECT_FAILED", "out of memory");
 }
@@ -457,29 +487,31 @@ static int
 request_audit_ahead(struct request *r, struct evbuffer *redacted)
 {
 	const struct conf *c = r->gen->conf;
+	struct jbody_sink k;
 	struct evbuffer	*line;
 
-	line = audit_line_begin("request", r->id, r->t0_ms, r->peer,
+	line = audit_line_begin(&k, "request", r->id, r->t0_ms, r->peer,
 	    r->caller ? caller_name(r->caller) : NULL, r->caller_id, r->method, r->path,
 	    c->profiles[r->profile].name);
-	if (line == NULL)
+	if (line == NULL) {	/* out of memory: no write-ahead record, no forwarding */
+		request_audited(r, -1);
 		return -1;
-	buf_str(line, ",\"key\":\"");
-	buf_str(line, r->key->fp);
-	evbuffer_add(line, "\"", 1);
+	}
+	PUT_LIT(&k, ",\"key\":\"");
+	put_str(&k, r->key->fp);
+	PUT_LIT(&k, "\"");
 	if (r->nonce_ours)
-		buf_kv_u64(line, ",\"nonce\":", r->nonce);
+		put_kv_u64(&k, ",\"nonce\":", r->nonce);
 	else
-		evbuffer_add(line, ",\"nonce\":\"client\"", 17);
-	buf_kv_u64(line, ",\"bytes_in\":", r->bytes_in);
+		PUT_LIT(&k, ",\"nonce\":\"client\"");
+	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
 	if (redacted != NULL) {
-		evbuffer_add(line, ",\"request\":", 11);
+		PUT_LIT(&k, ",\"request\":");
+		jbody_sink_flush(&k);	/* line's own bytes come before redacted's */
 		evbuffer_add_buffer(line, redacted);
 	}
-	evbuffer_add(line, "}", 1);
 	r->waiting_audit = 1;
-	audit_append(ocp->audit, line, request_audited, r);
-	evbuffer_free(line);
+	audit_line_end(&k, line, request_audited, r);
 	return 0;
 }
 

@@ -380,27 +380,31 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	int		 i;
 
 	if ((x = xfer_get(up)) == NULL) {
-		wipe_evbuffer(head);
+		if (head != NULL)
+			wipe_evbuffer(head);
 		return NULL;
 	}
 	/* one contiguous copy (one TLS record, one segment); the head is cleansed */
-	len = evbuffer_get_length(head);
+	len = head != NULL ? evbuffer_get_length(head) : 0;
 	for (i = 0; i < n; i++)
 		len += body[i].iov_len;
 	if (evbuffer_reserve_space(x->req, (ev_ssize_t)len, &v, 1) != 1 || v.iov_len < len) {
-		wipe_evbuffer(head);
+		if (head != NULL)
+			wipe_evbuffer(head);
 		xfer_put(up, x);
 		return NULL;
 	}
 	p = v.iov_base;
-	p += evbuffer_copyout(head, p, evbuffer_get_length(head));
+	if (head != NULL)
+		p += evbuffer_copyout(head, p, evbuffer_get_length(head));
 	for (i = 0; i < n; i++) {
 		memcpy(p, body[i].iov_base, body[i].iov_len);
 		p += body[i].iov_len;
 	}
 	v.iov_len = len;
 	evbuffer_commit_space(x->req, &v, 1);
-	wipe_drain(head, evbuffer_get_length(head));
+	if (head != NULL)
+		wipe_drain(head, evbuffer_get_length(head));
 	x->req_len = len;
 	x->up = up;
 	x->done = done;

@@ -46,8 +46,8 @@ void		 upstream_set_label(struct upstream *, const char *label);
 void		 upstream_ref(struct upstream *);
 /* Drop a reference; the last one closes idle connections and frees. */
 void		 upstream_unref(struct upstream *);
-/* Queue an exchange: head and body[0..n) are copied (head is then cleansed
- * and emptied).  NULL on ENOMEM. */
+/* Queue an exchange: head (may be NULL) and body[0..n) are copied, in that
+ * order (head is then cleansed and emptied).  NULL on ENOMEM. */
 struct up_xfer	*upstream_send(struct upstream *, struct evbuffer *head,
 		    const struct iovec *body, int n, up_done_fn, void *arg);
 /* Abandon an exchange: no callback will run; its connection is closed. */

@@ -1,6 +1,7 @@
 /*
  * test_jbody.c — jbody_scan (validation, nonce detection, splice offsets,
- * redacted audit copy), jbody_nonce_member, jbody_quote and redact_set.
+ * redacted audit copy), jbody_nonce_member, jbody_quote, the staging
+ * writer (jbody_sink) and redact_set.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -697,6 +698,51 @@ test_word_scans(void)
 	evbuffer_free(ev);
 }
 
+/* The staging writer: order kept across the stage's edge, big pieces, heap mode. */
+static void
+test_sink(void)
+{
+	struct evbuffer		*ev = evbuffer_new();
+	struct jbody_sink	 k;
+	char			 want[4 * JBODY_STAGE], big[3 * JBODY_STAGE], *got;
+	size_t			 i, n = 0;
+
+	memset(big, 'b', sizeof(big));
+	jbody_sink_init(&k, ev);
+	for (i = 0; i < 3 * JBODY_STAGE / 7; i++) {	/* short pieces over the edge */
+		jbody_put(&k, "abcdefg", 7);
+		memcpy(want + n, "abcdefg", 7);
+		n += 7;
+	}
+	CHECK(evbuffer_get_length(ev) > 0 && evbuffer_get_length(ev) < n);	/* flushed by stages */
+	jbody_put(&k, big, sizeof(big));	/* larger than the stage: straight through */
+	jbody_sink_quote(&k, L("q\"\n"));
+	jbody_put(&k, NULL, 0);
+	jbody_put(NULL, "x", 1);		/* a NULL sink drops it */
+	CHECK(jbody_sink_flush(&k) == 0);
+	CHECK(evbuffer_get_length(ev) == n + sizeof(big) + 7);
+	got = drain(ev);
+	CHECK(memcmp(got, want, n) == 0);
+	CHECK(memcmp(got + n, big, sizeof(big)) == 0);
+	CHECK(memcmp(got + n + sizeof(big), "\"q\\\"\\n\"", 7) == 0);
+	free(got);
+	CHECK(jbody_sink_flush(&k) == 0 && evbuffer_get_length(ev) == 0);	/* nothing staged */
+
+	/* ev NULL: everything stays contiguous, onto the heap past the stage */
+	jbody_sink_init(&k, NULL);
+	jbody_put(&k, "head:", 5);
+	CHECK(k.p == k.stage && k.n == 5);
+	jbody_put(&k, big, sizeof(big));
+	CHECK(k.p != k.stage && k.n == 5 + sizeof(big) && k.size >= k.n);
+	CHECK(memcmp(k.p, "head:", 5) == 0 && memcmp(k.p + 5, big, sizeof(big)) == 0);
+	jbody_sink_wipe(&k);
+	CHECK(k.p == k.stage && k.n == 0 && !k.failed);
+	jbody_put(&k, "s3cr3t", 6);
+	jbody_sink_wipe(&k);		/* the stage is zeroed too */
+	CHECK(memcmp(k.stage, "\0\0\0\0\0\0", 6) == 0);
+	evbuffer_free(ev);
+}
+
 int
 main(void)
 {
@@ -716,6 +762,7 @@ main(void)
 	test_redact_set();
 	test_nonce_member();
 	test_quote();
+	test_sink();
 	test_word_scans();
 	redact_set_free(audit_rs);
 	UNIT_END("test_jbody");
