@@ -522,6 +522,26 @@ test_redact_set(void)
 	rs = redact_set_new("x", &cause);
 	CHECK(rs != NULL && redact_set_has(rs, (const unsigned char *)"x", 1));
 	redact_set_free(rs);
+	/* lengths 64 apart share a bit of the length filter; 64 and 0 too */
+	{
+		char	 list[256], k70[135], k6[7] = "abcdef", k64[65];
+
+		memset(k70, 'k', 134);
+		k70[70] = '\0';		/* 70 k's, and 134 readable bytes */
+		memset(k64, 'q', 64);
+		k64[64] = '\0';
+		snprintf(list, sizeof(list), "%s,%s", k70, k64);
+		rs = redact_set_new(list, &cause);
+		CHECK(rs != NULL && cause == NULL);
+		CHECK(redact_set_has(rs, (const unsigned char *)k70, 70));
+		CHECK(redact_set_has(rs, (const unsigned char *)k64, 64));
+		CHECK(!redact_set_has(rs, (const unsigned char *)k6, 6));	/* same bit as 70 */
+		CHECK(!redact_set_has(rs, (const unsigned char *)k70, 69));
+		CHECK(!redact_set_has(rs, (const unsigned char *)"", 0));	/* same bit as 64 */
+		k70[70] = 'k';
+		CHECK(!redact_set_has(rs, (const unsigned char *)k70, 134));	/* 70 + 64 */
+		redact_set_free(rs);
+	}
 	check_bad_list("");
 	check_bad_list("  ");
 	check_bad_list("a,,b");
