@@ -86,13 +86,6 @@ static void client_gone(struct client *);
 static void client_free(struct client *);
 static void client_refuse(struct client *, int, const char *, const char *, int);
 
-static void
-ms_tv(unsigned ms, struct timeval *tv)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /* The peer as shown in logs and the audit trail. */
 const char *
 client_peer(const struct client *cl)
@@ -121,7 +114,7 @@ client_read_sync(struct client *cl)
 	if (cl->reading && cl->rev_ms == cl->read_ms)
 		return;
 	if (cl->read_ms > 0) {
-		ms_tv(cl->read_ms, &tv);
+		log_ms_tv(cl->read_ms, &tv);
 		event_add(cl->rev, &tv);
 	} else if (cl->reading)
 		event_remove_timer(cl->rev);
@@ -153,7 +146,7 @@ client_write_arm(struct client *cl)
 {
 	struct timeval	tv;
 
-	ms_tv(cl->px->gen->conf->idle_timeout_ms, &tv);
+	log_ms_tv(cl->px->gen->conf->idle_timeout_ms, &tv);
 	event_add(cl->wev, &tv);
 }
 
@@ -188,7 +181,7 @@ client_deadline(struct client *cl, unsigned ms)
 		evtimer_del(cl->deadline);
 		return;
 	}
-	ms_tv(ms, &tv);
+	log_ms_tv(ms, &tv);
 	evtimer_add(cl->deadline, &tv);
 }
 

@@ -1,6 +1,7 @@
 /*
  * log.c — stderr logging with levels, one write(2) per line.
  */
+#include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,13 @@ log_now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+void
+log_ms_tv(unsigned long long ms, struct timeval *tv)
+{
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
 }
 
 /* RFC 3339 UTC with milliseconds: 2026-11-27T05:12:28.123Z (seconds part cached). */

@@ -24,6 +24,9 @@ void	fatalx(const char *, ...)
 /* Format the current time as RFC 3339 UTC with milliseconds into buf[32]. */
 void	log_time(char *buf, unsigned long long ms);
 unsigned long long log_now_ms(void);
+struct timeval;
+/* A timeout of ms milliseconds as a timeval (for event_add). */
+void	log_ms_tv(unsigned long long ms, struct timeval *tv);
 /* Collect info/debug lines; kick() must arrange a log_flush() soon. */
 void	log_set_buffered(void (*kick)(void));
 void	log_flush(void);

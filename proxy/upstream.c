@@ -110,13 +110,6 @@ static void pool_pump(struct upstream *);
 static void conn_start_xfer(struct up_conn *, struct up_xfer *);
 static int conn_write(struct up_conn *);
 
-static void
-ms_tv(unsigned ms, struct timeval *tv)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /* Keep the newest session for resumption on later connections. */
 static int
 up_new_session(SSL *ssl, SSL_SESSION *sess)
@@ -410,7 +403,7 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	x->done = done;
 	x->arg = arg;
 	up->refs++;
-	ms_tv(up->total_ms, &tv);
+	log_ms_tv(up->total_ms, &tv);
 	evtimer_add(x->timer, &tv);
 	TAILQ_INSERT_TAIL(&up->waiting, x, entry);
 	x->queued = 1;
@@ -501,7 +494,7 @@ conn_ready(struct up_conn *c)
 	}
 	c->state = C_IDLE;
 	TAILQ_INSERT_HEAD(&up->idle, c, ientry);
-	ms_tv(up->idle_ms, &tv);
+	log_ms_tv(up->idle_ms, &tv);
 	evtimer_add(c->ev, &tv);
 }
 
@@ -921,7 +914,7 @@ conn_start_tls(struct up_conn *c)
 		return;
 	}
 	c->state = C_HANDSHAKE;
-	ms_tv(up->handshake_ms, &tv);
+	log_ms_tv(up->handshake_ms, &tv);
 	evtimer_add(c->ev, &tv);
 	conn_handshake(c);
 }
@@ -970,7 +963,7 @@ conn_connect(struct up_conn *c, const struct sockaddr *sa, socklen_t salen)
 		return;
 	}
 	c->ev = event_new(up->base, c->fd, EV_WRITE, conn_connect_cb, c);
-	ms_tv(up->connect_ms, &tv);
+	log_ms_tv(up->connect_ms, &tv);
 	event_add(c->ev, &tv);
 }
 

@@ -149,13 +149,6 @@ mono_ms(void)
 	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
 }
 
-static void
-ms_tv(unsigned long long ms, struct timeval *tv)
-{
-	tv->tv_sec = (time_t)(ms / 1000);
-	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
-}
-
 /* ------------------------------------------------------------ cleansing allocator */
 
 /*
@@ -1043,7 +1036,7 @@ path_schedule(struct vault_path *p, unsigned long long ms)
 {
 	struct timeval	tv;
 
-	ms_tv(ms, &tv);
+	log_ms_tv(ms, &tv);
 	evtimer_add(p->timer, &tv);
 }
 
@@ -1197,7 +1190,7 @@ atimer_set(struct vault *v, enum auth_next next, unsigned long long ms)
 	struct timeval	tv;
 
 	v->anext = next;
-	ms_tv(ms, &tv);
+	log_ms_tv(ms, &tv);
 	evtimer_add(v->atimer, &tv);
 }
 
