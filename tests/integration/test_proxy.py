@@ -568,9 +568,11 @@ def secrets_do_not_stay_in_memory():
     if os.geteuid() != 0:
         raise Skip("reading /proc/PID/mem of a non-dumpable process needs root")
     with open(binary("ocp-proxy"), "rb") as f:
-        if b"__asan_init" in f.read():
-            raise Skip("an ASan build reserves terabytes of shadow memory; the plain "
-                       "and valgrind stages run this scan")
+        exe = f.read()
+    for mark, name in ((b"__asan_init", "an ASan"), (b"__tsan_init", "a TSan")):
+        if mark in exe:
+            raise Skip("%s build reserves terabytes of shadow memory; the plain "
+                       "and valgrind stages run this scan" % name)
     s = sim()
     st = Setup(s)
     p = st.start()
