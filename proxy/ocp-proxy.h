@@ -138,5 +138,7 @@ void		 request_abandoned(struct client *, const char *method, const char *path,
 void		 request_new_id(char *id);
 /* Shutdown deadline: answer 503 to every request still running. */
 void		 request_cut_all(struct proxy *);
+/* Free the scratch buffers kept between requests (at exit). */
+void		 request_buf_release(void);
 
 #endif

@@ -739,6 +739,7 @@ proxy_run(struct proxy *px)
 		request_cut_all(px);
 	audit_close(px->audit);
 	px->audit = NULL;
+	request_buf_release();
 	log_info("stopped%s", px->cut ? " (requests were cut)" : "");
 	for (i = 0; i < sizeof(px->sig) / sizeof(px->sig[0]); i++)
 		if (px->sig[i] != NULL)

@@ -55,6 +55,43 @@ struct request {
 	char			 caller_id[POLICY_DESCRIBE_MAX];
 };
 
+/*
+ * Scratch evbuffers for audit lines and redacted copies.  A request uses
+ * four in turn, at most two at a time, so a few spares kept here (empty)
+ * save their allocation and release per request.
+ */
+#define REQ_SPARE_BUFS	4
+static struct evbuffer	*req_spare[REQ_SPARE_BUFS];
+static int		 req_nspare;
+
+static struct evbuffer *
+request_buf_get(void)
+{
+	return req_nspare > 0 ? req_spare[--req_nspare] : evbuffer_new();
+}
+
+/* Give a scratch buffer back: whatever is left in it is zeroed and drained. */
+static void
+request_buf_put(struct evbuffer *b)
+{
+	if (b == NULL)
+		return;
+	if (req_nspare == REQ_SPARE_BUFS) {
+		wipe_free(b);
+		return;
+	}
+	wipe_drain(b, evbuffer_get_length(b));	/* a refused request's redacted copy */
+	req_spare[req_nspare++] = b;
+}
+
+/* Free the spares (at exit). */
+void
+request_buf_release(void)
+{
+	while (req_nspare > 0)
+		evbuffer_free(req_spare[--req_nspare]);
+}
+
 /* A request id: the process's random prefix and a sequence number. */
 void
 request_new_id(char *id)
@@ -137,7 +174,7 @@ audit_line_begin(struct jbody_sink *k, const char *phase, const char *id,
     unsigned long long t_ms, const char *peer, const char *cname, const char *cid,
     const char *method, const char *path, const char *profile)
 {
-	struct evbuffer	*b = evbuffer_new();
+	struct evbuffer	*b = request_buf_get();
 	char		 ts[32];
 
 	if (b == NULL)
@@ -187,7 +224,7 @@ audit_line_end(struct jbody_sink *k, struct evbuffer *line, audit_done_fn cb, vo
 		audit_append(ocp->audit, line, cb, arg);
 	else if (cb != NULL)
 		cb(arg, -1);
-	evbuffer_free(line);
+	request_buf_put(line);
 }
 
 /* One summary line per request on stderr (never bodies). */
@@ -328,7 +365,7 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 		p = (char *)wipe_pullup(resp);	/* answers hold passwords: no uncleared copy */
 		if (len > 0 && p == NULL)
 			put_kv_u64(&k, ",\"response_bytes\":", len);	/* no memory */
-		else if (len > 0 && (red = evbuffer_new()) != NULL &&
+		else if (len > 0 && (red = request_buf_get()) != NULL &&
 		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
 			PUT_LIT(&k, ",\"response\":");
 			jbody_sink_flush(&k);	/* line's own bytes come before red's */
@@ -341,8 +378,7 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 			put_str(&k, hex);
 			PUT_LIT(&k, "\"");
 		}
-		if (red != NULL)
-			evbuffer_free(red);
+		request_buf_put(red);
 	}
 	audit_line_end(&k, line, NULL, NULL);
 }
@@ -648,11 +684,10 @@ request_start(struct client *cl, char *method, char *path,
 		return;
 	}
 	if (r->gen->conf->audit_bodies == BODIES_REDACTED)
-		redacted = evbuffer_new();
+		redacted = request_buf_get();
 	if (request_prepare(r, redacted) == 0)
 		(void)request_audit_ahead(r, redacted);
-	if (redacted != NULL)
-		evbuffer_free(redacted);
+	request_buf_put(redacted);
 }
 
 /* The caller's connection closed: finish without it. */
