@@ -362,7 +362,7 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
 	int		 was_empty = evbuffer_get_length(out) == 0;
 	struct jbody_sink k;
-	char		 num[24];
+	char		 num[FMT_UINT_MAX];
 
 	if (cl->px->stopping)
 		close_after = 1;
@@ -370,33 +370,29 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 		close_after = 1;
 	/* pieces with their lengths, staged on the stack: one evbuffer_add */
 	jbody_sink_init(&k, out);
-#define ADD_LIT(s)	jbody_put(&k, s, sizeof(s) - 1)
-#define ADD_STR(s)	jbody_put(&k, s, strlen(s))
-	ADD_LIT("HTTP/1.1 ");
+	JBODY_PUT_LIT(&k, "HTTP/1.1 ");
 	jbody_put(&k, num, fmt_uint(num, (unsigned)(status % 1000), 10, 3));
-	ADD_LIT(" ");
-	ADD_STR(client_reason(status));
-	ADD_LIT("\r\nContent-Type: ");
-	ADD_STR(ctype && *ctype ? ctype : "application/json");
-	ADD_LIT("\r\nContent-Length: ");
-	jbody_put(&k, num, fmt_uint(num, len, 10, 0));
-	ADD_LIT("\r\nX-Request-Id: ");
-	ADD_STR(reqid);
-	ADD_LIT("\r\n");
+	JBODY_PUT_LIT(&k, " ");
+	jbody_put_str(&k, client_reason(status));
+	JBODY_PUT_LIT(&k, "\r\nContent-Type: ");
+	jbody_put_str(&k, ctype && *ctype ? ctype : "application/json");
+	JBODY_PUT_LIT(&k, "\r\nContent-Length: ");
+	jbody_put_uint(&k, len);
+	JBODY_PUT_LIT(&k, "\r\nX-Request-Id: ");
+	jbody_put_str(&k, reqid);
+	JBODY_PUT_LIT(&k, "\r\n");
 	if (status == 405)
-		ADD_LIT("Allow: POST\r\n");
+		JBODY_PUT_LIT(&k, "Allow: POST\r\n");
 	if (close_after)
-		ADD_LIT("Connection: close\r\n");
+		JBODY_PUT_LIT(&k, "Connection: close\r\n");
 	if (cl->retry_after > 0) {
-		ADD_LIT("Retry-After: ");
-		jbody_put(&k, num, fmt_uint(num, cl->retry_after, 10, 0));
-		ADD_LIT("\r\n");
+		JBODY_PUT_LIT(&k, "Retry-After: ");
+		jbody_put_uint(&k, cl->retry_after);
+		JBODY_PUT_LIT(&k, "\r\n");
 	}
 	if (cl->www_auth)
-		ADD_LIT("WWW-Authenticate: Bearer\r\n");
-	ADD_LIT("\r\n");
-#undef ADD_LIT
-#undef ADD_STR
+		JBODY_PUT_LIT(&k, "WWW-Authenticate: Bearer\r\n");
+	JBODY_PUT_LIT(&k, "\r\n");
 	jbody_sink_flush(&k);
 	cl->retry_after = 0;
 	cl->www_auth = 0;

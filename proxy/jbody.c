@@ -126,6 +126,14 @@ jbody_sink_spill(struct jbody_sink *k, const void *s, size_t len)
 	k->n += len;
 }
 
+void
+jbody_put_uint(struct jbody_sink *k, unsigned long long v)
+{
+	char	d[FMT_UINT_MAX];
+
+	jbody_put(k, d, fmt_uint(d, v, 10, 0));
+}
+
 /* Send the pending span of input to the current sink. */
 static void
 jbody_span_flush(struct jbody_ctx *c)

@@ -69,6 +69,17 @@ jbody_put(struct jbody_sink *k, const void *s, size_t len)
 	k->n += len;
 }
 
+/* Append a string literal, a C string (both as they are), an unsigned decimal. */
+#define JBODY_PUT_LIT(k, s)	jbody_put((k), (s), sizeof(s) - 1)
+
+static inline void
+jbody_put_str(struct jbody_sink *k, const char *s)
+{
+	jbody_put(k, s, strlen(s));
+}
+
+void	 jbody_put_uint(struct jbody_sink *, unsigned long long);
+
 #define JBODY_OBJECT	0x01	/* the top-level value must be an object */
 #define JBODY_NONCE_MAX	32	/* dst size that fits any jbody_nonce_member */
 

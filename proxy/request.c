@@ -121,32 +121,16 @@ request_ms(const struct request *r)
 
 /*
  * Audit lines and the upstream head are assembled from short pieces in a
- * jbody_sink (a stack stage, one evbuffer_add per 512 bytes).
+ * jbody_sink (a stack stage, one evbuffer_add per 512 bytes).  Strings put
+ * as they are (not quoted) are only our own safe text.
  */
-#define PUT_LIT(k, s)	jbody_put((k), (s), sizeof(s) - 1)
-
-/* Append a C string (no escaping: only for our own safe text). */
-static void
-put_str(struct jbody_sink *k, const char *s)
-{
-	jbody_put(k, s, strlen(s));
-}
-
-/* Append an unsigned decimal without printf. */
-static void
-put_u64(struct jbody_sink *k, unsigned long long v)
-{
-	char	d[FMT_UINT_MAX];
-
-	jbody_put(k, d, fmt_uint(d, v, 10, 0));
-}
 
 /* Append ,"key":<unsigned> */
 static void
 put_kv_u64(struct jbody_sink *k, const char *key, unsigned long long v)
 {
-	put_str(k, key);
-	put_u64(k, v);
+	jbody_put_str(k, key);
+	jbody_put_uint(k, v);
 }
 
 /* The error envelope of the API, for errors made by the proxy itself. */
@@ -181,34 +165,34 @@ audit_line_begin(struct jbody_sink *k, const char *phase, const char *id,
 		return NULL;
 	jbody_sink_init(k, b);
 	log_time(ts, t_ms);
-	PUT_LIT(k, "{\"time\":\"");
-	put_str(k, ts);
-	PUT_LIT(k, "\",\"id\":\"");
-	put_str(k, id);
-	PUT_LIT(k, "\",\"phase\":\"");
-	put_str(k, phase);
-	PUT_LIT(k, "\",\"caller\":");
+	JBODY_PUT_LIT(k, "{\"time\":\"");
+	jbody_put_str(k, ts);
+	JBODY_PUT_LIT(k, "\",\"id\":\"");
+	jbody_put_str(k, id);
+	JBODY_PUT_LIT(k, "\",\"phase\":\"");
+	jbody_put_str(k, phase);
+	JBODY_PUT_LIT(k, "\",\"caller\":");
 	jbody_sink_quote(k, peer, strlen(peer));
 	if (cname != NULL) {
-		PUT_LIT(k, ",\"caller_name\":\"");
-		put_str(k, cname);
-		PUT_LIT(k, "\"");
+		JBODY_PUT_LIT(k, ",\"caller_name\":\"");
+		jbody_put_str(k, cname);
+		JBODY_PUT_LIT(k, "\"");
 	}
 	if (cid != NULL && *cid != '\0') {
-		PUT_LIT(k, ",\"caller_id\":\"");
-		put_str(k, cid);
-		PUT_LIT(k, "\"");
+		JBODY_PUT_LIT(k, ",\"caller_id\":\"");
+		jbody_put_str(k, cid);
+		JBODY_PUT_LIT(k, "\"");
 	}
-	PUT_LIT(k, ",\"method\":");
+	JBODY_PUT_LIT(k, ",\"method\":");
 	jbody_sink_quote(k, method, strlen(method));
-	PUT_LIT(k, ",\"path\":");
+	JBODY_PUT_LIT(k, ",\"path\":");
 	jbody_sink_quote(k, path, strlen(path));
 	if (profile != NULL) {
-		PUT_LIT(k, ",\"profile\":\"");
-		put_str(k, profile);
-		PUT_LIT(k, "\"");
+		JBODY_PUT_LIT(k, ",\"profile\":\"");
+		jbody_put_str(k, profile);
+		JBODY_PUT_LIT(k, "\"");
 	} else
-		PUT_LIT(k, ",\"profile\":null");
+		JBODY_PUT_LIT(k, ",\"profile\":null");
 	return b;
 }
 
@@ -219,7 +203,7 @@ audit_line_begin(struct jbody_sink *k, const char *phase, const char *id,
 static void
 audit_line_end(struct jbody_sink *k, struct evbuffer *line, audit_done_fn cb, void *arg)
 {
-	PUT_LIT(k, "}");
+	JBODY_PUT_LIT(k, "}");
 	if (jbody_sink_flush(k) == 0)
 		audit_append(ocp->audit, line, cb, arg);
 	else if (cb != NULL)
@@ -251,12 +235,12 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 	    method, path, NULL);
 	if (line != NULL) {
 		put_kv_u64(&k, ",\"nonce\":null,\"status\":", (unsigned)status);
-		PUT_LIT(&k, ",\"upstream_status\":null,\"duration_ms\":0");
+		JBODY_PUT_LIT(&k, ",\"upstream_status\":null,\"duration_ms\":0");
 		put_kv_u64(&k, ",\"bytes_in\":", bytes_in);
 		put_kv_u64(&k, ",\"bytes_out\":", bytes_out);
-		PUT_LIT(&k, ",\"error\":\"");
-		put_str(&k, name);
-		PUT_LIT(&k, "\"");
+		JBODY_PUT_LIT(&k, ",\"error\":\"");
+		jbody_put_str(&k, name);
+		JBODY_PUT_LIT(&k, "\"");
 		audit_line_end(&k, line, NULL, NULL);
 	}
 	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
@@ -336,15 +320,15 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	if (r->nonce_ours)
 		put_kv_u64(&k, ",\"nonce\":", r->nonce);
 	else if (r->jb.has_nonce)
-		PUT_LIT(&k, ",\"nonce\":\"client\"");
+		JBODY_PUT_LIT(&k, ",\"nonce\":\"client\"");
 	else
-		PUT_LIT(&k, ",\"nonce\":null");
+		JBODY_PUT_LIT(&k, ",\"nonce\":null");
 	put_kv_u64(&k, ",\"status\":", (unsigned)status);
-	PUT_LIT(&k, ",\"upstream_status\":");
+	JBODY_PUT_LIT(&k, ",\"upstream_status\":");
 	if (ustatus > 0)
-		put_u64(&k, (unsigned)ustatus);
+		jbody_put_uint(&k, (unsigned)ustatus);
 	else
-		PUT_LIT(&k, "null");
+		JBODY_PUT_LIT(&k, "null");
 	{	/* duration in ms with 3 decimals, without printf */
 		unsigned long long us = ms > 0 ? (unsigned long long)(ms * 1000.0 + 0.5) : 0;
 		char frac[4] = { '.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
@@ -354,29 +338,29 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	}
 	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
 	put_kv_u64(&k, ",\"bytes_out\":", bytes_out);
-	PUT_LIT(&k, ",\"error\":");
+	JBODY_PUT_LIT(&k, ",\"error\":");
 	if (err != NULL) {
-		PUT_LIT(&k, "\"");
-		put_str(&k, err);
-		PUT_LIT(&k, "\"");
+		JBODY_PUT_LIT(&k, "\"");
+		jbody_put_str(&k, err);
+		JBODY_PUT_LIT(&k, "\"");
 	} else
-		PUT_LIT(&k, "null");
+		JBODY_PUT_LIT(&k, "null");
 	if (c->audit_bodies == BODIES_REDACTED && resp != NULL) {
 		p = (char *)wipe_pullup(resp);	/* answers hold passwords: no uncleared copy */
 		if (len > 0 && p == NULL)
 			put_kv_u64(&k, ",\"response_bytes\":", len);	/* no memory */
 		else if (len > 0 && (red = request_buf_get()) != NULL &&
 		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
-			PUT_LIT(&k, ",\"response\":");
+			JBODY_PUT_LIT(&k, ",\"response\":");
 			jbody_sink_flush(&k);	/* line's own bytes come before red's */
 			evbuffer_add_buffer(line, red);
 		} else {
 			EVP_Digest(p, len, md, NULL, EVP_sha256(), NULL);
 			signer_hex(md, sizeof(md), hex);
 			put_kv_u64(&k, ",\"response_bytes\":", len);
-			PUT_LIT(&k, ",\"response_sha256\":\"");
-			put_str(&k, hex);
-			PUT_LIT(&k, "\"");
+			JBODY_PUT_LIT(&k, ",\"response_sha256\":\"");
+			jbody_put_str(&k, hex);
+			JBODY_PUT_LIT(&k, "\"");
 		}
 		request_buf_put(red);
 	}
@@ -468,31 +452,31 @@ request_forward(struct request *r)
 	}
 	/* pieces with their lengths, staged on the stack (the heap past 512 bytes) */
 	jbody_sink_init(&k, NULL);
-	PUT_LIT(&k, "POST ");
-	put_str(&k, r->path);
-	PUT_LIT(&k, " HTTP/1.1\r\nHost: ");
+	JBODY_PUT_LIT(&k, "POST ");
+	jbody_put_str(&k, r->path);
+	JBODY_PUT_LIT(&k, " HTTP/1.1\r\nHost: ");
 	if (strchr(c->up_host, ':') != NULL) {
-		PUT_LIT(&k, "[");
-		put_str(&k, c->up_host);
-		PUT_LIT(&k, "]");
+		JBODY_PUT_LIT(&k, "[");
+		jbody_put_str(&k, c->up_host);
+		JBODY_PUT_LIT(&k, "]");
 	} else
-		put_str(&k, c->up_host);
+		jbody_put_str(&k, c->up_host);
 	if (strcmp(c->up_port, "443") != 0) {
-		PUT_LIT(&k, ":");
-		put_str(&k, c->up_port);
+		JBODY_PUT_LIT(&k, ":");
+		jbody_put_str(&k, c->up_port);
 	}
 	put_kv_u64(&k, "\r\nContent-Type: application/json\r\nContent-Length: ",
 	    len + r->member_len);
-	PUT_LIT(&k, "\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
+	JBODY_PUT_LIT(&k, "\r\nAccept: application/json\r\nUser-Agent: ocp-proxy/" OCP_VERSION
 	    "\r\nx-api-public-key: ");
-	put_str(&k, r->key->public_key);
-	PUT_LIT(&k, "\r\nx-api-signature: ");
+	jbody_put_str(&k, r->key->public_key);
+	JBODY_PUT_LIT(&k, "\r\nx-api-signature: ");
 	jbody_put(&k, sig, SIGNER_HEX_LEN);
-	PUT_LIT(&k, "\r\n\r\n");
+	JBODY_PUT_LIT(&k, "\r\n\r\n");
 	OPENSSL_cleanse(sig, sizeof(sig));
 	iov[0] = (struct iovec){ k.p, k.n };
 	r->xfer = k.failed ? NULL :
-	    upstream_send(r->gen->up, NULL, iov, n + 1, request_upstream_done, r);
+	    upstream_send(r->gen->up, iov, n + 1, request_upstream_done, r);
 	jbody_sink_wipe(&k);	/* the head holds the signature */
 	if (r->xfer == NULL)
 		request_fail(r, 502, "PROXY_UPSTREAM_CONNECT_FAILED", "out of memory");
@@ -519,7 +503,7 @@ request_audited(void *arg, int ok)
 }
 
 /* The write-ahead record: who, what, which key and nonce, the redacted body. */
-static int
+static void
 request_audit_ahead(struct request *r, struct evbuffer *redacted)
 {
 	const struct conf *c = r->gen->conf;
@@ -531,24 +515,23 @@ request_audit_ahead(struct request *r, struct evbuffer *redacted)
 	    c->profiles[r->profile].name);
 	if (line == NULL) {	/* out of memory: no write-ahead record, no forwarding */
 		request_audited(r, -1);
-		return -1;
+		return;
 	}
-	PUT_LIT(&k, ",\"key\":\"");
-	put_str(&k, r->key->fp);
-	PUT_LIT(&k, "\"");
+	JBODY_PUT_LIT(&k, ",\"key\":\"");
+	jbody_put_str(&k, r->key->fp);
+	JBODY_PUT_LIT(&k, "\"");
 	if (r->nonce_ours)
 		put_kv_u64(&k, ",\"nonce\":", r->nonce);
 	else
-		PUT_LIT(&k, ",\"nonce\":\"client\"");
+		JBODY_PUT_LIT(&k, ",\"nonce\":\"client\"");
 	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
 	if (redacted != NULL) {
-		PUT_LIT(&k, ",\"request\":");
+		JBODY_PUT_LIT(&k, ",\"request\":");
 		jbody_sink_flush(&k);	/* line's own bytes come before redacted's */
 		evbuffer_add_buffer(line, redacted);
 	}
 	r->waiting_audit = 1;
 	audit_line_end(&k, line, request_audited, r);
-	return 0;
 }
 
 /* The caller's field limits on the exact body that will be signed: 403. */
@@ -686,7 +669,7 @@ request_start(struct client *cl, char *method, char *path,
 	if (r->gen->conf->audit_bodies == BODIES_REDACTED)
 		redacted = request_buf_get();
 	if (request_prepare(r, redacted) == 0)
-		(void)request_audit_ahead(r, redacted);
+		request_audit_ahead(r, redacted);
 	request_buf_put(redacted);
 }
 

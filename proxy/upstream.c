@@ -362,8 +362,8 @@ xfer_timeout(evutil_socket_t fd, short ev, void *arg)
 
 /* Queue an exchange. */
 struct up_xfer *
-upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *body,
-    int n, up_done_fn done, void *arg)
+upstream_send(struct upstream *up, const struct iovec *msg, int n, up_done_fn done,
+    void *arg)
 {
 	struct up_xfer	*x;
 	struct timeval	 tv;
@@ -372,32 +372,23 @@ upstream_send(struct upstream *up, struct evbuffer *head, const struct iovec *bo
 	char		*p;
 	int		 i;
 
-	if ((x = xfer_get(up)) == NULL) {
-		if (head != NULL)
-			wipe_evbuffer(head);
+	if ((x = xfer_get(up)) == NULL)
 		return NULL;
-	}
-	/* one contiguous copy (one TLS record, one segment); the head is cleansed */
-	len = head != NULL ? evbuffer_get_length(head) : 0;
+	/* one contiguous copy: one TLS record, one segment */
+	len = 0;
 	for (i = 0; i < n; i++)
-		len += body[i].iov_len;
+		len += msg[i].iov_len;
 	if (evbuffer_reserve_space(x->req, (ev_ssize_t)len, &v, 1) != 1 || v.iov_len < len) {
-		if (head != NULL)
-			wipe_evbuffer(head);
 		xfer_put(up, x);
 		return NULL;
 	}
 	p = v.iov_base;
-	if (head != NULL)
-		p += evbuffer_copyout(head, p, evbuffer_get_length(head));
 	for (i = 0; i < n; i++) {
-		memcpy(p, body[i].iov_base, body[i].iov_len);
-		p += body[i].iov_len;
+		memcpy(p, msg[i].iov_base, msg[i].iov_len);
+		p += msg[i].iov_len;
 	}
 	v.iov_len = len;
 	evbuffer_commit_space(x->req, &v, 1);
-	if (head != NULL)
-		wipe_drain(head, evbuffer_get_length(head));
 	x->req_len = len;
 	x->up = up;
 	x->done = done;

@@ -46,10 +46,10 @@ void		 upstream_set_label(struct upstream *, const char *label);
 void		 upstream_ref(struct upstream *);
 /* Drop a reference; the last one closes idle connections and frees. */
 void		 upstream_unref(struct upstream *);
-/* Queue an exchange: head (may be NULL) and body[0..n) are copied, in that
- * order (head is then cleansed and emptied).  NULL on ENOMEM. */
-struct up_xfer	*upstream_send(struct upstream *, struct evbuffer *head,
-		    const struct iovec *body, int n, up_done_fn, void *arg);
+/* Queue an exchange: the request is msg[0..n) (head, then body), copied
+ * (the caller cleanses its own copy).  NULL on ENOMEM. */
+struct up_xfer	*upstream_send(struct upstream *, const struct iovec *msg, int n,
+		    up_done_fn, void *arg);
 /* Abandon an exchange: no callback will run; its connection is closed. */
 void		 upstream_cancel(struct up_xfer *);
 /* 1 if both configs point the pool at the same place in the same way. */

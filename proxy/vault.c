@@ -905,7 +905,6 @@ vreq_send(struct vreq *r, const char *method, const char *url, const unsigned ch
 {
 	struct vault	*v = r->v;
 	struct wbuf	 w = { v->reqbuf->p, v->reqbuf->len, 0, 0 };
-	struct evbuffer	*head;
 	struct iovec	 iov;
 	struct up_xfer	*x;
 
@@ -924,7 +923,7 @@ vreq_send(struct vreq *r, const char *method, const char *url, const unsigned ch
 	wb_add(&w, "\r\n", 2);
 	if (body != NULL)
 		wb_add(&w, body, blen);
-	if (w.over || (head = evbuffer_new()) == NULL) {
+	if (w.over) {
 		OPENSSL_cleanse(w.p, w.cap);
 		return -1;
 	}
@@ -933,9 +932,8 @@ vreq_send(struct vreq *r, const char *method, const char *url, const unsigned ch
 	r->running = 1;
 	r->finished = 0;
 	r->token_gen = v->token_gen;
-	x = upstream_send(v->up, head, &iov, 1, vreq_upstream_done, r);
+	x = upstream_send(v->up, &iov, 1, vreq_upstream_done, r);
 	OPENSSL_cleanse(w.p, w.len);
-	evbuffer_free(head);
 	if (!r->finished) {
 		if (x == NULL) {
 			r->running = 0;

@@ -476,7 +476,7 @@ ctl(struct sim *s, const char *path, const char *json, char *out, size_t outlen)
 {
 	struct ctl_result	 r;
 	struct evbuffer		*head = evbuffer_new();
-	struct iovec		 iov;
+	struct iovec		 iov[2];
 	unsigned long long	 deadline = now_ms() + 10000;
 
 	memset(&r, 0, sizeof(r));
@@ -486,9 +486,11 @@ ctl(struct sim *s, const char *path, const char *json, char *out, size_t outlen)
 		evbuffer_add_printf(head, "Content-Type: application/json\r\n"
 		    "Content-Length: %zu\r\n", strlen(json));
 	evbuffer_add_printf(head, "\r\n");
-	iov.iov_base = (void *)(uintptr_t)(json ? json : "");
-	iov.iov_len = json ? strlen(json) : 0;
-	if (upstream_send(s->ctl, head, &iov, 1, ctl_done, &r) == NULL)
+	iov[0].iov_len = evbuffer_get_length(head);
+	iov[0].iov_base = evbuffer_pullup(head, -1);
+	iov[1].iov_base = (void *)(uintptr_t)(json ? json : "");
+	iov[1].iov_len = json ? strlen(json) : 0;
+	if (upstream_send(s->ctl, iov, 2, ctl_done, &r) == NULL)
 		r.status = -1, r.done = 1;
 	evbuffer_free(head);
 	while (!r.done && now_ms() < deadline)
