@@ -654,8 +654,12 @@ audit_handoff(struct audit *a)
 	a->syncing = 1;
 	pthread_mutex_lock(&a->mu);
 	a->th_job = 1;
-	pthread_cond_signal(&a->cv);
 	pthread_mutex_unlock(&a->mu);
+	/*
+	 * Signal after unlocking: the worker, woken on this core, would
+	 * otherwise preempt the loop only to block on the mutex it still holds.
+	 */
+	pthread_cond_signal(&a->cv);
 }
 
 /*
