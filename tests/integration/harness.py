@@ -27,6 +27,7 @@ import http.client
 import itertools
 import json
 import os
+import random as _random
 import re
 import shlex
 import shutil
@@ -136,8 +137,28 @@ def nonce():
 
 
 def free_port():
-    """A loopback TCP port that was free a moment ago."""
-    s = socket.socket()
+    """A loopback TCP port that was free a moment ago, outside the kernel's
+    ephemeral range.  Tests use it for a server that starts later; a port
+    from the ephemeral range can meanwhile become the source port of some
+    outgoing connection, or of the proxy's own connect to that port (which
+    then connects to itself), and the server cannot bind it."""
+    lo, hi = 32768, 60999
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        pass
+    ports = [p for p in range(10000, 65536) if not lo <= p <= hi]
+    for port in _random.sample(ports, min(200, len(ports))):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    s = socket.socket()         # no luck outside the range: any free port
     try:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
