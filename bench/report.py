@@ -5,7 +5,9 @@ Usage: report.py RAW.tsv INFO.txt
 
 RAW.tsv columns (one line per wrk round, written by run.sh):
   section system mode round conns body sync requests duration_us errors p50_us p99_us
-  cpu_ticks clk_tck hwm_kb audit_bytes
+  cpu_ticks clk_tck hwm_kb audit_bytes [sync_ticks syncs]
+sync_ticks: CPU ticks of ocp-proxy's audit sync thread (ocp-audit-sync) in the round; syncs: the
+process's fdatasync calls (counted with perf on a tracepoint); -1 where not measured.
 section is "cmp" (the comparison, rounds interleaved between systems) or "scale" (ocp-proxy alone).
 Per system and mode the table gives the median over rounds; each ratio is the median, over rounds,
 of the figure divided by the nginx+Lua+audit peer's figure in the same round.
@@ -34,11 +36,16 @@ def load(path):
             r = dict(section=p[0], system=p[1], mode=p[2], round=int(p[3]), conns=int(p[4]),
                      body=int(p[5]), sync=p[6], requests=int(p[7]), dur=int(p[8]),
                      errors=int(p[9]), p50=int(p[10]), p99=int(p[11]), ticks=int(p[12]),
-                     hz=int(p[13]), hwm=int(p[14]), abytes=int(p[15]) if len(p) > 15 else 0)
+                     hz=int(p[13]), hwm=int(p[14]), abytes=int(p[15]) if len(p) > 15 else 0,
+                     sticks=int(p[16]) if len(p) > 16 else -1, syncs=int(p[17]) if len(p) > 17 else -1)
             r["rps"] = r["requests"] / (r["dur"] / 1e6) if r["dur"] > 0 else 0.0
             # proxy CPU seconds per 10k completed requests
             r["cpu10k"] = (r["ticks"] / r["hz"]) / r["requests"] * 1e4 if r["requests"] > 0 else float("nan")
             r["abpr"] = r["abytes"] / r["requests"] if r["requests"] > 0 else float("nan")
+            # the audit sync thread's share (µs/req) and requests per fdatasync
+            r["sync_us"] = ((r["sticks"] / r["hz"]) / r["requests"] * 1e6
+                            if r["sticks"] >= 0 and r["requests"] > 0 else float("nan"))
+            r["rps_sync"] = r["requests"] / r["syncs"] if r["syncs"] > 0 else float("nan")
             rows.append(r)
     return rows
 
@@ -90,7 +97,8 @@ def scale_table(rows):
     if not sc:
         return []
     out = ["| connections | request body | audit sync | req/s | p50 ms | p99 ms | CPU µs/req "
-           "| peak RSS MB | errors | audit B/req |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| of it, sync thread | requests per fdatasync | peak RSS MB | errors | audit B/req |",
+           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     seen = []
     for r in sc:
         k = (r["conns"], r["body"], r["sync"])
@@ -98,9 +106,10 @@ def scale_table(rows):
             seen.append(k)
     for k in seen:
         rs = [r for r in sc if (r["conns"], r["body"], r["sync"]) == k]
-        out.append("| {} | {} B | {} | {:.0f} | {} | {} | {} | {} | {} | {} |".format(
+        out.append("| {} | {} B | {} | {:.0f} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             k[0], k[1], k[2], med([r["rps"] for r in rs]), fmt(med([r["p50"] for r in rs]) / 1000),
             fmt(med([r["p99"] for r in rs]) / 1000), fmt(med([r["cpu10k"] for r in rs]) * 100, 0),
+            fmt(med([r["sync_us"] for r in rs]), 1), fmt(med([r["rps_sync"] for r in rs]), 1),
             fmt(max(r["hwm"] for r in rs) / 1024, 1), sum(r["errors"] for r in rs),
             fmt(med([r["abpr"] for r in rs]), 0) if any(r["abytes"] for r in rs) else "–"))
     return out
@@ -125,6 +134,12 @@ def main():
           "errors = non-2xx + socket errors. audit B/req = growth of the audit file over the round "
           "÷ requests (nginx and Node buffer their lines, so this is approximate for them).\n")
     print("\n".join(cmp_table(rows, names)))
+    for mode, answer in (("small", "315 B"), ("large", "4 KB")):
+        rs = [r for r in rows if r["section"] == "cmp" and r["system"] == "ocp" and r["mode"] == mode]
+        su, rq = med([r["sync_us"] for r in rs]), med([r["rps_sync"] for r in rs])
+        if su == su or rq == rq:
+            print(f"\nocp-proxy, {answer} answer: of its CPU, the audit sync thread (write + fdatasync "
+                  f"of each batch) took {fmt(su, 1)} µs/req; {fmt(rq, 1)} requests per fdatasync.")
     st = scale_table(rows)
     if st:
         print("\n## ocp-proxy alone: scaling (315 B answer; one row per setting, median of its rounds)\n")

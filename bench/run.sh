@@ -242,24 +242,55 @@ hwm_of() {	# VmHWM (kB) summed over PIDs
 	echo "$h"
 }
 
+# sync_tid PID: the thread of ocp-proxy that writes and syncs audit batches (none: nothing)
+sync_tid() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = ocp-audit-sync ] && { echo "${t##*/}"; return; }
+	done
+}
+# Can perf count a tracepoint here (fdatasync calls per round)?  Probed once.
+PERF_SYSCALLS=0
+command -v perf >/dev/null 2>&1 &&
+    perf stat -x, -e syscalls:sys_enter_fdatasync -o /dev/null true >/dev/null 2>&1 && PERF_SYSCALLS=1
+[ "$PERF_SYSCALLS" = 1 ] ||
+    say "perf cannot count system calls here (package linux-perf, tracefs): no 'requests per fdatasync'"
+
 # measure SECTION SYS MODE ROUND CONNS BODY SYNC [DURATION]: one wrk round, one line in raw.tsv
 measure() {
 	local section=$1 sys=$2 mode=$3 round=$4 conns=$5 body=$6 sync=$7 dur=${8:-$DUR}
 	local path=/api-gateway/price-rate pids t0 t1 j f a0 a1 alog=${AUDIT[$sys]:-}
+	local tid="" st0=0 st1=0 syncs=-1 pst="" pspid=""
 	[ "$mode" = large ] && path=/large/api-gateway/price-rate
 	pids=$(pids_of "$sys")
+	[ "$sys" = ocp ] && tid=$(sync_tid "${MAINPID[ocp]}")
 	a0=0; [ -n "$alog" ] && a0=$(stat -c %s "$alog" 2>/dev/null || echo 0)
+	if [ "$sys" = ocp ] && [ "$PERF_SYSCALLS" = 1 ] && [ "$section" != warmup ]; then
+		# counts ocp-proxy's fdatasync calls until wrk is done (a tracepoint: no sampling)
+		pst=$run/perf-stat.out
+		perf stat -x, -e syscalls:sys_enter_fdatasync -p "${MAINPID[ocp]}" -o "$pst" >/dev/null 2>&1 &
+		pspid=$!; PIDS+=("$pspid")
+		sleep 0.2
+	fi
+	[ -n "$tid" ] && st0=$(ticks_of "${MAINPID[ocp]}/task/$tid")
 	t0=$(ticks_of $pids)
 	f=$run/wrk-$section-$sys-$mode-$round-$conns-$body-$sync.out
 	WRK_PATH=$path WRK_BODY_FILE=$run/body-$body.json timeout $((dur + 30)) \
 	    taskset -c 0 wrk -t1 -c"$conns" -d"${dur}s" --latency -s "$peers/wrk/post.lua" \
 	    "http://127.0.0.1:${PORT[$sys]}" >"$f" 2>&1
 	t1=$(ticks_of $pids)
+	[ -n "$tid" ] && st1=$(ticks_of "${MAINPID[ocp]}/task/$tid")
+	if [ -n "$pspid" ]; then
+		kill -INT "$pspid" 2>/dev/null; wait "$pspid" 2>/dev/null; stop_pid "$pspid"
+		syncs=$(awk -F, '/sys_enter_fdatasync/ && $1 ~ /^[0-9]+$/ {print $1}' "$pst" 2>/dev/null)
+		[ -n "$syncs" ] || syncs=-1
+	fi
 	a1=0; [ -n "$alog" ] && { sleep 0.05; a1=$(stat -c %s "$alog" 2>/dev/null || echo 0); }
 	[ "$section" = warmup ] && return 0
 	j=$(sed -n 's/^WRKJSON //p' "$f" | tail -n 1)
 	python3 - "$j" "$section" "$sys" "$mode" "$round" "$conns" "$body" "$sync" \
-	    $((t1 - t0)) "$CLK_TCK" "$(hwm_of $pids)" $((a1 - a0)) >>"$raw" <<'EOF'
+	    $((t1 - t0)) "$CLK_TCK" "$(hwm_of $pids)" $((a1 - a0)) \
+	    "$([ -n "$tid" ] && echo $((st1 - st0)) || echo -1)" "$syncs" >>"$raw" <<'EOF'
 import json, sys
 a = sys.argv
 try:
@@ -270,7 +301,7 @@ except Exception:
     j["err_connect"] = 1  # wrk printed nothing usable: count the round as an error
 errs = sum(j[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
 print("\t".join(str(x) for x in a[2:9] + [j["requests"], j["duration_us"], errs, j["p50_us"],
-      j["p99_us"]] + a[9:13]))
+      j["p99_us"]] + a[9:15]))
 EOF
 	awk -F'\t' 'END { printf "   %-6s %-8s %-5s r%s c%-3s b%-5s %-6s %7.0f req/s  p99 %6.2f ms  %5.1f us/req CPU  err %s\n",
 	    $1, $2, $3, $4, $5, $6, $7, ($9 > 0 ? $8 / ($9 / 1e6) : 0), $12 / 1000,
