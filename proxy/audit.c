@@ -25,6 +25,8 @@
 #define AUDIT_NO_CHAIN		"null"
 #define AUDIT_BATCH_LINES	256	/* hand a batch over at once from this size ... */
 #define AUDIT_BATCH_MS		2	/* ... or once its first line waited this long */
+#define AUDIT_CACHE_KEEP	(8 << 20)	/* newest synced bytes left in the page cache */
+#define AUDIT_CACHE_STEP	(4 << 20)	/* drop older ones each time this much is added */
 
 struct audit_entry {
 	size_t			 len;	/* bytes of this line incl. newline */
@@ -55,6 +57,7 @@ struct audit {
 	char			*tail_path;
 	int			 failed;
 	int			 scheduled;
+	off_t			 drop_end;	/* loop's syncs: end when pages were last dropped */
 	int			 sync_all;	/* own records: always synced */
 	/*
 	 * batch mode: a worker thread takes everything queued when it starts a
@@ -399,6 +402,25 @@ audit_failed(struct audit *a, int err, const char *what)
 	a->failed = 1;
 }
 
+/*
+ * Synced lines stay in the page cache, where nothing reads them again: every
+ * AUDIT_CACHE_STEP bytes, drop all but the newest AUDIT_CACHE_KEEP (a reader
+ * that follows the file still finds those in memory).  A busy trail then
+ * recycles a few MB of cache instead of filling memory with clean pages (and,
+ * on a VM, paying for fresh guest memory on every write).  end: the file's
+ * size, all of it durable; *last: the end at the previous drop, per writer.
+ */
+static void
+audit_drop_cache(int fd, off_t end, off_t *last)
+{
+	if (end < *last)	/* a new file at the path */
+		*last = 0;
+	if (end <= AUDIT_CACHE_KEEP || end - *last < AUDIT_CACHE_STEP)
+		return;
+	(void)posix_fadvise(fd, 0, end - AUDIT_CACHE_KEEP, POSIX_FADV_DONTNEED);
+	*last = end;
+}
+
 /* Write n queued bytes without syncing; -1 when the trail failed. */
 static int
 audit_write_only(struct audit *a, size_t n)
@@ -429,6 +451,8 @@ audit_commit(struct audit *a, size_t n, int need_sync)
 		return -1;
 	}
 	a->size += (off_t)n;
+	if (need_sync)
+		audit_drop_cache(a->fd, a->size, &a->drop_end);
 	if (a->failed)
 		log_info("audit: writing %s works again", a->path);
 	a->failed = 0;
@@ -495,7 +519,8 @@ audit_worker(void *arg)
 	struct stat		 st;
 	uint64_t		 one = 1;
 	size_t			 i, n;
-	int			 fd, err, w, need_sync;
+	off_t			 drop_end = 0;	/* this thread's, for audit_drop_cache */
+	int			 fd, err, w, need_sync, have_st;
 	const char		*what;
 
 	pthread_mutex_lock(&a->mu);
@@ -520,7 +545,7 @@ audit_worker(void *arg)
 		n = evbuffer_get_length(a->wbuf);
 		err = 0;
 		what = NULL;
-		if (fstat(fd, &st) == 0 && st.st_nlink == 0) {
+		if ((have_st = fstat(fd, &st) == 0) && st.st_nlink == 0) {
 			err = ENOENT;	/* lines written now would be lost with the file */
 			what = "removed";
 		}
@@ -533,7 +558,8 @@ audit_worker(void *arg)
 		if (err == 0 && need_sync && fdatasync(fd) == -1) {
 			err = errno;
 			what = "sync";
-		}
+		} else if (err == 0 && need_sync && have_st)	/* O_APPEND, one writer */
+			audit_drop_cache(fd, st.st_size + (off_t)n, &drop_end);
 		evbuffer_drain(a->wbuf, evbuffer_get_length(a->wbuf));
 
 		pthread_mutex_lock(&a->mu);

@@ -903,7 +903,58 @@ def leak_guard_keeps_held_secrets_out():
     verify_ok(rig, rig.audit)
 
 
-# ------------------------------------------------------------ 7. sync modes
+# ------------------------------------------------------------ 7. page cache
+
+def resident_bytes(path):
+    """Bytes of path held in the page cache (fincore from util-linux)."""
+    r = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    if r.returncode != 0:
+        raise AssertionError("fincore: " + r.stderr.decode(errors="replace")[:200])
+    return int(r.stdout.split()[0])
+
+
+@test
+def synced_lines_leave_the_page_cache():
+    # Lines that reached the disk are dropped from the page cache, all but the
+    # newest 8 MB, each time 4 MB more are synced: a busy trail must not fill
+    # memory with clean pages nobody reads.  Both writers: the sync thread
+    # (batch) and the event loop (always).
+    if shutil.which("fincore") is None:
+        raise Skip("fincore (util-linux) not installed: cannot see the page cache")
+    mb = 1 << 20
+    pad = "x" * (60 * 1024)         # a ~60 KB redacted request line per call
+    for mode in ("batch", "always"):
+        rig = Rig(sim(), sync=mode)
+        fs = subprocess.run(["stat", "-f", "-c", "%T", rig.audit_dir],
+                            stdout=subprocess.PIPE).stdout.decode().strip()
+        if fs in ("tmpfs", "ramfs"):
+            raise Skip("the audit dir is on %s, whose pages cannot be dropped" % fs)
+        p = rig.start()
+        try:
+            c = connect(p.target, timeout=20)
+            for i in range(360):
+                assert_status(price_rate(p, {"pad": pad, "i": i}, conn=c), 200,
+                              "%s: call %d" % (mode, i))
+            c.close()
+            size = os.path.getsize(rig.audit)
+            assert_true(size >= 20 * mb, "%s: the trail grew to %d bytes" % (mode, size))
+            res = resident_bytes(rig.audit)
+            # at most the newest 8 MB, what was added since the last drop (< 4 MB),
+            # and the last batch
+            assert_true(res <= 13 * mb, "%s: %.1f MB of a %.1f MB trail stay cached "
+                        "(expected at most 13 MB)" % (mode, res / mb, size / mb))
+            assert_true(res >= 4 * mb, "%s: the newest lines stay cached (%.1f MB)"
+                        % (mode, res / mb))
+            assert_eq(p.stop(), 0, "exit code")
+        finally:
+            p.stop()
+        verify_ok(rig, rig.audit)
+        print("# %s: %.1f MB trail, %.1f MB of it in the page cache"
+              % (mode, size / mb, res / mb), flush=True)
+
+
+# ------------------------------------------------------------ 8. sync modes
 
 def run_threads(threads, per_thread, make_conn, call):
     """threads x per_thread calls on one keep-alive connection each, started
