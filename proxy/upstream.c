@@ -910,6 +910,27 @@ conn_start_tls(struct up_conn *c)
 	conn_handshake(c);
 }
 
+/*
+ * Connected to itself: with nothing listening on a loopback port of the
+ * ephemeral range, the kernel may pick that very port as the source, and the
+ * connect "succeeds" against itself (a TCP simultaneous open).  The TLS
+ * handshake would then read our own ClientHello, and the socket would keep
+ * the port from the server that comes up on it.
+ */
+static int
+conn_is_self(int fd)
+{
+	struct sockaddr_storage	a, b;
+	socklen_t		alen = sizeof(a), blen = sizeof(b);
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	if (getsockname(fd, (struct sockaddr *)&a, &alen) == -1 ||
+	    getpeername(fd, (struct sockaddr *)&b, &blen) == -1)
+		return 0;
+	return alen == blen && memcmp(&a, &b, alen) == 0;
+}
+
 /* The non-blocking connect finished, failed or timed out. */
 static void
 conn_connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -925,6 +946,12 @@ conn_connect_cb(evutil_socket_t fd, short what, void *arg)
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err != 0) {
 		log_warn("%s %s port %s: connect: %s", c->up->label, c->up->host, c->up->port,
 		    strerror(err ? err : errno));
+		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
+		return;
+	}
+	if (conn_is_self(fd)) {
+		log_warn("%s %s port %s: connect: connected to itself (nothing listens there)",
+		    c->up->label, c->up->host, c->up->port);
 		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
 		return;
 	}

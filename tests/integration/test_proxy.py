@@ -11,7 +11,9 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -712,6 +714,41 @@ def bad_requests_get_envelopes_and_are_not_forwarded():
         for n in ("PROXY_INVALID_JSON", "PROXY_NO_ROUTE", "PROXY_METHOD_NOT_ALLOWED",
                   "PROXY_BODY_TOO_LARGE"):
             assert_true(n in names, "audit outcome with error " + n)
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def upstream_self_connect_is_a_connect_failure():
+    # Nothing listens on a loopback port of the ephemeral range: the kernel may
+    # pick that very port as the source, and connect() "succeeds" against
+    # itself.  Made certain here: a private network namespace whose ephemeral
+    # range is that one port.  The proxy must see a refused connection, not
+    # run a TLS handshake with itself.
+    if os.geteuid() != 0:
+        raise Skip("needs root for a private network namespace")
+    for tool in ("unshare", "ip"):
+        if shutil.which(tool) is None:
+            raise Skip("%s not installed" % tool)
+    port = 40000
+    prefix = ["unshare", "-n", "sh", "-c",
+              'ip link set lo up && echo "%d %d" >/proc/sys/net/ipv4/ip_local_port_range'
+              ' && exec "$@"' % (port, port), "sh"]
+    r = subprocess.run(prefix + ["true"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise Skip("no private network namespace here: " + r.stdout.decode(errors="replace")[:120])
+    s = sim()
+    st = Setup(s, "self")
+    sock = os.path.join(st.dir, "ocp.sock")
+    st.proxy = p = Proxy(st.ini(listen={"address": "unix:" + sock},
+                                upstream={"url": "https://127.0.0.1:%d" % port}),
+                         argv_prefix=prefix)
+    try:
+        name, rid = proxy_error(request(p.target, "/api-gateway/orders", b"{}"), 502,
+                                "PROXY_UPSTREAM_CONNECT_FAILED", "connect to itself")
+        assert_contains(p.stderr_text(), "connected to itself", "the log says why")
+        assert_not_contains(p.stderr_text(), "TLS", "no TLS handshake with itself")
+        assert_eq(st.audit_for(rid)["error"], "PROXY_UPSTREAM_CONNECT_FAILED", "audit")
     finally:
         assert_eq(st.stop(), 0, "exit code")
 
