@@ -409,16 +409,24 @@ audit_failed(struct audit *a, int err, const char *what)
  * recycles a few MB of cache instead of filling memory with clean pages (and,
  * on a VM, paying for fresh guest memory on every write).  end: the file's
  * size, all of it durable; *last: the end at the previous drop, per writer.
+ * Returns how much to drop from the start of the file (0: nothing yet).
  */
-static void
-audit_drop_cache(int fd, off_t end, off_t *last)
+static off_t
+audit_drop_due(off_t end, off_t *last)
 {
 	if (end < *last)	/* a new file at the path */
 		*last = 0;
 	if (end <= AUDIT_CACHE_KEEP || end - *last < AUDIT_CACHE_STEP)
-		return;
-	(void)posix_fadvise(fd, 0, end - AUDIT_CACHE_KEEP, POSIX_FADV_DONTNEED);
+		return 0;
 	*last = end;
+	return end - AUDIT_CACHE_KEEP;	/* drop [0, this) */
+}
+
+static void
+audit_drop_cache(int fd, off_t len)
+{
+	if (len > 0)
+		(void)posix_fadvise(fd, 0, len, POSIX_FADV_DONTNEED);
 }
 
 /* Write n queued bytes without syncing; -1 when the trail failed. */
@@ -452,7 +460,7 @@ audit_commit(struct audit *a, size_t n, int need_sync)
 	}
 	a->size += (off_t)n;
 	if (need_sync)
-		audit_drop_cache(a->fd, a->size, &a->drop_end);
+		audit_drop_cache(a->fd, audit_drop_due(a->size, &a->drop_end));
 	if (a->failed)
 		log_info("audit: writing %s works again", a->path);
 	a->failed = 0;
@@ -519,8 +527,8 @@ audit_worker(void *arg)
 	struct stat		 st;
 	uint64_t		 one = 1;
 	size_t			 i, n;
-	off_t			 drop_end = 0;	/* this thread's, for audit_drop_cache */
-	int			 fd, err, w, need_sync, have_st;
+	off_t			 drop_end = 0, drop;	/* this thread's, for audit_drop_due */
+	int			 fd, err, w, need_sync, have_st, drop_fd;
 	const char		*what;
 
 	pthread_mutex_lock(&a->mu);
@@ -545,6 +553,7 @@ audit_worker(void *arg)
 		n = evbuffer_get_length(a->wbuf);
 		err = 0;
 		what = NULL;
+		drop_fd = -1;
 		if ((have_st = fstat(fd, &st) == 0) && st.st_nlink == 0) {
 			err = ENOENT;	/* lines written now would be lost with the file */
 			what = "removed";
@@ -558,8 +567,10 @@ audit_worker(void *arg)
 		if (err == 0 && need_sync && fdatasync(fd) == -1) {
 			err = errno;
 			what = "sync";
-		} else if (err == 0 && need_sync && have_st)	/* O_APPEND, one writer */
-			audit_drop_cache(fd, st.st_size + (off_t)n, &drop_end);
+		} else if (err == 0 && need_sync && have_st &&	/* O_APPEND, one writer */
+		    (drop = audit_drop_due(st.st_size + (off_t)n, &drop_end)) > 0)
+			/* dropped after the batch is reported; the loop may close fd */
+			drop_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		evbuffer_drain(a->wbuf, evbuffer_get_length(a->wbuf));
 
 		pthread_mutex_lock(&a->mu);
@@ -571,6 +582,10 @@ audit_worker(void *arg)
 		pthread_mutex_unlock(&a->mu);
 		/* wake the loop only after unlocking: it takes the mutex next */
 		(void)!write(a->efd, &one, sizeof(one));
+		if (drop_fd != -1) {	/* off the batch's path: its requests go on */
+			audit_drop_cache(drop_fd, drop);
+			close(drop_fd);
+		}
 		pthread_mutex_lock(&a->mu);
 	}
 	pthread_mutex_unlock(&a->mu);
