@@ -2,7 +2,7 @@
 CC       ?= cc
 BUILD    ?= build
 PKGS      = libevent-dev libssl-dev libyajl-dev libinih-dev pkg-config make gcc python3 openssl curl \
-            valgrind util-linux e2fsprogs passwd
+            valgrind util-linux e2fsprogs passwd iproute2
 LIBS      = -levent_openssl -levent_core -levent_extra -lssl -lcrypto -lyajl -linih -lpthread
 WARN      = -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wcast-qual -Wno-unused-parameter
