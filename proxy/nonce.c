@@ -61,13 +61,19 @@ nonce_persist(struct nonce *n, unsigned long long hi, char **cause)
 	return 0;
 }
 
-/* Read the persisted bound; a missing file means a fresh profile. */
+/*
+ * Read the persisted bound; a missing file means a fresh profile.  The file is
+ * what nonce_persist writes: a decimal number up to NONCE_MAX and a newline.
+ * Anything else (a sign, blanks, a NUL, a second line, a value beyond the
+ * nonce space) is refused as corrupt rather than guessed at.
+ */
 static int
 nonce_load(struct nonce *n, char **cause)
 {
 	FILE			*f;
-	char			 line[64], *end;
-	unsigned long long	 v;
+	char			 buf[64];
+	size_t			 len, i;
+	unsigned long long	 v = 0;
 
 	if ((f = fopen(n->path, "re")) == NULL) {
 		if (errno == ENOENT)
@@ -75,16 +81,24 @@ nonce_load(struct nonce *n, char **cause)
 		*cause = nonce_err("cannot read", n->path);
 		return -1;
 	}
-	if (fgets(line, sizeof(line), f) == NULL) {
+	len = fread(buf, 1, sizeof(buf), f);
+	if (ferror(f)) {
+		*cause = nonce_err("cannot read", n->path);
 		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	if (len == 0) {
 		errno = EINVAL;
 		*cause = nonce_err("empty nonce state", n->path);
 		return -1;
 	}
-	fclose(f);
-	errno = 0;
-	v = strtoull(line, &end, 10);
-	if (errno != 0 || end == line || (*end != '\n' && *end != '\0')) {
+	for (i = 0; i < len && buf[i] >= '0' && buf[i] <= '9'; i++) {
+		if (v > (NONCE_MAX - (unsigned)(buf[i] - '0')) / 10)
+			break;
+		v = v * 10 + (unsigned)(buf[i] - '0');
+	}
+	if (i == 0 || len == sizeof(buf) || (i < len && (buf[i] != '\n' || i + 1 != len))) {
 		errno = EINVAL;
 		*cause = nonce_err("corrupt nonce state", n->path);
 		return -1;

@@ -72,7 +72,7 @@ build() {
 		echo "$src: no /* fuzz-sources: ... */ line at the top" >&2
 		return 1
 	fi
-	for f in "$src" $srcs proxy/*.h; do
+	for f in "$src" $srcs proxy/*.h tests/fuzz/*.h; do
 		if [ ! -f "$f" ]; then
 			echo "$src: fuzz-sources names $f, which does not exist" >&2
 			return 1

@@ -63,6 +63,53 @@ main(void)
 	free(cause);
 	cause = NULL;
 
+	/*
+	 * Only what nonce.c writes is read back: a sign, blanks, a second line, a
+	 * NUL or a value past the nonce space (2^62) is corruption.  "-1" used to
+	 * read as 2^64-1, and the next nonce wrapped round to the clock.
+	 */
+	{
+		static const struct { const char *text; size_t len; int ok; } st[] = {
+			{ "-1\n", 3, 0 }, { "+5\n", 3, 0 }, { " 5\n", 3, 0 },
+			{ "5 \n", 3, 0 }, { "5\n6\n", 4, 0 }, { "5\0x\n", 4, 0 },
+			{ "18446744073709551615\n", 21, 0 },
+			{ "4611686018427387905\n", 20, 0 }, { "", 0, 0 },
+			{ "4611686018427387904\n", 20, 1 }, { "42", 2, 1 },
+			{ "0042\n", 5, 1 },
+		};
+		size_t	k;
+		int	all = 1;
+
+		snprintf(path, sizeof(path), "%s/nonce.st", dir);
+		for (k = 0; k < sizeof(st) / sizeof(st[0]); k++) {
+			f = fopen(path, "w");
+			fwrite(st[k].text, 1, st[k].len, f);
+			fclose(f);
+			n = nonce_open(dir, "st", &cause);
+			if ((n != NULL) != st[k].ok) {
+				fprintf(stderr, "state file %zu: %s\n", k,
+				    n != NULL ? "accepted" : "refused");
+				all = 0;
+			}
+			free(cause);
+			cause = NULL;
+			nonce_close(n);
+		}
+		CHECK(all);
+		/* at the end of the nonce space: nothing more is handed out */
+		n = nonce_open(dir, "st", &cause);	/* the last file, 42 */
+		CHECK(n != NULL && nonce_last(n) == 42);
+		nonce_close(n);
+		f = fopen(path, "w");
+		fputs("4611686018427387904\n", f);
+		fclose(f);
+		n = nonce_open(dir, "st", &cause);
+		CHECK(n != NULL && nonce_next(n, 5, &v, &cause) == -1 && cause != NULL);
+		free(cause);
+		cause = NULL;
+		nonce_close(n);
+	}
+
 	/* an unwritable state dir: no nonce is handed out */
 	n = nonce_open("/nonexistent-ocp-dir", "x", &cause);
 	CHECK(n != NULL);
