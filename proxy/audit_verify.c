@@ -34,6 +34,29 @@ av_expected(const struct av_state *st, const char *prev, const char *line, size_
 	return signer_sign(st->key, iov, 3, mac);
 }
 
+/*
+ * The phase of a record the writer made itself ("open", "close"): those start
+ * {"seq":N,"time":"...","phase":"...".  Request records carry an "id" before
+ * their phase, so a body that happens to hold "phase":"close" is not taken
+ * for one.  Returns 1 when line is such a record of that phase.
+ */
+static int
+av_own_phase(const char *line, const char *phase)
+{
+	const char	*p = line + 7;		/* after {"seq": */
+	size_t		 n = strlen(phase);
+
+	p += strspn(p, "0123456789");
+	if (strncmp(p, ",\"time\":\"", 9) != 0)
+		return 0;
+	p += 9;
+	p += strcspn(p, "\"\\");
+	if (strncmp(p, "\",\"phase\":\"", 11) != 0)
+		return 0;
+	p += 11;
+	return strncmp(p, phase, n) == 0 && p[n] == '"';
+}
+
 /* Read the quoted 64-hex value following key in line, or "" for null. */
 static int
 av_field_hex(const char *line, const char *key, char *out)
@@ -64,14 +87,17 @@ av_line(struct av_state *st, char *line, size_t len, int first_of_file, int firs
 	char			*end;
 
 	if (len < AUDIT_CHAIN_SUFFIX_LEN + 10 || strncmp(line, "{\"seq\":", 7) != 0 ||
-	    memcmp(line + len - AUDIT_CHAIN_SUFFIX_LEN, ",\"chain\":\"", 10) != 0)
+	    memcmp(line + len - AUDIT_CHAIN_SUFFIX_LEN, ",\"chain\":\"", 10) != 0 ||
+	    memcmp(line + len - 2, "\"}", 2) != 0)
 		return "not a chained audit record (edited, or written without chain_key)";
+	if (line[7] < '0' || line[7] > '9')
+		return "malformed seq (edited)";
 	seq = strtoull(line + 7, &end, 10);
 	if (*end != ',')
 		return "malformed seq (edited)";
-	st->closed = strstr(line, "\"phase\":\"close\"") != NULL;
+	st->closed = av_own_phase(line, "close");
 	if (first_of_file) {
-		if (strstr(line, "\"phase\":\"open\"") == NULL)
+		if (!av_own_phase(line, "open"))
 			return "file does not start with an opening record "
 			    "(lines removed from the start)";
 		if (av_field_hex(line, "\"prev_chain\":", prevc) == -1)
