@@ -25,6 +25,9 @@ struct keyslot {
 	char			*pub_field;	/* NULL: public key not from Vault */
 	char			*pub_literal;
 	unsigned long long	 version;
+	char			*local_src;	/* the sources cur was read from (not Vault) */
+	struct pkey		*staged;	/* read on SIGHUP, installed if it is accepted */
+	char			*staged_src;
 };
 
 static struct keyslot	*slots[CONF_MAX_PROFILES * 2];
@@ -222,12 +225,38 @@ out:
 	return rc;
 }
 
+/* The sources a local key is read from, to tell a changed config from a re-read. */
+static char *
+keys_local_src(const struct conf_profile *p)
+{
+	char	*src;
+
+	if (asprintf(&src, "%s\n%s", p->secret, p->public_key) == -1)
+		return NULL;
+	return src;
+}
+
+/* Make a key read from local sources (src) the slot's key; takes both. */
+static void
+keys_install(struct keyslot *s, struct pkey *k, char *src, const char *why)
+{
+	if (s->watch != NULL) {
+		vault_unwatch(s->watch);
+		s->watch = NULL;
+	}
+	s->from_vault = 0;
+	keys_swap(s, k, why);
+	free(s->local_src);
+	s->local_src = src;
+}
+
 /* (Re)load one profile's key into its slot. */
 int
 keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int reload,
     struct vault *v, unsigned max_stale_ms, char **cause)
 {
 	struct pkey	*k;
+	char		*src;
 
 	*cause = NULL;
 	s->max_stale_ms = max_stale_ms;
@@ -255,27 +284,71 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 		    s->cur->fp);
 		return 0;
 	}
+	if ((src = keys_local_src(p)) == NULL) {
+		*cause = strdup("out of memory");
+		return -1;
+	}
 	if ((k = keys_read_local(p, cause)) == NULL) {
-		if (reload && s->cur != NULL && !s->from_vault) {
+		/*
+		 * The same sources as the running key: a re-read during a rotation
+		 * (a file being replaced), so the old key stays.  New sources that
+		 * cannot be read make a bad config: the caller refuses the reload.
+		 */
+		if (reload && s->cur != NULL && !s->from_vault && s->local_src != NULL &&
+		    strcmp(s->local_src, src) == 0) {
 			log_err("profile %s: cannot read the new key (%s); keeping key %s", s->name,
 			    *cause ? *cause : "error", s->cur->fp);
 			free(*cause);
 			*cause = NULL;
+			free(src);
 			return 0;
 		}
+		free(src);
 		return -1;
 	}
 	if (check_only) {
 		pkey_unref(k);
+		free(src);
 		return 0;
 	}
-	if (s->watch != NULL) {
-		vault_unwatch(s->watch);
-		s->watch = NULL;
+	if (reload) {		/* installed by keys_commit_staged once the reload is accepted */
+		pkey_unref(s->staged);
+		free(s->staged_src);
+		s->staged = k;
+		s->staged_src = src;
+		return 0;
 	}
-	s->from_vault = 0;
-	keys_swap(s, k, reload ? "reload" : "start");
+	keys_install(s, k, src, "start");
 	return 0;
+}
+
+/* The reload was accepted: every key read for it becomes the slot's key. */
+void
+keys_commit_staged(void)
+{
+	size_t	i;
+
+	for (i = 0; i < nslots; i++) {
+		if (slots[i]->staged == NULL)
+			continue;
+		keys_install(slots[i], slots[i]->staged, slots[i]->staged_src, "reload");
+		slots[i]->staged = NULL;
+		slots[i]->staged_src = NULL;
+	}
+}
+
+/* The reload was refused: every key read for it is dropped (and cleansed). */
+void
+keys_drop_staged(void)
+{
+	size_t	i;
+
+	for (i = 0; i < nslots; i++) {
+		pkey_unref(slots[i]->staged);
+		free(slots[i]->staged_src);
+		slots[i]->staged = NULL;
+		slots[i]->staged_src = NULL;
+	}
 }
 
 /* 1 if the slot's key may be served now. */
@@ -340,6 +413,9 @@ keys_free_all(void)
 		if (slots[i]->watch != NULL)
 			vault_unwatch(slots[i]->watch);
 		pkey_unref(slots[i]->cur);
+		pkey_unref(slots[i]->staged);
+		free(slots[i]->staged_src);
+		free(slots[i]->local_src);
 		free(slots[i]->name);
 		free(slots[i]->watch_src);
 		free(slots[i]->sec_field);

@@ -22,12 +22,17 @@ struct keyslot;
 struct keyslot	*keys_slot(const char *profile);
 /*
  * (Re)load profile p into its slot.  check_only: load and drop (for -t).
- * reload: on failure keep the old key (logged) and return 0 if there is one.
- * Vault sources need v (NULL: reported as an error).  Returns 0 or -1 with
- * *cause (malloc'd, never secret).
+ * reload: a key read from file:, credential: or env: is staged, to be
+ * installed by keys_commit_staged() once the whole reload is accepted or
+ * dropped by keys_drop_staged(); when the sources are those of the running
+ * key and the re-read fails, the old key stays (logged) and 0 is returned,
+ * while new sources that cannot be read fail.  Vault sources need v (NULL:
+ * reported as an error).  Returns 0 or -1 with *cause (malloc'd, never secret).
  */
 int		 keys_load(struct keyslot *, const struct conf_profile *p, int check_only,
 		    int reload, struct vault *v, unsigned max_stale_ms, char **cause);
+void		 keys_commit_staged(void);
+void		 keys_drop_staged(void);
 /* A reference to the key for a new request, or NULL with *why (503). */
 struct pkey	*keys_acquire(struct keyslot *, const char **why);
 /* Fingerprint of the current key for logs ("-" when none). */

@@ -86,7 +86,6 @@ extern struct proxy	*ocp;
 /* proxy.c */
 int		 proxy_init(struct proxy *, const char *conf_path, int check_only);
 void		 proxy_run(struct proxy *);
-int		 proxy_exit_code(const struct proxy *);
 struct gen	*gen_load(struct proxy *, struct conf *, int check_only,
 		    struct conf_errs *);
 void		 gen_unref(struct gen *);

@@ -464,6 +464,7 @@ proxy_reload(struct proxy *px)
 	if (c != NULL && (g = gen_load(px, c, 0, &errs)) == NULL)
 		conf_free(c);
 	if (g == NULL) {
+		keys_drop_staged();
 		for (i = 0; i < errs.n; i++)
 			log_err("%s", errs.line[i]);
 		log_err("reload refused: keeping the running configuration");
@@ -479,6 +480,7 @@ proxy_reload(struct proxy *px)
 		if (a == NULL) {
 			log_err("reload refused: audit: %s", cause ? cause : "cannot open");
 			free(cause);
+			keys_drop_staged();
 			gen_unref(g);
 			notify_send("READY=1");
 			return;
@@ -495,6 +497,7 @@ proxy_reload(struct proxy *px)
 	old = px->gen;
 	policy_inherit(g->conf->policy, old->conf->policy);
 	proxy_log_callers(g->conf);
+	keys_commit_staged();
 	px->gen = g;
 	gen_unref(old);		/* requests in flight keep theirs */
 	log_info("reloaded %s", px->conf_path);
@@ -740,7 +743,11 @@ proxy_run(struct proxy *px)
 	audit_close(px->audit);
 	px->audit = NULL;
 	request_buf_release();
-	log_info("stopped%s", px->cut ? " (requests were cut)" : "");
+	if (px->cut > 0)
+		log_warn("stopped: %d request(s) were cut at shutdown_timeout_ms "
+		    "(answered 503 PROXY_SHUTTING_DOWN, audited)", px->cut);
+	else
+		log_info("stopped");
 	for (i = 0; i < sizeof(px->sig) / sizeof(px->sig[0]); i++)
 		if (px->sig[i] != NULL)
 			event_free(px->sig[i]);
@@ -767,9 +774,3 @@ proxy_run(struct proxy *px)
 	free(px->unix_path);
 }
 
-/* 0 after a clean stop, 2 when requests had to be cut. */
-int
-proxy_exit_code(const struct proxy *px)
-{
-	return px->cut ? 2 : 0;
-}

@@ -934,6 +934,51 @@ def key_not_loaded_refuses_start_and_reload():
         assert_eq(st.stop(), 0, "exit code")
 
 
+@test
+def sighup_with_new_key_source_unreadable_refuses_the_whole_reload():
+    """SPEC: a bad new config is refused and the old one stays.  A config
+    that names a new secret source which cannot be read is bad (-t refuses
+    it): no part of it applies, neither its routes nor the keys of other
+    profiles read before the failing one.  (A re-read of the running key's
+    own source that fails keeps the old key: the test above.)"""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "before reload")
+        assert_eq(s.records()[-1]["public_key"], PARTNER_PUBLIC, "partner key before")
+        merchant_copy = write_file(os.path.join(st.dir, "merchant2.secret"),
+                                   MERCHANT_SECRET + "\n")
+        partner_open = write_file(os.path.join(st.dir, "partner2.secret"), PARTNER_SECRET)
+        os.chmod(partner_open, 0o644)
+        before = p.stderr_text()
+        write_file(p.conf, st.ini(profile_merchant={"secret": "file:" + merchant_copy,
+                                                    "routes": "/api-gateway/, "
+                                                    "/partner/api/get-users"},
+                                  profile_partner={"secret": "file:" + partner_open}))
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in p.stderr_text(), 5, "reload refused")
+        err = p.stderr_text()[len(before):]
+        assert_contains(err, "profile.partner", "names the profile whose key failed")
+        assert_true("(reload)" not in err, "no key was swapped by the refused reload: %r" % err)
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "after the refused reload")
+        assert_eq(s.records()[-1]["public_key"], PARTNER_PUBLIC,
+                  "the refused config's route did not apply")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "merchant after")
+        assert_eq(s.records()[-1]["result"], "ok", "merchant still signs")
+        # the same config with a readable file is accepted, keys and routes together
+        os.chmod(partner_open, 0o600)
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in p.stderr_text()[len(before):], 5, "reloaded")
+        err = p.stderr_text()[len(before):]
+        assert_contains(err, "profile merchant: key", "merchant key re-read on the reload")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "after the good reload")
+        assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC, "the new route applies")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 # ------------------------------------------------------------------ 7 headers
 
 @test

@@ -782,6 +782,13 @@ def check_mode_refuses_what_start_refuses():
         rc, out, err = run_proxy(["-t", "-c", conf], timeout=10)
         assert_true(rc != 0, "-t with %s: exit code %d (the start refuses it)" % (what, rc))
         assert_true(word in err, "-t with %s: reason on stderr" % what)
+    # a good [vault] section passes -t, which says the Vault key was not fetched
+    # (-t is ExecStartPre=: a Vault outage must not stop the start)
+    conf = write_file(os.path.join(st.dir, "chk.ini"), st.ini())
+    rc, out, err = run_proxy(["-t", "-c", conf], timeout=10)
+    assert_eq(rc, 0, "-t with Vault down and a good config: %s" % err)
+    assert_true("1 Vault key(s) checked but not fetched" in out, "-t says what it did not do: %s" % out)
+    assert_true("every key loaded" not in out, "-t does not claim the Vault key was loaded")
 
 
 # ------------------------------------------------------------------ i
