@@ -150,8 +150,10 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 }
 
 /*
- * The key of a profile a keys_load() cause is about: keys.c says so when the
- * public key failed; anything else is the secret's.
+ * The key of a profile a keys_load() cause is about: keys.c starts it so when
+ * the public key failed ("public_key: SOURCE...", "public key must...",
+ * "with a Vault secret, public_key must..."); anything else is the secret's.
+ * Only the start counts: a path may hold any words.
  */
 static const char *
 gen_key_blame(const char **cause)
@@ -160,7 +162,8 @@ gen_key_blame(const char **cause)
 		return (*cause += 12, "public_key");
 	if (strncmp(*cause, "secret: ", 8) == 0)
 		return (*cause += 8, "secret");
-	if (strstr(*cause, "public key") != NULL || strstr(*cause, "public_key") != NULL)
+	if (strncmp(*cause, "public key ", 11) == 0 || strncmp(*cause, "public_key ", 11) == 0 ||
+	    strncmp(*cause, "with a Vault secret, public_key ", 32) == 0)
 		return "public_key";
 	return "secret";
 }
