@@ -3,6 +3,7 @@
  */
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -111,6 +112,11 @@ static const struct conf_key conf_schema[] = {
 	  "error, warning, info (one line per request) or debug" },
 };
 #undef O
+#define NKEYS	(sizeof(conf_schema) / sizeof(conf_schema[0]))
+_Static_assert(NKEYS <= CONF_MAX_KEYS, "raise CONF_MAX_KEYS");
+
+/* inih's section buffer (MAX_SECTION): longer names are cut to 49 bytes */
+#define CONF_INI_SECTION	50
 
 static const struct {
 	const char *name, *help;
@@ -128,8 +134,12 @@ struct conf_parse {
 	const char	*str;		/* when parsing a string */
 	int		 lineno;
 	int		 toolong;
-	unsigned char	 seen[sizeof(conf_schema) / sizeof(conf_schema[0])];
-	unsigned char	 pseen[CONF_MAX_PROFILES][3];
+	int		 prev_key;	/* inih would take an indented line as more value */
+	/* the section keys now go to, as inih names it */
+	char		 sect[CONF_INI_SECTION];
+	int		 sect_seen;	/* 0 before the first header */
+	int		 sect_ok;	/* its header passed: take its keys */
+	size_t		 sect_prof;	/* [profile.NAME]: the profile */
 };
 
 /* Append one problem line. */
@@ -149,6 +159,182 @@ conf_errs_add(struct conf_errs *e, const char *fmt, ...)
 	}
 	e->line = n;
 	e->line[e->n++] = s;
+}
+
+/* 1 if schema entry i is [section] key (key NULL: any key of section). */
+static int
+conf_schema_is(size_t i, const char *section, const char *key)
+{
+	return strcmp(conf_schema[i].section, section) == 0 &&
+	    (key == NULL || strcmp(conf_schema[i].name, key) == 0);
+}
+
+/* The schema entry of [section] key (key NULL: the first of section), or -1. */
+static int
+conf_schema_find(const char *section, const char *key)
+{
+	size_t	i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (conf_schema_is(i, section, key))
+			return (int)i;
+	return -1;
+}
+
+/* The index of a [profile.NAME] key, or -1. */
+static int
+conf_profile_key_find(const char *key)
+{
+	int	k;
+
+	for (k = 0; k < 3; k++)
+		if (key != NULL && strcmp(key, conf_profile_keys[k].name) == 0)
+			return k;
+	return -1;
+}
+
+/* One problem line placed at line (0: neither the key nor its section is in the file). */
+static void
+conf_errs_vat(struct conf_errs *e, const char *file, int line, const char *section,
+    const char *pname, const char *key, const char *fmt, va_list ap)
+{
+	char	*msg, sect[128];
+
+	if (vasprintf(&msg, fmt, ap) == -1)
+		return;
+	snprintf(sect, sizeof(sect), "%s%s", section, pname ? pname : "");
+	if (line > 0)
+		conf_errs_add(e, "%s:%d: [%s]%s%s: %s", file ? file : "?", line, sect,
+		    key ? " " : "", key ? key : "", msg);
+	else
+		conf_errs_add(e, "%s: [%s]%s%s: %s (the file has no [%s] section: %s)",
+		    file ? file : "?", sect, key ? " " : "", key ? key : "", msg, sect,
+		    key ? "the default applies" : "defaults apply");
+	free(msg);
+}
+
+/* The line of [section] key: the key's own, else its section header's. */
+static int
+conf_key_line(const struct conf *c, const char *section, const char *key)
+{
+	int	i;
+
+	if ((i = conf_schema_find(section, key)) == -1)
+		return 0;
+	return key != NULL && c->key_line[i] > 0 ? c->key_line[i] : c->sect_line[i];
+}
+
+static void
+conf_errs_vkey(struct conf_errs *e, const struct conf *c, const char *section,
+    const char *key, const char *fmt, va_list ap)
+{
+	conf_errs_vat(e, c->path, conf_key_line(c, section, key), section, NULL, key, fmt, ap);
+}
+
+static void
+conf_errs_vprofile(struct conf_errs *e, const struct conf *c, const struct conf_profile *pr,
+    const char *key, const char *fmt, va_list ap)
+{
+	int	k = conf_profile_key_find(key);
+
+	conf_errs_vat(e, c->path, k >= 0 && pr->key_line[k] > 0 ? pr->key_line[k] : pr->line,
+	    "profile.", pr->name, key, fmt, ap);
+}
+
+/* A problem with [section] key, at its line. */
+void
+conf_errs_key(struct conf_errs *e, const struct conf *c, const char *section, const char *key,
+    const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	conf_errs_vkey(e, c, section, key, fmt, ap);
+	va_end(ap);
+}
+
+/* A problem with a key of [profile.NAME], at its line. */
+void
+conf_errs_profile(struct conf_errs *e, const struct conf *c, const struct conf_profile *pr,
+    const char *key, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	conf_errs_vprofile(e, c, pr, key, fmt, ap);
+	va_end(ap);
+}
+
+/* conf.c's own problems also mark the key, so that -t checks only sound ones further. */
+static void
+conf_problem(struct conf_errs *e, struct conf *c, const char *section, const char *key,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void
+conf_problem(struct conf_errs *e, struct conf *c, const char *section, const char *key,
+    const char *fmt, ...)
+{
+	va_list	ap;
+	size_t	i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (conf_schema_is(i, section, key))
+			c->key_bad[i] = 1;
+	va_start(ap, fmt);
+	conf_errs_vkey(e, c, section, key, fmt, ap);
+	va_end(ap);
+}
+
+static void
+conf_pproblem(struct conf_errs *e, struct conf *c, struct conf_profile *pr, const char *key,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void
+conf_pproblem(struct conf_errs *e, struct conf *c, struct conf_profile *pr, const char *key,
+    const char *fmt, ...)
+{
+	va_list	ap;
+
+	pr->bad = 1;
+	va_start(ap, fmt);
+	conf_errs_vprofile(e, c, pr, key, fmt, ap);
+	va_end(ap);
+}
+
+/* A cause that names its key ("[upstream] ca_file PATH: ...") goes to that key's line. */
+void
+conf_errs_cause(struct conf_errs *e, const struct conf *c, const char *section,
+    const char *cause)
+{
+	char	 key[32];
+	size_t	 n = strlen(section), k;
+
+	if (cause[0] == '[' && strncmp(cause + 1, section, n) == 0 && cause[n + 1] == ']') {
+		cause += n + 2;
+		cause += strspn(cause, " ");
+	}
+	k = strspn(cause, "abcdefghijklmnopqrstuvwxyz_");
+	if (k > 0 && k < sizeof(key)) {
+		memcpy(key, cause, k);
+		key[k] = '\0';
+		if (conf_schema_find(section, key) != -1) {
+			cause += k;
+			cause += strspn(cause, ": ");
+			conf_errs_key(e, c, section, key, "%s", cause);
+			return;
+		}
+	}
+	conf_errs_key(e, c, section, NULL, "%s", cause);
+}
+
+/* 1 unless a problem was reported for [section] key (key NULL: for any of its keys). */
+int
+conf_key_ok(const struct conf *c, const char *section, const char *key)
+{
+	size_t	i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (c->key_bad[i] && conf_schema_is(i, section, key))
+			return 0;
+	return 1;
 }
 
 /* Free every problem line. */
@@ -273,7 +459,7 @@ conf_profile_name_ok(const char *s)
 }
 
 static struct conf_profile *
-conf_profile_get(struct conf_parse *p, const char *name, size_t *idx)
+conf_profile_get(struct conf_parse *p, const char *name, size_t *idx, int line)
 {
 	struct conf	*c = p->c;
 	size_t		 i;
@@ -285,7 +471,7 @@ conf_profile_get(struct conf_parse *p, const char *name, size_t *idx)
 		return NULL;
 	i = c->nprofiles++;
 	c->profiles[i].name = strdup(name);
-	c->profiles[i].line = p->lineno;
+	c->profiles[i].line = line;
 	*idx = i;
 	return &c->profiles[i];
 }
@@ -316,37 +502,27 @@ conf_routes(struct conf_profile *pr, const char *v, const char **why)
 	return 0;
 }
 
+/* One key of a [profile.NAME] section whose header was fine. */
 static void
-conf_profile_key(struct conf_parse *p, const char *pname, const char *name, const char *v)
+conf_profile_key(struct conf_parse *p, struct conf_profile *pr, const char *name,
+    const char *v)
 {
-	struct conf_profile	*pr;
-	const char		*why = NULL;
-	size_t			 i, k;
+	const char	*why = NULL;
+	int		 k;
 
-	if (!conf_profile_name_ok(pname)) {
-		conf_errs_add(p->errs, "%s:%d: [profile.%s]: profile names use letters, "
-		    "digits, '-' and '_' only, at most %d of them", p->name, p->lineno, pname,
-		    CONF_MAX_PROFILE_NAME);
-		return;
-	}
-	if ((pr = conf_profile_get(p, pname, &i)) == NULL) {
-		conf_errs_add(p->errs, "%s:%d: [profile.%s]: too many profiles (max %d)",
-		    p->name, p->lineno, pname, CONF_MAX_PROFILES);
-		return;
-	}
-	for (k = 0; k < 3; k++)
-		if (strcmp(name, conf_profile_keys[k].name) == 0)
-			break;
-	if (k == 3) {
+	if ((k = conf_profile_key_find(name)) == -1) {
+		pr->bad = 1;
 		conf_errs_add(p->errs, "%s:%d: [profile.%s] %s: unknown key", p->name,
-		    p->lineno, pname, name);
+		    p->lineno, pr->name, name);
 		return;
 	}
-	if (p->pseen[i][k]++) {
+	if (pr->key_line[k] != 0) {
+		pr->bad = 1;
 		conf_errs_add(p->errs, "%s:%d: [profile.%s] %s: duplicate key", p->name,
-		    p->lineno, pname, name);
+		    p->lineno, pr->name, name);
 		return;
 	}
+	pr->key_line[k] = p->lineno;
 	if (k == 0)
 		pr->public_key = strdup(v);
 	else if (k == 1) {
@@ -358,8 +534,53 @@ conf_profile_key(struct conf_parse *p, const char *pname, const char *name, cons
 	} else
 		(void)conf_routes(pr, v, &why);
 	if (why != NULL)
-		conf_errs_add(p->errs, "%s:%d: [profile.%s] %s: %s", p->name, p->lineno,
-		    pname, name, why);
+		conf_pproblem(p->errs, p->c, pr, name, "%s", why);
+}
+
+/*
+ * A section starts.  Called by the reader for every header line, keys or
+ * not, and by the handler should inih name a section the reader did not
+ * see: one check of the name against the schema, one problem line per
+ * header, and the keys of a refused section are not reported again.
+ */
+static void
+conf_section(struct conf_parse *p, const char *name, int line)
+{
+	const char	*why = NULL;
+	size_t		 i;
+
+	snprintf(p->sect, sizeof(p->sect), "%s", name);
+	p->sect_seen = 1;
+	p->sect_ok = 0;
+	if (strncmp(name, "profile.", 8) == 0) {
+		if (!conf_profile_name_ok(name + 8))
+			conf_errs_add(p->errs, "%s:%d: [%s]: profile names use letters, digits, "
+			    "'-' and '_' only, at most %d of them", p->name, line, name,
+			    CONF_MAX_PROFILE_NAME);
+		else if (conf_profile_get(p, name + 8, &p->sect_prof, line) == NULL)
+			conf_errs_add(p->errs, "%s:%d: [%s]: too many profiles (max %d)",
+			    p->name, line, name, CONF_MAX_PROFILES);
+		else
+			p->sect_ok = 1;
+		return;
+	}
+	if (strncmp(name, "caller.", 7) == 0) {
+		if (p->c->policy == NULL)
+			return;		/* reported by conf_validate */
+		if (policy_conf_section(p->c->policy, name + 7, line, &why) == -1)
+			conf_errs_add(p->errs, "%s:%d: [%s]: %s", p->name, line, name, why);
+		else
+			p->sect_ok = 1;
+		return;
+	}
+	for (i = 0; i < NKEYS; i++)
+		if (conf_schema_is(i, name, NULL)) {
+			p->sect_ok = 1;
+			if (p->c->sect_line[i] == 0)
+				p->c->sect_line[i] = line;
+		}
+	if (!p->sect_ok)
+		conf_errs_add(p->errs, "%s:%d: [%s]: unknown section", p->name, line, name);
 }
 
 /* inih handler: fills the schema, reports the line. */
@@ -368,62 +589,98 @@ conf_handler(void *user, const char *section, const char *name, const char *valu
 {
 	struct conf_parse	*p = user;
 	const char		*why = NULL;
-	char			*v;
-	size_t			 i;
+	int			 i;
 
 	if (p->toolong)
 		return 1;	/* already reported by the reader */
-	if ((v = strdup(value)) == NULL)
-		return 0;
+	if (!p->sect_seen && *section == '\0') {
+		conf_errs_add(p->errs, "%s:%d: %s: key before the first [section] header",
+		    p->name, p->lineno, name);
+		return 1;
+	}
+	if (!p->sect_seen || strcmp(section, p->sect) != 0)
+		conf_section(p, section, p->lineno);
+	if (!p->sect_ok)
+		return 1;	/* the header's problem is reported */
 	if (strncmp(section, "profile.", 8) == 0) {
-		conf_profile_key(p, section + 8, name, v);
-		free(v);
+		conf_profile_key(p, &p->c->profiles[p->sect_prof], name, value);
 		return 1;
 	}
 	if (strncmp(section, "caller.", 7) == 0) {
-		if (policy_conf_key(p->c->policy, section + 7, name, v, p->lineno, &why) == -1)
+		if (policy_conf_key(p->c->policy, section + 7, name, value, p->lineno,
+		    &why) == -1)
 			conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno, section,
 			    name, why);
-		free(v);
 		return 1;
 	}
-	for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
-		if (strcmp(conf_schema[i].section, section) == 0 &&
-		    strcmp(conf_schema[i].name, name) == 0)
-			break;
-	if (i == sizeof(conf_schema) / sizeof(conf_schema[0])) {
-		for (i = 0; i < sizeof(conf_schema) / sizeof(conf_schema[0]); i++)
-			if (strcmp(conf_schema[i].section, section) == 0)
-				break;
-		conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno, section,
-		    name, i == sizeof(conf_schema) / sizeof(conf_schema[0]) ?
-		    "unknown section" : "unknown key");
-	} else if (p->seen[i]++)
+	if ((i = conf_schema_find(section, name)) == -1)
+		conf_errs_add(p->errs, "%s:%d: [%s] %s: unknown key", p->name, p->lineno,
+		    section, name);
+	else if (p->c->key_line[i] != 0) {
+		p->c->key_bad[i] = 1;
 		conf_errs_add(p->errs, "%s:%d: [%s] %s: duplicate key", p->name,
 		    p->lineno, section, name);
-	else if (conf_set(p->c, &conf_schema[i], v, &why) == -1)
-		conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno,
-		    section, name, why);
-	free(v);
+	} else {
+		p->c->key_line[i] = p->lineno;
+		if (conf_set(p->c, &conf_schema[i], value, &why) == -1) {
+			p->c->key_bad[i] = 1;
+			conf_errs_add(p->errs, "%s:%d: [%s] %s: %s", p->name, p->lineno,
+			    section, name, why);
+		}
+	}
 	return 1;
 }
 
-/* Declare [caller.NAME] sections even when empty (inih reports keys only). */
-static void
-conf_reader_section(struct conf_parse *p, const char *line)
+/*
+ * inih's find_chars_or_comment(): the first of chars, or of an inline ';'
+ * comment (after a space), or the end.
+ */
+static const char *
+conf_ini_find(const char *s, const char *chars)
 {
-	const char	*why = NULL, *end;
-	char		 name[128];
+	int	was_space = 0;
 
-	while (*line == ' ' || *line == '\t')
-		line++;
-	if (strncmp(line, "[caller.", 8) != 0 || (end = strchr(line, ']')) == NULL ||
-	    (size_t)(end - line - 8) >= sizeof(name))
+	while (*s != '\0' && strchr(chars, *s) == NULL && !(was_space && *s == ';')) {
+		was_space = isspace((unsigned char)*s);
+		s++;
+	}
+	return s;
+}
+
+/*
+ * See section headers as inih does (inih calls the handler for keys only,
+ * so an empty section would pass unseen): skip a BOM and blanks, comments
+ * and indented value continuations; "[NAME]" cut to inih's 49 bytes.
+ */
+static void
+conf_reader_line(struct conf_parse *p, const char *line)
+{
+	const char	*s = line, *end;
+	char		 name[CONF_INI_SECTION];
+	size_t		 n;
+
+	if (p->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s == '\0' || *s == ';' || *s == '#')
 		return;
-	memcpy(name, line + 8, (size_t)(end - line - 8));
-	name[end - line - 8] = '\0';
-	if (policy_conf_section(p->c->policy, name, p->lineno, &why) == -1)
-		conf_errs_add(p->errs, "%s:%d: [caller.%s]: %s", p->name, p->lineno, name, why);
+	if (p->prev_key && s > line)
+		return;		/* more of the previous value */
+	if (*s != '[') {
+		end = conf_ini_find(s, "=:");
+		if (*end == '=' || *end == ':')
+			p->prev_key = 1;
+		return;
+	}
+	if (*(end = conf_ini_find(s + 1, "]")) != ']')
+		return;		/* a syntax error, reported from inih's answer */
+	if ((n = (size_t)(end - s - 1)) >= sizeof(name))
+		n = sizeof(name) - 1;
+	memcpy(name, s + 1, n);
+	name[n] = '\0';
+	p->prev_key = 0;
+	conf_section(p, name, p->lineno);
 }
 
 /* inih reader: counts lines and refuses lines inih would split. */
@@ -454,12 +711,12 @@ conf_reader(char *str, int num, void *stream)
 	}
 	str[len] = '\0';
 	p->lineno++;
-	conf_reader_section(p, str);
 	if (p->toolong) {
 		conf_errs_add(p->errs, "%s:%d: line longer than %d characters", p->name,
 		    p->lineno, num - 2);
 		str[0] = '\0';	/* inih sees an empty line */
-	}
+	} else
+		conf_reader_line(p, str);
 	return str;
 }
 
@@ -578,7 +835,7 @@ conf_listen_port(const char *addr)
 	return conf_number(colon + 1, 10, 0, 65535, &port);
 }
 
-/* Whole-config checks once every line is in. */
+/* Whole-config checks once every line is in; each problem at its key's line. */
 static void
 conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 {
@@ -588,19 +845,20 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 	size_t		 i, j, k, l;
 
 	if (conf_url(c, &why) == -1)
-		conf_errs_add(errs, "%s: [upstream] url: %s", name, why);
+		conf_problem(errs, c, "upstream", "url", "%s", why);
 	if (strncmp(c->listen_address, "unix:", 5) == 0) {
 		if (c->listen_address[5] != '/')
-			conf_errs_add(errs, "%s: [listen] address: unix socket path must be absolute", name);
+			conf_problem(errs, c, "listen", "address",
+			    "unix socket path must be absolute");
 		if (c->socket_mode & 0002)
-			conf_errs_add(errs, "%s: [listen] socket_mode: world-writable socket "
-			    "modes are refused", name);
+			conf_problem(errs, c, "listen", "socket_mode",
+			    "world-writable socket modes are refused");
 	} else if (conf_listen_port(c->listen_address) == -1)
-		conf_errs_add(errs, "%s: [listen] address: expected HOST:PORT or unix:/path "
-		    "(PORT 0-65535)", name);
+		conf_problem(errs, c, "listen", "address",
+		    "expected HOST:PORT or unix:/path (PORT 0-65535)");
 	else if (!c->allow_non_loopback && !conf_is_loopback(c->listen_address))
-		conf_errs_add(errs, "%s: [listen] address: %s is not a loopback address "
-		    "(set allow_non_loopback = yes to permit it)", name, c->listen_address);
+		conf_problem(errs, c, "listen", "address", "%s is not a loopback address "
+		    "(set allow_non_loopback = yes to permit it)", c->listen_address);
 	if (c->state_dir != NULL && *c->state_dir == '\0') {
 		free(c->state_dir);
 		c->state_dir = NULL;
@@ -612,33 +870,33 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 			c->state_dir[strcspn(c->state_dir, ":")] = '\0';
 	}
 	if (c->state_dir == NULL || c->state_dir[0] != '/')
-		conf_errs_add(errs, "%s: [state] dir: must be an absolute path", name);
+		conf_problem(errs, c, "state", "dir", "must be an absolute path");
 	if (c->audit_path[0] != '/')
-		conf_errs_add(errs, "%s: [audit] path: must be an absolute path", name);
+		conf_problem(errs, c, "audit", "path", "must be an absolute path");
 	if ((rs = redact_set_new(c->audit_redact, &cause)) == NULL) {
-		conf_errs_add(errs, "%s: [audit] redact: %s", name, cause ? cause : "invalid");
+		conf_problem(errs, c, "audit", "redact", "%s", cause ? cause : "invalid");
 		free(cause);
 	}
 	redact_set_free(rs);
 	if (*c->vault_address != '\0') {
 		if (strncmp(c->vault_address, "https://", 8) != 0)
-			conf_errs_add(errs, "%s: [vault] address: must start with https://", name);
+			conf_problem(errs, c, "vault", "address", "must start with https://");
 		if (*c->vault_token_file == '\0' &&
 		    (*c->vault_role_id == '\0' || *c->vault_secret_id_file == '\0'))
-			conf_errs_add(errs, "%s: [vault]: set token_file, or role_id and "
-			    "secret_id_file (AppRole)", name);
+			conf_problem(errs, c, "vault", NULL, "set token_file, or role_id and "
+			    "secret_id_file (AppRole)");
 		if (*c->vault_token_file != '\0' && *c->vault_role_id != '\0')
-			conf_errs_add(errs, "%s: [vault]: token_file and role_id exclude each "
-			    "other: choose one auth method", name);
+			conf_problem(errs, c, "vault", "role_id", "token_file and role_id "
+			    "exclude each other: choose one auth method");
 	}
 	if (strncmp(c->audit_chain_key, "vault:", 6) == 0)
-		conf_errs_add(errs, "%s: [audit] chain_key: use file:, credential: or env: "
-		    "(the chain key is needed before Vault is reachable)", name);
-	if (*c->audit_chain_key != '\0' && !secret_is_source(c->audit_chain_key))
-		conf_errs_add(errs, "%s: [audit] chain_key: must be a secret source: file:, "
-		    "credential:, env: or vault:", name);
+		conf_problem(errs, c, "audit", "chain_key", "use file:, credential: or env: "
+		    "(the chain key is needed before Vault is reachable)");
+	else if (*c->audit_chain_key != '\0' && !secret_is_source(c->audit_chain_key))
+		conf_problem(errs, c, "audit", "chain_key", "must be a secret source: file:, "
+		    "credential:, env: or vault:");
 	if (c->audit_redact_mode == REDACT_MODE_FINGERPRINT && *c->audit_chain_key == '\0')
-		conf_errs_add(errs, "%s: [audit] redact_mode: fingerprint needs chain_key", name);
+		conf_problem(errs, c, "audit", "redact_mode", "fingerprint needs chain_key");
 	if (c->nprofiles == 0)
 		conf_errs_add(errs, "%s: no [profile.NAME] section: nothing to sign with", name);
 	if (c->policy == NULL)
@@ -652,43 +910,43 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 		if (policy_ncallers(c->policy) == 0 && c->allow_non_loopback &&
 		    strncmp(c->listen_address, "unix:", 5) != 0 &&
 		    !conf_is_loopback(c->listen_address))
-			conf_errs_add(errs, "%s: [listen] address: without [caller.*] sections the "
-			    "proxy serves only loopback or a unix socket (any local process may "
-			    "call it); name the callers to listen elsewhere", name);
+			conf_problem(errs, c, "listen", "address", "without [caller.*] sections "
+			    "the proxy serves only loopback or a unix socket (any local process "
+			    "may call it); name the callers to listen elsewhere");
 	}
 	for (i = 0; i < c->nprofiles; i++) {
 		struct conf_profile *p = &c->profiles[i];
-		if (p->public_key == NULL || *p->public_key == '\0')
-			conf_errs_add(errs, "%s:%d: [profile.%s] public_key: missing", name,
-			    p->line, p->name);
-		if (p->secret == NULL)
-			conf_errs_add(errs, "%s:%d: [profile.%s] secret: missing", name,
-			    p->line, p->name);
-		if (p->nroutes == 0)
-			conf_errs_add(errs, "%s:%d: [profile.%s] routes: missing", name,
-			    p->line, p->name);
-		if (((p->secret && strncmp(p->secret, "vault:", 6) == 0) ||
-		    (p->public_key && strncmp(p->public_key, "vault:", 6) == 0)) &&
-		    *c->vault_address == '\0')
-			conf_errs_add(errs, "%s:%d: [profile.%s] secret: a vault: source needs "
-			    "[vault] address", name, p->line, p->name);
+		/* a key that is there but refused was reported already */
+		for (k = 0; k < 3; k++)
+			if (p->key_line[k] == 0)
+				conf_pproblem(errs, c, p, conf_profile_keys[k].name, "missing");
+		if (p->public_key != NULL && *p->public_key == '\0')
+			conf_pproblem(errs, c, p, "public_key", "must not be empty");
+		if (*c->vault_address == '\0') {
+			if (p->secret && strncmp(p->secret, "vault:", 6) == 0)
+				conf_pproblem(errs, c, p, "secret", "a vault: source needs "
+				    "[vault] address");
+			else if (p->public_key && strncmp(p->public_key, "vault:", 6) == 0)
+				conf_pproblem(errs, c, p, "public_key", "a vault: source needs "
+				    "[vault] address");
+		}
 		for (j = 0; j < i; j++)
 			for (k = 0; k < p->nroutes; k++)
 				for (l = 0; l < c->profiles[j].nroutes; l++)
 					if (strcmp(p->routes[k], c->profiles[j].routes[l]) == 0)
-						conf_errs_add(errs, "%s:%d: [profile.%s] routes: "
-						    "%s is also a route of profile %s", name,
-						    p->line, p->name, p->routes[k],
+						conf_pproblem(errs, c, p, "routes", "%s is also "
+						    "a route of profile %s", p->routes[k],
 						    c->profiles[j].name);
 	}
 	if (c->log_level != NULL && strcmp(c->log_level, "error") != 0 &&
 	    strcmp(c->log_level, "warning") != 0 && strcmp(c->log_level, "info") != 0 &&
 	    strcmp(c->log_level, "debug") != 0)
-		conf_errs_add(errs, "%s: [log] level: must be error, warning, info or debug", name);
+		conf_problem(errs, c, "log", "level", "must be error, warning, info or debug");
 }
 
+/* Parse and validate; keep: return the conf even with problems (-t). */
 static struct conf *
-conf_parse(struct conf_parse *p)
+conf_parse(struct conf_parse *p, int keep)
 {
 	size_t	before = p->errs->n;
 	int	rc;
@@ -696,7 +954,10 @@ conf_parse(struct conf_parse *p)
 	if ((p->c = calloc(1, sizeof(*p->c))) == NULL)
 		return NULL;
 	conf_defaults(p->c);
-	p->c->path = strdup(p->name);
+	if ((p->c->path = strdup(p->name)) == NULL) {
+		conf_free(p->c);
+		return NULL;
+	}
 	rc = ini_parse_stream(conf_reader, p, conf_handler, p);
 	if (rc > 0)
 		conf_errs_add(p->errs, "%s:%d: syntax error (expected [section] or key = value)",
@@ -704,16 +965,15 @@ conf_parse(struct conf_parse *p)
 	else if (rc < 0)
 		conf_errs_add(p->errs, "%s: cannot parse", p->name);
 	conf_validate(p->c, p->errs, p->name);
-	if (p->errs->n != before) {
+	if (p->errs->n != before && !keep) {
 		conf_free(p->c);
 		return NULL;
 	}
 	return p->c;
 }
 
-/* Parse and validate a config file. */
-struct conf *
-conf_load(const char *path, struct conf_errs *errs)
+static struct conf *
+conf_load_file(const char *path, struct conf_errs *errs, int keep)
 {
 	struct conf_parse	 p;
 	struct conf		*c;
@@ -725,9 +985,23 @@ conf_load(const char *path, struct conf_errs *errs)
 		conf_errs_add(errs, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	c = conf_parse(&p);
+	c = conf_parse(&p, keep);
 	fclose(p.f);
 	return c;
+}
+
+/* Parse and validate a config file. */
+struct conf *
+conf_load(const char *path, struct conf_errs *errs)
+{
+	return conf_load_file(path, errs, 0);
+}
+
+/* -t: parse and validate, and keep what was read for the checks that follow. */
+struct conf *
+conf_load_check(const char *path, struct conf_errs *errs)
+{
+	return conf_load_file(path, errs, 1);
 }
 
 /* Parse and validate config text. */
@@ -740,7 +1014,7 @@ conf_load_string(const char *text, const char *name, struct conf_errs *errs)
 	p.errs = errs;
 	p.name = name;
 	p.str = text;
-	return conf_parse(&p);
+	return conf_parse(&p, 0);
 }
 
 /* Free a conf; accepts NULL. */

@@ -15,6 +15,7 @@ struct policy;
 #define CONF_MAX_ROUTES		16
 /* inih keeps 49 bytes of a section name; "profile." + 41 could be a cut longer one */
 #define CONF_MAX_PROFILE_NAME	40
+#define CONF_MAX_KEYS		48	/* schema keys outside [profile.*] and [caller.*] */
 
 enum conf_bodies { BODIES_REDACTED, BODIES_NONE };
 enum conf_sync { SYNC_BATCH, SYNC_ALWAYS, SYNC_NONE };
@@ -26,7 +27,9 @@ struct conf_profile {
 	char		*secret;		/* a secret source */
 	char		*routes[CONF_MAX_ROUTES];
 	size_t		 nroutes;
-	int		 line;
+	int		 line;			/* of the section header */
+	int		 key_line[3];		/* public_key, secret, routes; 0 = absent */
+	int		 bad;			/* a problem was reported for it */
 };
 
 struct conf {
@@ -84,6 +87,10 @@ struct conf {
 	size_t		 nprofiles;
 	/* [caller.*] */
 	struct policy	*policy;
+	/* where each schema key was set (0 = not in the file), its section header */
+	int		 key_line[CONF_MAX_KEYS];
+	int		 sect_line[CONF_MAX_KEYS];
+	unsigned char	 key_bad[CONF_MAX_KEYS];	/* a problem was reported for it */
 };
 
 struct conf_errs {
@@ -98,10 +105,33 @@ struct conf_errs {
 struct conf	*conf_load(const char *path, struct conf_errs *errs);
 /* Same from a string (tests, fuzzing); name is used in messages. */
 struct conf	*conf_load_string(const char *text, const char *name, struct conf_errs *errs);
+/*
+ * For -t only: like conf_load, but the conf comes back even with problems
+ * (NULL only when the file cannot be read), so that later checks can run on
+ * what is sound: see conf_key_ok() and conf_profile.bad.  Never run it.
+ */
+struct conf	*conf_load_check(const char *path, struct conf_errs *errs);
+/* 1 unless a problem was reported for [section] key (key NULL: any key of it). */
+int		 conf_key_ok(const struct conf *, const char *section, const char *key);
 void		 conf_free(struct conf *);
 void		 conf_errs_add(struct conf_errs *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		 conf_errs_clear(struct conf_errs *);
+/*
+ * Append "FILE:LINE: [section] key: message" (key NULL: "[section]: ..."),
+ * LINE that of the key, else of its section header; with neither in the
+ * file the line is left out and the message says so.
+ */
+void		 conf_errs_key(struct conf_errs *, const struct conf *, const char *section,
+		    const char *key, const char *fmt, ...)
+		    __attribute__((format(printf, 5, 6)));
+/* The same for a key of [profile.NAME]. */
+void		 conf_errs_profile(struct conf_errs *, const struct conf *,
+		    const struct conf_profile *, const char *key, const char *fmt, ...)
+		    __attribute__((format(printf, 5, 6)));
+/* A cause "[section] key ..." (upstream.c, vault.c) placed at that key's line. */
+void		 conf_errs_cause(struct conf_errs *, const struct conf *, const char *section,
+		    const char *cause);
 /* The profile whose routes hold the longest prefix of path, or NULL. */
 const struct conf_profile *conf_route(const struct conf *, const char *path, size_t len,
 		    size_t *index);

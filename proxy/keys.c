@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "fmt.h"
 #include "keys.h"
 #include "log.h"
 #include "ocp-proxy.h"
@@ -113,8 +114,12 @@ keys_read_local(const struct conf_profile *p, char **cause)
 	struct secret	*pub = NULL, *sec;
 	struct pkey	*k;
 
-	if (secret_is_source(p->public_key) && (pub = secret_load(p->public_key, cause)) == NULL)
+	if (secret_is_source(p->public_key) && (pub = secret_load(p->public_key, cause)) == NULL) {
+		char *why = *cause;	/* say which of the two sources failed */
+		*cause = fmt_alloc("public_key: %s", why ? why : "out of memory");
+		free(why);
 		return NULL;
+	}
 	if ((sec = secret_load(p->secret, cause)) == NULL) {
 		secret_free(pub);
 		return NULL;

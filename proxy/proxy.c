@@ -111,7 +111,7 @@ proxy_load_audit_key(struct proxy *px, const struct conf *c, struct conf_errs *e
 		return 0;
 	if ((px->audit_secret = secret_load(c->audit_chain_key, &cause)) == NULL ||
 	    (px->audit_key = signer_new(px->audit_secret->p, px->audit_secret->len)) == NULL) {
-		conf_errs_add(errs, "%s: [audit] chain_key: cannot load key: %s", c->path,
+		conf_errs_key(errs, c, "audit", "chain_key", "cannot load key: %s",
 		    cause ? cause : "out of memory");
 		free(cause);
 		proxy_free_audit_key(px);
@@ -137,40 +137,67 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 	struct stat	st;
 
 	if (stat(c->state_dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-		conf_errs_add(errs, "%s: [state] dir: %s: %s", c->path, c->state_dir,
+		conf_errs_key(errs, c, "state", "dir", "%s: %s", c->state_dir,
 		    errno ? strerror(errno) : "not a directory");
 		return -1;
 	}
 	if (access(c->state_dir, W_OK) == -1) {
-		conf_errs_add(errs, "%s: [state] dir: %s: not writable: %s", c->path,
-		    c->state_dir, strerror(errno));
+		conf_errs_key(errs, c, "state", "dir", "%s: not writable: %s", c->state_dir,
+		    strerror(errno));
 		return -1;
 	}
 	return 0;
 }
 
-/* Build a generation from a parsed conf: keys, nonces, redaction, pool. */
+/*
+ * The key of a profile a keys_load() cause is about: keys.c starts it so when
+ * the public key failed ("public_key: SOURCE...", "public key must...",
+ * "with a Vault secret, public_key must..."); anything else is the secret's.
+ * Only the start counts: a path may hold any words.
+ */
+static const char *
+gen_key_blame(const char **cause)
+{
+	if (strncmp(*cause, "public_key: ", 12) == 0)
+		return (*cause += 12, "public_key");
+	if (strncmp(*cause, "secret: ", 8) == 0)
+		return (*cause += 8, "secret");
+	if (strncmp(*cause, "public key ", 11) == 0 || strncmp(*cause, "public_key ", 11) == 0 ||
+	    strncmp(*cause, "with a Vault secret, public_key ", 32) == 0)
+		return "public_key";
+	return "secret";
+}
+
+/*
+ * Build a generation from a parsed conf: keys, nonces, redaction, pool.
+ * With -t the conf may hold refused keys (conf_load_check): what depends on
+ * one is skipped, the rest still checked.
+ */
 struct gen *
 gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *errs)
 {
 	struct gen	*g;
 	char		*cause = NULL;
+	const char	*why, *key;
 	size_t		 i, before = errs->n;
-	int		 key_gate;
+	int		 key_gate, state_ok = conf_key_ok(c, "state", "dir");
 
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return NULL;
 	g->refs = 1;
 	g->conf = c;
-	if ((g->redact = redact_set_new(c->audit_redact, &cause)) == NULL) {
-		conf_errs_add(errs, "%s: [audit] redact: %s", c->path, cause);
+	if (!conf_key_ok(c, "audit", "redact"))
+		;	/* reported */
+	else if ((g->redact = redact_set_new(c->audit_redact, &cause)) == NULL) {
+		conf_errs_key(errs, c, "audit", "redact", "%s", cause ? cause : "out of memory");
 		free(cause);
 	} else if (c->audit_redact_mode == REDACT_MODE_FINGERPRINT && px->audit_key != NULL)
 		redact_set_fingerprint(g->redact, proxy_fp, px->audit_key);
-	(void)gen_check_state(c, errs);
-	for (i = 0; i < c->nprofiles && errs->n == before; i++) {
+	if (state_ok)
+		(void)gen_check_state(c, errs);
+	for (i = 0; i < c->nprofiles && errs->n == before && state_ok; i++) {
 		if ((g->nonces[i] = proxy_nonce(c->state_dir, c->profiles[i].name, &cause)) == NULL) {
-			conf_errs_add(errs, "%s: [state] dir: %s", c->path, cause);
+			conf_errs_key(errs, c, "state", "dir", "%s", cause ? cause : "out of memory");
 			free(cause);
 		}
 	}
@@ -179,13 +206,13 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 			g->up = px->gen->up;
 			upstream_ref(g->up);
 		} else if ((g->up = upstream_new(px->base, px->dns, c, &cause)) == NULL) {
-			conf_errs_add(errs, "%s: [upstream]: %s", c->path, cause ? cause : "out of memory");
+			conf_errs_cause(errs, c, "upstream", cause ? cause : "out of memory");
 			free(cause);
 		}
-	} else if (errs->n == before) {
+	} else if (conf_key_ok(c, "upstream", NULL)) {	/* -t: independent of the above */
 		struct upstream *up = upstream_new(NULL, NULL, c, &cause);
 		if (up == NULL) {
-			conf_errs_add(errs, "%s: [upstream]: %s", c->path, cause ? cause : "out of memory");
+			conf_errs_cause(errs, c, "upstream", cause ? cause : "out of memory");
 			free(cause);
 		}
 		upstream_unref(up);
@@ -194,11 +221,14 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 	/* keys last: a reload refused above leaves every key as it was */
 	for (i = 0; i < c->nprofiles && !key_gate; i++) {
 		cause = NULL;
+		if (c->profiles[i].bad)
+			continue;	/* -t: its config was refused, reported */
 		if ((g->slots[i] = keys_slot(c->profiles[i].name)) == NULL ||
 		    keys_load(g->slots[i], &c->profiles[i], check_only, px->gen != NULL,
 		    px->vault, c->vault_max_stale_ms, &cause) == -1) {
-			conf_errs_add(errs, "%s:%d: [profile.%s]: cannot load key: %s", c->path,
-			    c->profiles[i].line, c->profiles[i].name, cause ? cause : "out of memory");
+			why = cause ? cause : "out of memory";
+			key = gen_key_blame(&why);
+			conf_errs_profile(errs, c, &c->profiles[i], key, "cannot load key: %s", why);
 		}
 		free(cause);
 	}
@@ -631,7 +661,7 @@ proxy_check_vault(const struct conf *c, char **cause)
 	s = secret_load(src, &why);
 	free(src);
 	if (s == NULL) {
-		if (asprintf(cause, "%s %s", *c->vault_token_file ? "token_file" :
+		if (asprintf(cause, "[vault] %s %s", *c->vault_token_file ? "token_file" :
 		    "secret_id_file", why ? why : "out of memory") == -1)
 			*cause = NULL;
 		free(why);
@@ -659,26 +689,33 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	TAILQ_INIT(&px->clients);
 	TAILQ_INIT(&px->requests);
 	px->conf_path = conf_path;
-	if ((c = conf_load(conf_path, &errs)) != NULL && !check_only &&
-	    *c->vault_address != '\0' &&
+	/* -t goes on past a refused key, to report every problem in one run */
+	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
+	if (c != NULL && !check_only && *c->vault_address != '\0' &&
 	    (px->vault = vault_new(px->base, px->dns, c, &cause)) == NULL) {
-		conf_errs_add(&errs, "%s: [vault]: %s", conf_path, cause ? cause : "cannot start");
+		conf_errs_cause(&errs, c, "vault", cause ? cause : "cannot start");
 		free(cause);
 		cause = NULL;
 		conf_free(c);
 		c = NULL;
 	}
 	if (c != NULL && check_only && *c->vault_address != '\0' &&
-	    proxy_check_vault(c, &cause) == -1) {
-		conf_errs_add(&errs, "%s: [vault] %s", conf_path, cause ? cause : "out of memory");
+	    conf_key_ok(c, "vault", NULL) && proxy_check_vault(c, &cause) == -1) {
+		conf_errs_cause(&errs, c, "vault", cause ? cause : "out of memory");
 		free(cause);
 		cause = NULL;
+	}
+	if (c != NULL && conf_key_ok(c, "audit", "chain_key") &&
+	    proxy_load_audit_key(px, c, &errs) == -1 && !check_only) {
 		conf_free(c);
 		c = NULL;
 	}
-	if (c != NULL && (proxy_load_audit_key(px, c, &errs) == -1 ||
-	    (px->gen = gen_load(px, c, check_only, &errs)) == NULL))
+	if (c != NULL && (px->gen = gen_load(px, c, check_only, &errs)) == NULL)
 		conf_free(c);
+	if (px->gen != NULL && errs.n > 0) {	/* -t: a problem of an earlier stage */
+		gen_unref(px->gen);
+		px->gen = NULL;
+	}
 	if (px->gen == NULL) {
 		for (i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.line[i]);

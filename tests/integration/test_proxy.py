@@ -1118,6 +1118,16 @@ def sighup_reload_good_and_bad():
         assert_contains(err, p.conf, "stderr names the file")
         assert_true(re.search(re.escape(p.conf) + r":\d+", err), "stderr names the line")
         assert_true(p.running(), "still running after a bad reload")
+        # an empty unknown section refuses the reload too, with its line
+        refused = p.stderr_text().count("reload refused")
+        text = st.ini(extra="[bogus]\n")
+        write_file(p.conf, text)
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: p.stderr_text().count("reload refused") > refused, 5,
+                 "reload with [bogus] refused")
+        assert_contains(p.stderr_text(), "%s:%d: [bogus]: unknown section" %
+                        (p.conf, len(text.splitlines())), "[bogus] named with its line")
+        assert_true(p.running(), "still running after the [bogus] reload")
         ok(request(p.target, "/partner/api/get-users", b"{}"), "old config serves")
         assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC, "previous good config kept")
         no_secrets(p.stderr_text(), "stderr")
@@ -1264,6 +1274,87 @@ def check_mode_version_and_usage():
     assert_contains(out, "-c", "usage mentions -c")
     rc, out, err = run_proxy(["-x"])
     assert_true(rc != 0, "unknown option is an error")
+
+
+def line_of(text, needle):
+    """The 1-based number of the first line of text that starts with needle."""
+    for n, l in enumerate(text.splitlines(), 1):
+        if l.startswith(needle):
+            return n
+    raise AssertionError("no line starts with %r" % needle)
+
+
+@test
+def check_mode_lines_keys_and_sections():
+    """-t: every problem is one line FILE:LINE: [section] key: message, at the
+    key's own line; empty unknown or incomplete sections are refused; the
+    stages that can be checked independently are all reported in one run."""
+    s = sim()
+    st = Setup(s, "tlines")
+    problem = re.compile(r"^(.*):(\d+): \[([^\]]+)\]( [a-z_]+)?: (.+)$")
+
+    def check(name, text):
+        path = write_file(os.path.join(st.dir, name), text)
+        rc, out, err = run_proxy(["-t", "-c", path])
+        assert_eq(rc, 1, name + " exit code (stderr: %s)" % err[-300:])
+        no_secrets(out + err, name)
+        lines = [l for l in err.splitlines() if l.startswith(path) and
+                 not l.endswith("configuration check failed")]
+        for l in lines:
+            m = problem.match(l)
+            assert_true(m and m.group(1) == path, "FILE:LINE: [section] key: in %r" % l)
+        return [problem.match(l).groups()[1:] for l in lines]
+
+    def where(found, line, section, key, what):
+        hits = [f for f in found if f[:3] == (str(line), section, key)]
+        assert_eq(len(hits), 1, "one line for %s at %d: %r" % (what, line, found))
+        return hits[0][3]
+
+    # an empty unknown section, a misspelt empty one, an empty profile
+    text = st.ini() + "[bogus]\n\n[audti]\n; nothing here\n[profile.third]\n"
+    found = check("empty.ini", text)
+    where(found, line_of(text, "[bogus]"), "bogus", None, "[bogus]")
+    where(found, line_of(text, "[audti]"), "audti", None, "[audti]")
+    for key in ("public_key", "secret", "routes"):
+        assert_contains(where(found, line_of(text, "[profile.third]"), "profile.third",
+                              " " + key, key), "missing", key)
+    assert_eq(len(found), 5, "one line per problem: %r" % found)
+
+    # post-parse problems at the key's line, and the key loaded as well
+    wr = write_file(os.path.join(st.dir, "g.secret"), "FAKE-group-readable\n", 0o640)
+    text = st.ini(upstream={"url": "http://127.0.0.1:9/api"},
+                  listen={"address": "192.0.2.1:8780"},
+                  audit={"path": "relative/audit.jsonl"},
+                  profile_merchant={"secret": "file:" + wr})
+    found = check("stages.ini", text)
+    where(found, line_of(text, "url ="), "upstream", " url", "url")
+    where(found, line_of(text, "address ="), "listen", " address", "address")
+    where(found, line_of(text, "path ="), "audit", " path", "audit path")
+    msg = where(found, line_of(text, "secret = file:" + wr), "profile.merchant", " secret",
+                "group-readable secret")
+    assert_contains(msg, "cannot load key", "key stage reported with the url problem")
+    assert_eq(len(found), 4, "one line per problem: %r" % found)
+
+    # a unix socket mode and a state dir that does not exist
+    text = st.ini(listen={"address": "unix:" + os.path.join(st.dir, "s.sock"),
+                          "socket_mode": "0666"},
+                  state={"dir": os.path.join(st.dir, "no-such-dir")})
+    found = check("state.ini", text)
+    where(found, line_of(text, "socket_mode ="), "listen", " socket_mode", "socket_mode")
+    where(found, line_of(text, "dir ="), "state", " dir", "state dir")
+
+    # an unknown source scheme: one line, not also "missing"
+    text = st.ini(profile_partner={"secret": "foo:bar"})
+    found = check("scheme.ini", text)
+    where(found, line_of(text, "secret = foo:bar"), "profile.partner", " secret", "foo:bar")
+    assert_eq(len(found), 1, "one line per problem: %r" % found)
+
+    # a public key source that fails is named as such
+    text = st.ini(profile_partner={"public_key": "env:OCP_IT_UNSET_PK_%s" %
+                                   uuid.uuid4().hex[:8]})
+    found = check("pub.ini", text)
+    where(found, line_of(text, "public_key = env:"), "profile.partner", " public_key",
+          "public_key source")
 
 
 # ------------------------------------------------------------------ 13 audit

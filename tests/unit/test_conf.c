@@ -133,33 +133,34 @@ static const struct ccase cases[] = {
 	  E("[audit] sync: not one of the allowed values", 2) },
 	{ "log level debug", "[log]\nlevel = debug\n" PROF, S(log_level, "debug") },
 	{ "log level verbose", "[log]\nlevel = verbose\n" PROF,
-	  E("[log] level: must be error, warning, info or debug", 0) },
+	  E("[log] level: must be error, warning, info or debug", 2) },
 	{ "audit redact", "[audit]\nredact = password, apiKey\n" PROF,
 	  S(audit_redact, "password, apiKey") },
 	{ "audit redact empty item", "[audit]\nredact = password, , secret\n" PROF,
-	  E("[audit] redact: ", 0) },
+	  E("[audit] redact: ", 2) },
 	{ "audit redact trailing comma", "[audit]\nredact = password,\n" PROF,
-	  E("empty name", 0) },
+	  E("empty name", 2) },
 	{ "audit path relative", "[audit]\npath = audit.jsonl\n" PROF,
-	  E("[audit] path: must be an absolute path", 0) },
+	  E("[audit] path: must be an absolute path", 2) },
 
 	{ "default chain_key", PROF, S(audit_chain_key, "") },
 	{ "default redact_mode", PROF, I(audit_redact_mode, REDACT_MODE_MASK) },
 	{ "chain_key source", "[audit]\nchain_key = credential:chain\n" PROF,
 	  S(audit_chain_key, "credential:chain") },
 	{ "chain_key literal", "[audit]\nchain_key = " FAKE_SECRET "\n" PROF,
-	  E("[audit] chain_key: must be a secret source", 0) },
+	  E("[audit] chain_key: must be a secret source", 2) },
 	{ "fingerprint", "[audit]\nredact_mode = fingerprint\nchain_key = env:K\n" PROF,
 	  I(audit_redact_mode, REDACT_MODE_FINGERPRINT) },
 	{ "fingerprint needs chain_key", "[audit]\nredact_mode = fingerprint\n" PROF,
-	  E("[audit] redact_mode: fingerprint needs chain_key", 0) },
+	  E("[audit] redact_mode: fingerprint needs chain_key", 2) },
 	{ "redact_mode bogus", "[audit]\nredact_mode = hash\n" PROF,
 	  E("[audit] redact_mode: not one of the allowed values", 2) },
 
 	/* sections, keys and lines */
 	{ "unknown section", "[listen]\naddress = 127.0.0.1:1\n[bogus]\nkey = 1\n" PROF,
-	  E("[bogus] key: unknown section", 4) },
-	{ "key before any section", "stray = 1\n" PROF, E("[] stray: unknown section", 1) },
+	  E("[bogus]: unknown section", 3) },
+	{ "key before any section", "stray = 1\n" PROF,
+	  E("stray: key before the first [section] header", 1) },
 	{ "unknown key", "[listen]\nadress = 127.0.0.1:1\n" PROF,
 	  E("[listen] adress: unknown key", 2) },
 	{ "key of another section", "[audit]\nurl = https://x\n" PROF,
@@ -178,11 +179,43 @@ static const struct ccase cases[] = {
 	{ "comment lines", "; a comment\n# another\n\n[listen]\nmax_json_depth = 9\n" PROF,
 	  U(max_json_depth, 9) },
 
+	/* sections without keys are checked too (inih reports keys only) */
+	{ "empty unknown section", PROF "[bogus]\n", E("[bogus]: unknown section", 5) },
+	{ "empty misspelt section", PROF "[audti]\n[log]\nlevel = info\n",
+	  E("[audti]: unknown section", 5) },
+	{ "empty section, inline comment", PROF "[nosuch] ; empty\n",
+	  E("[nosuch]: unknown section", 5) },
+	{ "empty known section", PROF "[audit]\n", Z(nprofiles, 1) },
+	{ "empty profile section", PROF "[profile.third]\n",
+	  E("[profile.third] public_key: missing", 5) },
+	{ "empty profile section: secret", PROF "[profile.third]\n",
+	  E("[profile.third] secret: missing", 5) },
+	{ "empty profile section: routes", PROF "[profile.third]\n",
+	  E("[profile.third] routes: missing", 5) },
+	{ "empty profile section with a bad name", PROF "[profile.a b]\n",
+	  E("[profile.a b]: profile names use letters", 5) },
+	{ "indented [x] after a key is more value", "[listen]\nmax_json_depth = 2\n  [x]\n"
+	  PROF, E("[listen] max_json_depth: duplicate key", 3) },
+	{ "section name cut like inih", PROF "[0123456789012345678901234567890123456789"
+	  "0123456789]\n", E("[0123456789012345678901234567890123456789012345678]: "
+	  "unknown section", 5) },
+
+	/* post-parse problems carry the key's line */
+	{ "url line", "[listen]\naddress = 127.0.0.1:1\n\n[upstream]\nca_file =\n"
+	  "url = http://h.test\n" PROF, E("[upstream] url: must start with https://", 6) },
+	{ "secret with an unknown scheme", "[profile.main]\npublic_key = pk\n"
+	  "secret = foo:bar\nroutes = /a\n", E("[profile.main] secret: must be a secret", 3) },
+	{ "vault public_key needs [vault]", "[profile.b]\npublic_key = vault:kv/o#p\n"
+	  "secret = env:B\nroutes = /b\n",
+	  E("[profile.b] public_key: a vault: source needs [vault] address", 2) },
+	{ "vault auth exclusive", "[vault]\naddress = https://127.0.0.1:8200\n"
+	  "token_file = /t\nrole_id = r\n" PROF, E("[vault] role_id: token_file and role_id", 4) },
+
 	/* profiles */
 	{ "literal secret", "[profile.main]\npublic_key = pk\nsecret = " FAKE_SECRET
 	  "\nroutes = /api\n", E("[profile.main] secret: must be a secret source", 3) },
-	{ "literal secret: also missing", "[profile.main]\npublic_key = pk\nsecret = "
-	  FAKE_SECRET2 "\nroutes = /api\n", E("[profile.main] secret: missing", 2) },
+	{ "literal secret: not also missing", "[profile.main]\npublic_key = pk\nsecret = "
+	  FAKE_SECRET2 "\nroutes = /api\n", E("[profile.main] secret: must be a secret", 3) },
 	{ "empty secret", "[profile.main]\npublic_key = pk\nsecret =\nroutes = /api\n",
 	  E("[profile.main] secret: must be a secret source", 3) },
 	{ "every source kind", "[profile.a]\npublic_key = env:PK\nsecret = credential:a\n"
@@ -191,19 +224,19 @@ static const struct ccase cases[] = {
 	  "[vault]\naddress = https://127.0.0.1:8200\ntoken_file = /etc/vault.token\n",
 	  Z(nprofiles, 3) },
 	{ "vault source needs [vault]", "[profile.b]\npublic_key = b\nsecret = vault:kv/ocp#s\n"
-	  "routes = /b\n", E("[profile.b] secret: a vault: source needs [vault] address", 2) },
+	  "routes = /b\n", E("[profile.b] secret: a vault: source needs [vault] address", 3) },
 	{ "vault needs an auth method", "[vault]\naddress = https://127.0.0.1:8200\n" PROF,
-	  E("[vault]: set token_file, or role_id and secret_id_file", 0) },
+	  E("[vault]: set token_file, or role_id and secret_id_file", 1) },
 	{ "vault address https only", "[vault]\naddress = http://127.0.0.1:8200\n"
-	  "token_file = /t\n" PROF, E("[vault] address: must start with https://", 0) },
+	  "token_file = /t\n" PROF, E("[vault] address: must start with https://", 2) },
 	{ "missing public_key", "[profile.main]\nsecret = env:X\nroutes = /api\n",
-	  E("[profile.main] public_key: missing", 2) },
+	  E("[profile.main] public_key: missing", 1) },
 	{ "empty public_key", "[profile.main]\npublic_key =\nsecret = env:X\nroutes = /api\n",
-	  E("[profile.main] public_key: missing", 2) },
+	  E("[profile.main] public_key: must not be empty", 2) },
 	{ "missing secret", "[profile.main]\npublic_key = pk\nroutes = /api\n",
-	  E("[profile.main] secret: missing", 2) },
+	  E("[profile.main] secret: missing", 1) },
 	{ "missing routes", "[profile.main]\npublic_key = pk\nsecret = env:X\n",
-	  E("[profile.main] routes: missing", 2) },
+	  E("[profile.main] routes: missing", 1) },
 	{ "empty routes", "[profile.main]\npublic_key = pk\nsecret = env:X\nroutes = , ,\n",
 	  E("[profile.main] routes: needs at least one route", 4) },
 	{ "route without slash", "[profile.main]\npublic_key = pk\nsecret = env:X\n"
@@ -221,19 +254,19 @@ static const struct ccase cases[] = {
 	  "/1,/2,/3,/4,/5,/6,/7,/8,/9,/10,/11,/12,/13,/14,/15,/16\n", Z(nprofiles, 1) },
 	{ "routes list", PROF PROF2("/api/v1/partner, /api/v2 ,/x"), Z(nprofiles, 2) },
 	{ "duplicate route", PROF PROF2("/api/v2, /api/v1"),
-	  E("[profile.partner] routes: /api/v1 is also a route of profile main", 6) },
+	  E("[profile.partner] routes: /api/v1 is also a route of profile main", 8) },
 	{ "duplicate profile key", "[profile.main]\npublic_key = pk\npublic_key = pk2\n"
 	  "secret = env:X\nroutes = /a\n", E("[profile.main] public_key: duplicate key", 3) },
 	{ "unknown profile key", "[profile.main]\npubkey = pk\n",
 	  E("[profile.main] pubkey: unknown key", 2) },
 	{ "profile name with space", "[profile.bad name]\npublic_key = pk\n",
-	  E("[profile.bad name]: profile names use letters", 2) },
+	  E("[profile.bad name]: profile names use letters", 1) },
 	{ "profile name with dot", "[profile.a.b]\npublic_key = pk\n",
-	  E("[profile.a.b]: profile names use letters", 2) },
+	  E("[profile.a.b]: profile names use letters", 1) },
 	{ "empty profile name", "[profile.]\npublic_key = pk\n",
-	  E("[profile.]: profile names use letters", 2) },
+	  E("[profile.]: profile names use letters", 1) },
 	{ "profile name with slash", "[profile.../x]\npublic_key = pk\n",
-	  E("profile names use letters", 2) },
+	  E("profile names use letters", 1) },
 	{ "no profile", "[listen]\nmax_json_depth = 2\n",
 	  E("no [profile.NAME] section: nothing to sign with", 0) },
 
@@ -253,32 +286,32 @@ static const struct ccase cases[] = {
 	{ "url ipv6 default port", "[upstream]\nurl = https://[2001:db8::1]\n" PROF,
 	  S(up_port, "443") },
 	{ "url http", "[upstream]\nurl = http://api.example.test\n" PROF,
-	  E("[upstream] url: must start with https://", 0) },
+	  E("[upstream] url: must start with https://", 2) },
 	{ "url no scheme", "[upstream]\nurl = api.example.test\n" PROF,
-	  E("[upstream] url: must start with https://", 0) },
-	{ "url no host", "[upstream]\nurl = https://\n" PROF, E("[upstream] url: missing host", 0) },
+	  E("[upstream] url: must start with https://", 2) },
+	{ "url no host", "[upstream]\nurl = https://\n" PROF, E("[upstream] url: missing host", 2) },
 	{ "url port only", "[upstream]\nurl = https://:443\n" PROF,
-	  E("[upstream] url: missing host", 0) },
+	  E("[upstream] url: missing host", 2) },
 	{ "url port 0", "[upstream]\nurl = https://h.test:0\n" PROF,
-	  E("[upstream] url: invalid port", 0) },
+	  E("[upstream] url: invalid port", 2) },
 	{ "url port 65536", "[upstream]\nurl = https://h.test:65536\n" PROF,
-	  E("[upstream] url: invalid port", 0) },
+	  E("[upstream] url: invalid port", 2) },
 	{ "url port empty", "[upstream]\nurl = https://h.test:\n" PROF,
-	  E("[upstream] url: invalid port", 0) },
+	  E("[upstream] url: invalid port", 2) },
 	{ "url port name", "[upstream]\nurl = https://h.test:https\n" PROF,
-	  E("[upstream] url: invalid port", 0) },
+	  E("[upstream] url: invalid port", 2) },
 	{ "url path", "[upstream]\nurl = https://h.test/api/v1\n" PROF,
-	  E("[upstream] url: must not carry a path", 0) },
+	  E("[upstream] url: must not carry a path", 2) },
 	{ "url port and path", "[upstream]\nurl = https://h.test:8443/api\n" PROF,
-	  E("[upstream] url: must not carry a path", 0) },
+	  E("[upstream] url: must not carry a path", 2) },
 	{ "url query", "[upstream]\nurl = https://h.test?x=1\n" PROF,
-	  E("[upstream] url: must not carry a path", 0) },
+	  E("[upstream] url: must not carry a path", 2) },
 	{ "url ipv6 path", "[upstream]\nurl = https://[::1]:8443/api\n" PROF,
-	  E("[upstream] url: must not carry a path", 0) },
+	  E("[upstream] url: must not carry a path", 2) },
 	{ "url ipv6 junk", "[upstream]\nurl = https://[::1]x\n" PROF,
-	  E("[upstream] url: must not carry a path", 0) },
+	  E("[upstream] url: must not carry a path", 2) },
 	{ "url ipv6 unterminated", "[upstream]\nurl = https://[::1:8443\n" PROF,
-	  E("[upstream] url: unterminated IPv6 address", 0) },
+	  E("[upstream] url: unterminated IPv6 address", 2) },
 
 	/* listen address */
 	{ "listen loopback", "[listen]\naddress = 127.0.0.2:9000\n" PROF,
@@ -288,42 +321,42 @@ static const struct ccase cases[] = {
 	{ "listen ipv6 loopback", "[listen]\naddress = [::1]:9000\n" PROF,
 	  S(listen_address, "[::1]:9000") },
 	{ "listen any", "[listen]\naddress = 0.0.0.0:8780\n" PROF,
-	  E("[listen] address: 0.0.0.0:8780 is not a loopback address", 0) },
+	  E("[listen] address: 0.0.0.0:8780 is not a loopback address", 2) },
 	{ "listen ipv6 any", "[listen]\naddress = [::]:8780\n" PROF,
-	  E("is not a loopback address (set allow_non_loopback = yes", 0) },
+	  E("is not a loopback address (set allow_non_loopback = yes", 2) },
 	{ "listen lan", "[listen]\naddress = 192.168.1.5:8780\n" PROF,
-	  E("is not a loopback address", 0) },
+	  E("is not a loopback address", 2) },
 	{ "listen any allowed", "[listen]\naddress = 0.0.0.0:8780\nallow_non_loopback = yes\n"
 	  PROF "[caller.reports]\ntoken_sha256 = "
 	  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
 	  S(listen_address, "0.0.0.0:8780") },
 	{ "listen any needs named callers", "[listen]\naddress = 0.0.0.0:8780\n"
 	  "allow_non_loopback = yes\n" PROF,
-	  E("without [caller.*] sections the proxy serves only loopback", 0) },
+	  E("without [caller.*] sections the proxy serves only loopback", 2) },
 	{ "caller unknown key", "[caller.billing]\nuid = 1001\ncolour = red\n" PROF,
 	  E("[caller.billing] colour: unknown key", 3) },
 	{ "caller empty section", "[caller.billing]\n" PROF, E("[caller.billing]", 1) },
 	{ "caller unknown profile", "[caller.billing]\nuid = 1001\nprofiles = nosuch\n" PROF,
 	  E("[caller.billing]: profiles: no [profile.nosuch] section", 3) },
 	{ "listen no port", "[listen]\naddress = 127.0.0.1\n" PROF,
-	  E("[listen] address: expected HOST:PORT or unix:/path", 0) },
+	  E("[listen] address: expected HOST:PORT or unix:/path", 2) },
 	{ "listen unix", "[listen]\naddress = unix:/run/ocp-proxy/sock\n" PROF,
 	  S(listen_address, "unix:/run/ocp-proxy/sock") },
 	{ "listen unix ignores loopback rule", "[listen]\naddress = unix:/run/s\n"
 	  "socket_mode = 0664\n" PROF, U(socket_mode, 0664) },
 	{ "listen unix relative", "[listen]\naddress = unix:run/sock\n" PROF,
-	  E("[listen] address: unix socket path must be absolute", 0) },
+	  E("[listen] address: unix socket path must be absolute", 2) },
 	{ "listen unix world-writable", "[listen]\naddress = unix:/run/s\nsocket_mode = 0666\n"
-	  PROF, E("[listen] socket_mode: world-writable socket modes are refused", 0) },
+	  PROF, E("[listen] socket_mode: world-writable socket modes are refused", 3) },
 	{ "listen unix 0777", "[listen]\naddress = unix:/run/s\nsocket_mode = 777\n" PROF,
-	  E("world-writable socket modes are refused", 0) },
+	  E("world-writable socket modes are refused", 3) },
 	{ "listen unix 0602", "[listen]\naddress = unix:/run/s\nsocket_mode = 0602\n" PROF,
-	  E("world-writable socket modes are refused", 0) },
+	  E("world-writable socket modes are refused", 3) },
 
 	/* state dir set in the file */
 	{ "state dir", "[state]\ndir = /srv/ocp\n" PROF, S(state_dir, "/srv/ocp") },
 	{ "state dir relative", "[state]\ndir = var/ocp\n" PROF,
-	  E("[state] dir: must be an absolute path", 0) },
+	  E("[state] dir: must be an absolute path", 2) },
 };
 
 /* The index of the first error line containing want, or -1. */
@@ -493,16 +526,65 @@ test_collects_all(void)
 	    "[upstream]\nurl = http://x\n[profile.main]\npublic_key = pk\n"
 	    "secret = " FAKE_SECRET "\nroutes = nope\n", NAME, &e);
 	CHECK(c == NULL);
-	CHECK(e.n >= 6);
+	CHECK(e.n == 5);	/* one line per problem */
 	CHECK(errs_find(&e, NAME ":2: [listen] max_json_depth") >= 0);
 	CHECK(errs_find(&e, NAME ":3: [listen] socket_mode") >= 0);
 	CHECK(errs_find(&e, NAME ":8: [profile.main] secret: must be") >= 0);
 	CHECK(errs_find(&e, NAME ":9: [profile.main] routes") >= 0);
-	CHECK(errs_find(&e, NAME ": [upstream] url") >= 0);
-	CHECK(errs_find(&e, NAME ":7: [profile.main] secret: missing") >= 0);
+	CHECK(errs_find(&e, NAME ":5: [upstream] url") >= 0);
+	CHECK(errs_find(&e, "secret: missing") == -1);	/* refused, not also missing */
 	CHECK(errs_clean(&e));
 	conf_errs_clear(&e);
 	CHECK(e.n == 0 && e.line == NULL);
+}
+
+/* Exactly one line per problem, "FILE:LINE: [section] key: message". */
+static void
+test_one_line_each(void)
+{
+	struct conf_errs	 e = { NULL, 0 };
+	struct conf		*c;
+
+	/* an unknown section's keys are not reported again, one by one */
+	c = conf_load_string(PROF "[bogus]\na = 1\nb = 2\n", NAME, &e);
+	CHECK(c == NULL && e.n == 1);
+	CHECK(e.n == 1 && strcmp(e.line[0], NAME ":5: [bogus]: unknown section") == 0);
+	conf_errs_clear(&e);
+
+	/* a refused secret is not also "missing" */
+	c = conf_load_string("[profile.main]\npublic_key = pk\nsecret = foo:bar\n"
+	    "routes = /a\n", NAME, &e);
+	CHECK(c == NULL && e.n == 1);
+	CHECK(e.n == 1 && strncmp(e.line[0], NAME ":3: [profile.main] secret: must be", 34) == 0);
+	conf_errs_clear(&e);
+
+	/* an empty profile: each missing key, at the header */
+	c = conf_load_string(PROF "\n[profile.third]\n", NAME, &e);
+	CHECK(c == NULL && e.n == 3);
+	CHECK(errs_find(&e, NAME ":6: [profile.third] public_key: missing") == 0);
+	CHECK(errs_find(&e, NAME ":6: [profile.third] secret: missing") == 1);
+	CHECK(errs_find(&e, NAME ":6: [profile.third] routes: missing") == 2);
+	conf_errs_clear(&e);
+}
+
+/* A key not in the file: the line of its section header, or none and say so. */
+static void
+test_default_lines(void)
+{
+	struct conf_errs	 e = { NULL, 0 };
+	struct conf		*c;
+
+	setenv("STATE_DIRECTORY", "relative/dir", 1);
+	c = conf_load_string("[log]\nlevel = info\n[state]\n" PROF, NAME, &e);
+	CHECK(c == NULL && e.n == 1);
+	CHECK(errs_find(&e, NAME ":3: [state] dir: must be an absolute path") == 0);
+	conf_errs_clear(&e);
+	c = conf_load_string(PROF, NAME, &e);
+	CHECK(c == NULL && e.n == 1);
+	CHECK(e.n == 1 && strcmp(e.line[0], NAME ": [state] dir: must be an absolute path "
+	    "(the file has no [state] section: the default applies)") == 0);
+	conf_errs_clear(&e);
+	unsetenv("STATE_DIRECTORY");
 }
 
 /* More than CONF_MAX_PROFILES profiles; over-long profile names. */
@@ -523,7 +605,7 @@ test_profile_limits(void)
 	c = conf_load_string(text, NAME, &e);
 	CHECK(c == NULL);
 	CHECK(errs_find(&e, "[profile.p32]: too many profiles (max 32)") >= 0);
-	CHECK(errs_find(&e, NAME ":130: [profile.p32]: too many") >= 0);
+	CHECK(errs_find(&e, NAME ":129: [profile.p32]: too many") >= 0);
 	conf_errs_clear(&e);
 
 	/* exactly the maximum loads */
@@ -685,6 +767,55 @@ test_conf_file(const char *dir)
 	conf_errs_clear(&e);
 }
 
+/* -t: conf_load_check keeps the conf and marks what was refused. */
+static void
+test_load_check(const char *dir)
+{
+	struct conf_errs	 e = { NULL, 0 };
+	struct conf		*c;
+	char			 path[512];
+	const char		*text = "[upstream]\nurl = http://h.test\nca_file = /x.pem\n"
+	    "[audit]\npath = rel\n" PROF "[profile.b]\npublic_key = b\nsecret = x\n"
+	    "routes = /b\n";
+
+	put_file(dir, "check.ini", text, strlen(text), 0644, path, sizeof(path));
+	c = conf_load(path, &e);
+	CHECK(c == NULL && e.n == 3);
+	conf_errs_clear(&e);
+	c = conf_load_check(path, &e);
+	CHECK(c != NULL && e.n == 3);
+	if (c == NULL) {
+		conf_errs_clear(&e);
+		unlink(path);
+		return;
+	}
+	CHECK(!conf_key_ok(c, "upstream", "url") && !conf_key_ok(c, "upstream", NULL));
+	CHECK(conf_key_ok(c, "upstream", "ca_file") && !conf_key_ok(c, "audit", "path"));
+	CHECK(conf_key_ok(c, "state", "dir") && conf_key_ok(c, "audit", "chain_key"));
+	CHECK(c->nprofiles == 2 && !c->profiles[0].bad && c->profiles[1].bad);
+	conf_errs_clear(&e);
+	/* the messages of later stages (proxy.c) find the key's line too */
+	conf_errs_key(&e, c, "upstream", "ca_file", "cannot load %s", "it");
+	conf_errs_cause(&e, c, "upstream", "[upstream] ca_file /x.pem: no such file");
+	conf_errs_cause(&e, c, "upstream", "[upstream] out of memory");
+	conf_errs_profile(&e, c, &c->profiles[0], "secret", "cannot load key: %s", "gone");
+	conf_errs_key(&e, c, "vault", "token_file", "unreadable");
+	CHECK(e.n == 5);
+	if (e.n == 5) {
+		CHECK(strcmp(e.line[0] + strlen(path), ":3: [upstream] ca_file: cannot load it") == 0);
+		CHECK(strcmp(e.line[1] + strlen(path), ":3: [upstream] ca_file: /x.pem: no such "
+		    "file") == 0);
+		CHECK(strcmp(e.line[2] + strlen(path), ":1: [upstream]: out of memory") == 0);
+		CHECK(strcmp(e.line[3] + strlen(path), ":8: [profile.main] secret: cannot load "
+		    "key: gone") == 0);
+		CHECK(strcmp(e.line[4] + strlen(path), ": [vault] token_file: unreadable (the "
+		    "file has no [vault] section: the default applies)") == 0);
+	}
+	conf_free(c);
+	conf_errs_clear(&e);
+	unlink(path);
+}
+
 /* secret_load must fail with a cause that contains what and not the secret. */
 static void
 secret_fails(const char *src, const char *what)
@@ -842,6 +973,8 @@ main(void)
 	test_cases();
 	test_long_lines();
 	test_collects_all();
+	test_one_line_each();
+	test_default_lines();
 	test_profile_limits();
 	test_state_dir();
 	test_route();
@@ -851,6 +984,7 @@ main(void)
 		return 1;
 	}
 	test_conf_file(dir);
+	test_load_check(dir);
 	test_secret_files(dir);
 	test_secret_env();
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
