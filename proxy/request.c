@@ -569,6 +569,52 @@ request_take_rate(struct request *r)
 	return -1;
 }
 
+/*
+ * A caller's own top-level nonce goes upstream as sent, so it must be one
+ * this profile's counter can account for: a JSON integer (digits only) that
+ * fits in 64 bits and is at most a day ahead of the clock in ms (it raises
+ * the counter), or a string (the API takes unique strings, which have no
+ * order to keep).  Anything else (1.5, 17e11, -1, true, a second nonce
+ * member) the API may read as a number the counter never saw: 400.
+ */
+static int
+request_check_nonce(struct request *r)
+{
+	switch (r->jb.nonce_kind) {
+	case JBODY_NONCE_STRING:
+		return 0;
+	case JBODY_NONCE_INT:
+		if (r->jb.nonce_num <= log_now_ms() + REQ_NONCE_AHEAD_MS)
+			return 0;
+		/* FALLTHROUGH */
+	case JBODY_NONCE_BIG:
+		/* it would push this profile's nonces (here and upstream) out of reach */
+		request_fail(r, 400, "PROXY_NONCE_TOO_LARGE",
+		    "a caller-chosen nonce may be at most one day ahead of the clock in ms");
+		return -1;
+	case JBODY_NONCE_DUP:
+		request_fail(r, 400, "PROXY_NONCE_INVALID",
+		    "the body has more than one top-level nonce member");
+		return -1;
+	default:
+		request_fail(r, 400, "PROXY_NONCE_INVALID", "a caller-chosen nonce must be a "
+		    "JSON integer (digits only) or a string; leave it out to get one inserted");
+		return -1;
+	}
+}
+
+/* The nonce state could not be written (cause malloc'd or NULL): 503, returns -1. */
+static int
+request_nonce_unavailable(struct request *r, char *cause)
+{
+	log_err("profile %s: %s", r->gen->conf->profiles[r->profile].name,
+	    cause ? cause : "cannot reserve nonces");
+	free(cause);
+	request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
+	    "nonce state cannot be written; nothing was sent");
+	return -1;
+}
+
 /* Checks that need the body; returns 0 when the request may go on. */
 static int
 request_prepare(struct request *r, struct evbuffer *redacted)
@@ -590,6 +636,8 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
 		return -1;
 	}
+	if (r->jb.has_nonce && request_check_nonce(r) == -1)
+		return -1;
 	if (r->caller != NULL && (request_check_fields(r, p, len) == -1 ||
 	    request_take_rate(r) == -1))
 		return -1;
@@ -597,31 +645,13 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);
 		return -1;
 	}
-	if (r->jb.has_nonce && r->jb.nonce_is_int &&
-	    r->jb.nonce_num > log_now_ms() + REQ_NONCE_AHEAD_MS) {
-		/* it would push this profile's nonces (here and upstream) out of reach */
-		request_fail(r, 400, "PROXY_NONCE_TOO_LARGE",
-		    "a caller-chosen numeric nonce may be at most one day ahead of the clock in ms");
-		return -1;
-	}
-	if (r->jb.has_nonce && r->jb.nonce_is_int &&
-	    nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1) {
-		log_err("profile %s: %s", c->profiles[r->profile].name,
-		    cause ? cause : "cannot record the caller's nonce");
-		free(cause);
-		request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
-		    "nonce state cannot be written; nothing was sent");
-		return -1;
-	}
-	if (!r->jb.has_nonce) {
-		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1) {
-			log_err("profile %s: %s", c->profiles[r->profile].name,
-			    cause ? cause : "cannot reserve nonces");
-			free(cause);
-			request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
-			    "nonce state cannot be written; nothing was sent");
-			return -1;
-		}
+	if (r->jb.nonce_kind == JBODY_NONCE_INT) {
+		/* raise the counter, so that later inserted nonces stay above the caller's */
+		if (nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1)
+			return request_nonce_unavailable(r, cause);
+	} else if (!r->jb.has_nonce) {	/* a string has no order to keep: nothing to count */
+		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1)
+			return request_nonce_unavailable(r, cause);
 		r->nonce_ours = 1;
 		r->member_len = jbody_nonce_member(r->member, sizeof(r->member), r->nonce,
 		    r->jb.empty);

@@ -425,6 +425,64 @@ def client_numeric_nonce_raises_the_floor():
 
 # ------------------------------------------------------------------ 4 nonces
 
+@test
+def caller_nonce_must_be_an_integer_within_a_day():
+    """A caller's own top-level nonce is forwarded only if it is a JSON
+    integer (digits only) at most a day ahead of the clock in ms, or a JSON
+    string (the API takes unique strings).  Anything else reached the API as
+    a nonce the profile's counter could not account for, so a later inserted
+    nonce could be lower than it: refused with 400, nothing sent, the
+    counter untouched."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "first")
+        last = int(s.records()[-1]["nonce"])
+        day = 86400000
+        n0 = rec_count(s)
+        big, bad = "PROXY_NONCE_TOO_LARGE", "PROXY_NONCE_INVALID"
+        for what, body, name in (
+                ("23 digits", b'{"nonce":99999999999999999999999}', big),
+                ("2^64", b'{"nonce":18446744073709551616}', big),
+                ("2^64 - 1", b'{"nonce":18446744073709551615}', big),
+                ("2^63", b'{"nonce":9223372036854775808}', big),
+                ("ten days ahead", b'{"nonce":%d}' % (last + 10 * day), big),
+                ("exponent", b'{"nonce":%de3}' % (last + 20 * day), bad),
+                ("exponent, small", b'{"nonce":%dE0}' % (last + 1), bad),
+                ("fraction", b'{"nonce":%d.5}' % (last + 5 * day), bad),
+                ("fraction .0", b'{"nonce":%d.0}' % (last + 1), bad),
+                ("negative", b'{"nonce":-%d}' % (last + 1), bad),
+                ("minus zero", b'{"nonce":-0}', bad),
+                ("true", b'{"nonce":true}', bad),
+                ("null", b'{"nonce":null}', bad),
+                ("object", b'{"nonce":{"n":1}}', bad),
+                ("array", b'{"nonce":[%d]}' % (last + 1), bad),
+                ("escaped key", b'{"a":1,"non\\u0063e":%d.5}' % (last + 1), bad),
+                ("twice", b'{"nonce":%d,"nonce":"x"}' % (last + 1), bad),
+                ("twice, numbers", b'{"nonce":%d,"nonce":%d}' % (last + 1, last + 2), bad)):
+            _, rid = proxy_error(request(p.target, "/api-gateway/orders", body), 400, name,
+                                 what)
+            rec = st.audit_for(rid)
+            assert_eq((rec["error"], rec["profile"]), (name, "merchant"),
+                      what + ": audit outcome")
+        assert_eq(rec_count(s), n0, "no refused nonce was forwarded")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "after the refusals")
+        after = int(s.records()[-1]["nonce"])
+        assert_true(last < after < last + day,
+                    "the counter was not pushed by a refused nonce (%d after %d)"
+                    % (after, last))
+        # accepted forms: an integer up to a day ahead raises the counter
+        ahead = after + day // 2
+        ok(request(p.target, "/api-gateway/orders", b'{"a":1, "nonce" : %d}' % ahead),
+           "half a day ahead")
+        assert_eq(s.records()[-1]["nonce"], str(ahead), "forwarded as sent")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after it")
+        assert_true(int(s.records()[-1]["nonce"]) > ahead, "inserted nonce above the caller's")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 def _concurrent_load(p, n_threads, per):
     """n_threads keep-alive clients, half merchant, half partner; failures."""
     failures = []
