@@ -29,6 +29,12 @@
 #define REQ_ID_LEN	24
 #define REQ_NONCE_AHEAD_MS	86400000ULL	/* caller nonces: at most a day ahead */
 
+/* Who chose the nonce that was used (request.nonce_from). */
+#define REQ_NONCE_NONE		0	/* none was used (yet) */
+#define REQ_NONCE_OURS		1	/* inserted: nonce */
+#define REQ_NONCE_CALLER	2	/* the caller's integer: nonce */
+#define REQ_NONCE_CALLER_STR	3	/* the caller's string: jb.nonce_at */
+
 struct request {
 	TAILQ_ENTRY(request)	 entry;
 	struct client		*cl;
@@ -47,7 +53,7 @@ struct request {
 	char			 member[48];	/* inserted "nonce":N[,] */
 	size_t			 member_len;
 	unsigned long long	 nonce;
-	int			 nonce_ours;
+	int			 nonce_from;	/* REQ_NONCE_* */
 	struct up_xfer		*xfer;
 	int			 waiting_audit;
 	struct caller		*caller;	/* named caller, or NULL */
@@ -297,6 +303,50 @@ request_free(struct request *r)
 	proxy_maybe_done(ocp);
 }
 
+/*
+ * The "nonce" of an audit line: the one the upstream got, or null.  A
+ * caller's own is marked "nonce_from":"caller" and written as sent (a
+ * string as its raw token), unless the operator listed "nonce" in redact:
+ * then it gets the redact replacement, like any redacted value of the
+ * body (a string's fingerprint is then of its raw text, escapes included).
+ */
+static void
+request_put_nonce(struct jbody_sink *k, const struct request *r)
+{
+	const unsigned char	*v;
+	char			 num[FMT_UINT_MAX], m[REDACT_MASK_MAX];
+	size_t			 n;
+
+	if (r->nonce_from == REQ_NONCE_NONE) {
+		JBODY_PUT_LIT(k, ",\"nonce\":null");
+		return;
+	}
+	if (r->nonce_from == REQ_NONCE_OURS) {
+		put_kv_u64(k, ",\"nonce\":", r->nonce);
+		return;
+	}
+	if (r->nonce_from == REQ_NONCE_CALLER) {
+		n = fmt_uint(num, r->nonce, 10, 0);
+		v = (const unsigned char *)num;
+	} else {	/* the body is unchanged and contiguous since request_prepare */
+		v = evbuffer_pullup(r->body, -1) + r->jb.nonce_at;
+		n = r->jb.nonce_len;
+	}
+	JBODY_PUT_LIT(k, ",\"nonce\":");
+	if (redact_set_has(r->gen->redact, (const unsigned char *)"nonce", 5)) {
+		if (r->nonce_from == REQ_NONCE_CALLER_STR) {	/* without the quotes */
+			v++;
+			n -= 2;
+		}
+		n = redact_set_mask(r->gen->redact, v, n, m);
+		JBODY_PUT_LIT(k, "\"");
+		jbody_put(k, m, n);
+		JBODY_PUT_LIT(k, "\"");
+	} else
+		jbody_put(k, v, n);
+	JBODY_PUT_LIT(k, ",\"nonce_from\":\"caller\"");
+}
+
 /* The outcome record: status, duration, sizes, the redacted answer. */
 static void
 request_audit_outcome(struct request *r, int status, int ustatus, const char *err,
@@ -317,12 +367,7 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	    c->profiles[r->profile].name);
 	if (line == NULL)
 		return;
-	if (r->nonce_ours)
-		put_kv_u64(&k, ",\"nonce\":", r->nonce);
-	else if (r->jb.has_nonce)
-		JBODY_PUT_LIT(&k, ",\"nonce\":\"client\"");
-	else
-		JBODY_PUT_LIT(&k, ",\"nonce\":null");
+	request_put_nonce(&k, r);
 	put_kv_u64(&k, ",\"status\":", (unsigned)status);
 	JBODY_PUT_LIT(&k, ",\"upstream_status\":");
 	if (ustatus > 0)
@@ -520,10 +565,7 @@ request_audit_ahead(struct request *r, struct evbuffer *redacted)
 	JBODY_PUT_LIT(&k, ",\"key\":\"");
 	jbody_put_str(&k, r->key->fp);
 	JBODY_PUT_LIT(&k, "\"");
-	if (r->nonce_ours)
-		put_kv_u64(&k, ",\"nonce\":", r->nonce);
-	else
-		JBODY_PUT_LIT(&k, ",\"nonce\":\"client\"");
+	request_put_nonce(&k, r);
 	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
 	if (redacted != NULL) {
 		JBODY_PUT_LIT(&k, ",\"request\":");
@@ -645,14 +687,18 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);
 		return -1;
 	}
-	if (r->jb.nonce_kind == JBODY_NONCE_INT) {
+	if (r->jb.nonce_kind == JBODY_NONCE_STRING)
+		r->nonce_from = REQ_NONCE_CALLER_STR;	/* no order to keep: nothing to count */
+	else if (r->jb.nonce_kind == JBODY_NONCE_INT) {
 		/* raise the counter, so that later inserted nonces stay above the caller's */
 		if (nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1)
 			return request_nonce_unavailable(r, cause);
-	} else if (!r->jb.has_nonce) {	/* a string has no order to keep: nothing to count */
+		r->nonce = r->jb.nonce_num;
+		r->nonce_from = REQ_NONCE_CALLER;
+	} else {
 		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1)
 			return request_nonce_unavailable(r, cause);
-		r->nonce_ours = 1;
+		r->nonce_from = REQ_NONCE_OURS;
 		r->member_len = jbody_nonce_member(r->member, sizeof(r->member), r->nonce,
 		    r->jb.empty);
 	}

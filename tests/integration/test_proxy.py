@@ -464,7 +464,7 @@ def caller_nonce_must_be_an_integer_within_a_day():
             _, rid = proxy_error(request(p.target, "/api-gateway/orders", body), 400, name,
                                  what)
             rec = st.audit_for(rid)
-            assert_eq((rec["error"], rec["profile"]), (name, "merchant"),
+            assert_eq((rec["error"], rec["nonce"], rec["profile"]), (name, None, "merchant"),
                       what + ": audit outcome")
         assert_eq(rec_count(s), n0, "no refused nonce was forwarded")
         ok(request(p.target, "/api-gateway/orders", b"{}"), "after the refusals")
@@ -1369,6 +1369,55 @@ def audit_lines_are_complete():
         assert_not_contains(st.audit_text(), "body-marker-1", "bodies=none body text")
     finally:
         assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def audit_records_the_nonce_sent():
+    """The audit's nonce is the one the API got: the inserted number, or the
+    caller's own integer or string with "nonce_from":"caller"."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        resp = ok_with_id(request(p.target, "/api-gateway/orders", b"{}"))
+        sent = int(s.records()[-1]["nonce"])
+        mine = sent + 1000
+        u = str(uuid.uuid4())
+        cases = ((resp, sent, None),
+                 (ok_with_id(request(p.target, "/api-gateway/orders",
+                                     b'{"a":1,"nonce":%d}' % mine)), mine, "caller"),
+                 (ok_with_id(request(p.target, "/api-gateway/orders",
+                                     b'{"nonce":"%s\\u00e9\\""}' % u.encode())),
+                  u + "\u00e9\"", "caller"))
+        for rid, want, src in cases:
+            for phase in ("request", "outcome"):
+                rec = st.audit_for(rid, phase)
+                assert_eq((rec.get("nonce"), rec.get("nonce_from")), (want, src),
+                          "%s line of %r" % (phase, want))
+                assert_true(src is not None or "nonce_from" not in rec,
+                            "no nonce_from for an inserted nonce")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+    # with nonce in the redact list the caller's value is replaced there too
+    s.reset()
+    st = Setup(s, "rednonce")
+    p = st.start(audit={"redact": "password, nonce"})
+    try:
+        mine = int(time.time() * 1000) + 5000
+        rid = ok_with_id(request(p.target, "/api-gateway/orders", b'{"nonce":%d}' % mine))
+        for phase in ("request", "outcome"):
+            rec = st.audit_for(rid, phase)
+            assert_eq((rec.get("nonce"), rec.get("nonce_from")), ("[REDACTED]", "caller"),
+                      phase + " line, nonce redacted")
+        assert_eq(st.stop(), 0, "exit code")
+        assert_not_contains(st.audit_text(), str(mine), "a redacted caller nonce")
+    finally:
+        st.stop()
+
+
+def ok_with_id(resp):
+    ok(resp, "request")
+    return resp[1]["x-request-id"]
 
 
 @test
