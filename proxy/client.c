@@ -353,7 +353,11 @@ client_reason(int status)
 	}
 }
 
-/* Write a complete response; body is moved out. */
+/*
+ * Write a complete response; body is moved out.  No Content-Type header
+ * when ctype is NULL or empty: an upstream answer without one is relayed
+ * without one, not labelled as JSON it may not be.
+ */
 void
 client_respond(struct client *cl, int status, const char *ctype, struct evbuffer *body,
     const char *reqid, int close_after)
@@ -374,8 +378,10 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	jbody_put(&k, num, fmt_uint(num, (unsigned)(status % 1000), 10, 3));
 	JBODY_PUT_LIT(&k, " ");
 	jbody_put_str(&k, client_reason(status));
-	JBODY_PUT_LIT(&k, "\r\nContent-Type: ");
-	jbody_put_str(&k, ctype && *ctype ? ctype : "application/json");
+	if (ctype != NULL && *ctype != '\0') {
+		JBODY_PUT_LIT(&k, "\r\nContent-Type: ");
+		jbody_put_str(&k, ctype);
+	}
 	JBODY_PUT_LIT(&k, "\r\nContent-Length: ");
 	jbody_put_uint(&k, len);
 	JBODY_PUT_LIT(&k, "\r\nX-Request-Id: ");

@@ -113,7 +113,7 @@ struct gen	*client_take(struct client *, struct caller **, int *entered, const c
 void		 client_caller_info(const struct client *, const char **name, const char **id);
 /* Ask for a Retry-After / WWW-Authenticate header on the next response. */
 void		 client_set_retry_after(struct client *, unsigned seconds);
-/* Send a complete response on a client; frees nothing else. */
+/* Send a complete response on a client (no Content-Type if ctype is NULL or ""). */
 void		 client_respond(struct client *, int status, const char *ctype,
 		    struct evbuffer *body, const char *reqid, int close_after);
 void		 client_request_done(struct client *);

@@ -777,6 +777,30 @@ def bad_requests_get_envelopes_and_are_not_forwarded():
 
 
 @test
+def upstream_answer_without_content_type_gets_none():
+    """SPEC 6: status, Content-Type and body are relayed unchanged, so an
+    answer without Content-Type reaches the caller without one; the proxy's
+    own error answers are application/json."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        s.fault("no_ctype", count=1)
+        st_, h, body = parse_http(raw(p.target, b"POST /api-gateway/orders HTTP/1.1\r\n"
+                                      b"Host: localhost\r\nContent-Length: 2\r\n"
+                                      b"Connection: close\r\n\r\n{}"))
+        assert_eq(st_, 200, "relayed status")
+        assert_true("content-type" not in h, "Content-Type %r added" % h.get("content-type"))
+        assert_eq(envelope(body).get("success"), True, "relayed body")
+        assert_true(h.get("x-request-id"), "X-Request-Id")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "next answer has its type")
+        proxy_error(request(p.target, "/nowhere", b"{}"), 404, "PROXY_NO_ROUTE",
+                    "proxy-made answer")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
 def upstream_self_connect_is_a_connect_failure():
     # Nothing listens on a loopback port of the ephemeral range: the kernel may
     # pick that very port as the source, and connect() "succeeds" against
