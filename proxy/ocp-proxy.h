@@ -109,6 +109,8 @@ void		 client_accept(struct proxy *, int fd, const char *peer,
  * duty to caller_leave moves too), and its description for the audit.
  */
 struct gen	*client_take(struct client *, struct caller **, int *entered, const char **id);
+/* The profile whose route the path is on, for an audit line (NULL if none). */
+const char	*client_profile(const struct client *);
 /* The caller's name and identity for an audit line ("-" / NULL if none). */
 void		 client_caller_info(const struct client *, const char **name, const char **id);
 /* Ask for a Retry-After / WWW-Authenticate header on the next response. */

@@ -238,7 +238,7 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 
 	client_caller_info(cl, &cname, &cid);
 	line = audit_line_begin(&k, "outcome", id, log_now_ms(), client_peer(cl), cname, cid,
-	    method, path, NULL);
+	    method, path, client_profile(cl));
 	if (line != NULL) {
 		put_kv_u64(&k, ",\"nonce\":null,\"status\":", (unsigned)status);
 		JBODY_PUT_LIT(&k, ",\"upstream_status\":null,\"duration_ms\":0");
@@ -249,7 +249,7 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 		JBODY_PUT_LIT(&k, "\"");
 		audit_line_end(&k, line, NULL, NULL);
 	}
-	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+	request_log(id, client_peer(cl), method, path, client_profile(cl), status, 0, 0, name);
 }
 
 /* Answer a request refused before it had a request object. */

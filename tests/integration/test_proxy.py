@@ -777,6 +777,37 @@ def bad_requests_get_envelopes_and_are_not_forwarded():
 
 
 @test
+def refusals_after_routing_name_the_profile():
+    """405 and 413 answers for a path that a profile's routes match record
+    that profile in the audit; paths no route matches record null."""
+    s = sim()
+    st = Setup(s)
+    p = st.start(listen={"max_body_bytes": "64"})
+    try:
+        over = b'{"a":"%s"}' % (b"x" * 80)
+        chunked = (b"POST /api-gateway/orders HTTP/1.1\r\nHost: localhost\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                   % (len(over), over))
+        for what, resp, status, profile in (
+                ("GET merchant", request(p.target, "/api-gateway/orders", method="GET"),
+                 405, "merchant"),
+                ("PUT partner", request(p.target, "/partner/api/get-users", b"{}",
+                                        method="PUT"), 405, "partner"),
+                ("GET no route", request(p.target, "/nowhere", method="GET"), 405, None),
+                ("GET bad target", request(p.target, "/api-gateway/a?b=1", method="GET"),
+                 405, None),
+                ("too large", request(p.target, "/api-gateway/orders", over), 413,
+                 "merchant"),
+                ("too large chunked", parse_http(raw(p.target, chunked)), 413, "merchant"),
+                ("no route", request(p.target, "/nowhere", b"{}"), 404, None)):
+            assert_status(resp, status, what)
+            rec = st.audit_for(resp[1]["x-request-id"])
+            assert_eq((rec["status"], rec["profile"]), (status, profile), what + ": audit")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
 def upstream_answer_without_content_type_gets_none():
     """SPEC 6: status, Content-Type and body are relayed unchanged, so an
     answer without Content-Type reaches the caller without one; the proxy's
