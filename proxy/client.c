@@ -68,6 +68,7 @@ struct client {
 	size_t			 head_len;	/* parsed head still in the input */
 	struct policy_peer	 cred;		/* kernel's peer credentials (unix) */
 	struct gen		*gen;		/* config the current request is held to */
+	const char		*profile;	/* whose route the path is on (in gen), or NULL */
 	struct caller		*caller;	/* named caller, or NULL */
 	int			 entered;	/* counted in caller's max_concurrent */
 	char			 caller_id[POLICY_DESCRIBE_MAX];
@@ -206,6 +207,7 @@ client_reset(struct client *cl)
 	cl->entered = 0;
 	cl->caller = NULL;
 	cl->caller_id[0] = '\0';
+	cl->profile = NULL;
 	if (cl->gen != NULL)
 		gen_unref(cl->gen);
 	cl->gen = NULL;
@@ -353,7 +355,11 @@ client_reason(int status)
 	}
 }
 
-/* Write a complete response; body is moved out. */
+/*
+ * Write a complete response; body is moved out.  No Content-Type header
+ * when ctype is NULL or empty: an upstream answer without one is relayed
+ * without one, not labelled as JSON it may not be.
+ */
 void
 client_respond(struct client *cl, int status, const char *ctype, struct evbuffer *body,
     const char *reqid, int close_after)
@@ -374,8 +380,10 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	jbody_put(&k, num, fmt_uint(num, (unsigned)(status % 1000), 10, 3));
 	JBODY_PUT_LIT(&k, " ");
 	jbody_put_str(&k, client_reason(status));
-	JBODY_PUT_LIT(&k, "\r\nContent-Type: ");
-	jbody_put_str(&k, ctype && *ctype ? ctype : "application/json");
+	if (ctype != NULL && *ctype != '\0') {
+		JBODY_PUT_LIT(&k, "\r\nContent-Type: ");
+		jbody_put_str(&k, ctype);
+	}
 	JBODY_PUT_LIT(&k, "\r\nContent-Length: ");
 	jbody_put_uint(&k, len);
 	JBODY_PUT_LIT(&k, "\r\nX-Request-Id: ");
@@ -554,7 +562,7 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 {
 	const struct conf	*c = cl->gen->conf;
 	size_t			 idx, plen;
-	int			 nobody = m->content_length <= 0 && !m->chunked;
+	int			 nobody = m->content_length <= 0 && !m->chunked, plain;
 
 	/* m still points into the input buffer: nothing here may drain it */
 	if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0) {
@@ -578,25 +586,29 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 		    "requests from a web browser (Origin or Sec-Fetch-Site header) are refused", 1);
 		return -1;
 	}
+	plen = strcspn(cl->target, "?#");
+	plain = cl->target[plen] == '\0' && strstr(cl->target, "//") == NULL &&
+	    strstr(cl->target, "/.") == NULL && strchr(cl->target, '%') == NULL &&
+	    strchr(cl->target, '\\') == NULL;
+	/* routed before the method check, so that a 405 is audited with its profile */
+	if (plain && conf_route(c, cl->target, plen, &idx) != NULL)
+		cl->profile = c->profiles[idx].name;
 	if (m->method_len != 4 || memcmp(m->method, "POST", 4) != 0) {
 		client_refuse(cl, 405, "PROXY_METHOD_NOT_ALLOWED",
 		    "the OnChainPay API only uses POST", !nobody);
 		return -1;
 	}
-	plen = strcspn(cl->target, "?#");
-	if (cl->target[plen] != '\0' || strstr(cl->target, "//") != NULL ||
-	    strstr(cl->target, "/.") != NULL || strchr(cl->target, '%') != NULL ||
-	    strchr(cl->target, '\\') != NULL) {
+	if (!plain) {
 		client_refuse(cl, 400, "PROXY_BAD_TARGET", "the path must be a plain API path "
 		    "(no query, fragment, percent-encoding, '//' or dot segments)", !nobody);
 		return -1;
 	}
-	if (conf_route(c, cl->target, plen, &idx) == NULL) {
+	if (cl->profile == NULL) {
 		client_refuse(cl, 404, "PROXY_NO_ROUTE", "no profile serves this path", !nobody);
 		return -1;
 	}
 	if (policy_ncallers(c->policy) > 0 &&
-	    client_check_caller(cl, m, c->profiles[idx].name, nobody) == -1)
+	    client_check_caller(cl, m, cl->profile, nobody) == -1)
 		return -1;
 	if (m->content_length >= 0 && (size_t)m->content_length > c->max_body_bytes) {
 		client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
@@ -856,8 +868,16 @@ client_take(struct client *cl, struct caller **caller, int *entered, const char 
 	*entered = cl->entered;
 	*id = cl->caller_id;
 	cl->gen = NULL;
+	cl->profile = NULL;	/* it pointed into the generation handed over */
 	cl->entered = 0;
 	return g;
+}
+
+/* The profile whose route the request's path is on, or NULL (not routed yet, or none). */
+const char *
+client_profile(const struct client *cl)
+{
+	return cl->profile;
 }
 
 /* Name and identity of the caller for an audit line. */

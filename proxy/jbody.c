@@ -17,6 +17,7 @@
  * Until 2026-11 yajl did the grammar; it let an unfinished token after the
  * value through ('{"a":1}"'), which this grammar refuses.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct jbody_ctx {
 	int			 comma;		/* a ',' goes before the next item */
 	const unsigned char	*span;		/* input bytes [span, span_end) are */
 	const unsigned char	*span_end;	/* the next output of cur, unsent */
+	const unsigned char	*start;		/* the input */
 	const unsigned char	*end;		/* end of the input */
 	const char		*why;
 	struct jbody_sink	 out;
@@ -473,6 +475,36 @@ jbody_scalar(struct jbody_ctx *c, const void *s, size_t len,
 	return 1;
 }
 
+/*
+ * Note the form of the top-level nonce's value.  A second nonce member
+ * stays a duplicate whatever its value: which of the two an API reads is
+ * its parser's choice.
+ */
+static void
+jbody_nonce_kind(struct jbody_ctx *c, int kind)
+{
+	if (c->depth == 1 && c->at_nonce && c->jb->nonce_kind != JBODY_NONCE_DUP)
+		c->jb->nonce_kind = kind;
+}
+
+/* The form of the valid JSON number s[0..len) as a nonce; *v its value if INT. */
+static int
+jbody_nonce_number(const char *s, size_t len, unsigned long long *v)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return JBODY_NONCE_OTHER;	/* '-', '.', 'e' or 'E' */
+	*v = 0;
+	for (i = 0; i < len; i++) {
+		if (*v > (ULLONG_MAX - (unsigned)(s[i] - '0')) / 10)
+			return JBODY_NONCE_BIG;
+		*v = *v * 10 + (unsigned)(s[i] - '0');
+	}
+	return JBODY_NONCE_INT;
+}
+
 /* Enter an object or array; a redacted one is dropped or captured. */
 static int
 jbody_open(struct jbody_ctx *c, char brace)
@@ -481,6 +513,7 @@ jbody_open(struct jbody_ctx *c, char brace)
 		c->why = "nesting too deep";
 		return 0;
 	}
+	jbody_nonce_kind(c, JBODY_NONCE_OTHER);
 	c->depth++;
 	if (!c->emit)
 		return 1;
@@ -516,15 +549,10 @@ static int
 jbody_number(struct jbody_ctx *c, const char *s, size_t len)
 {
 	unsigned long long	 v = 0;
-	size_t			 i;
 
-	if (c->depth == 1 && c->at_nonce && len > 0 && len < 20) {
-		for (i = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-			v = v * 10 + (unsigned long long)(s[i] - '0');
-		if (i == len) {
-			c->jb->nonce_is_int = 1;
-			c->jb->nonce_num = v;
-		}
+	if (c->depth == 1 && c->at_nonce) {
+		jbody_nonce_kind(c, jbody_nonce_number(s, len, &v));
+		c->jb->nonce_num = v;
 	}
 	return jbody_scalar(c, s, len, (const unsigned char *)s, len);
 }
@@ -550,6 +578,8 @@ jbody_map_key(struct jbody_ctx *c, const unsigned char *key, size_t len,
 	if (c->depth == 1) {
 		c->jb->empty = 0;
 		c->at_nonce = len == 5 && memcmp(key, "nonce", 5) == 0;
+		if (c->at_nonce && c->jb->has_nonce)
+			c->jb->nonce_kind = JBODY_NONCE_DUP;
 		if (c->at_nonce)
 			c->jb->has_nonce = 1;
 	}
@@ -792,6 +822,11 @@ value:
 		if ((esc = jbody_string(s, &str, &len)) == -1 ||
 		    !jbody_scalar(c, str, len, esc ? NULL : raw, (size_t)(s->p - raw)))
 			return -1;
+		if (c->at_nonce && c->depth == 1) {
+			jbody_nonce_kind(c, JBODY_NONCE_STRING);
+			c->jb->nonce_at = (size_t)(raw - c->start);
+			c->jb->nonce_len = (size_t)(s->p - raw);
+		}
 		goto after;
 	case 't':
 	case 'f':
@@ -800,6 +835,7 @@ value:
 		len = strlen(lit);
 		if (!jbody_literal(s, lit, len) || !jbody_scalar(c, lit, len, s->p - len, len))
 			return -1;
+		jbody_nonce_kind(c, JBODY_NONCE_OTHER);
 		goto after;
 	default:
 		if ((len = jbody_number_len(s->p, s->end)) == 0 ||
@@ -895,7 +931,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	if (jbody_precheck(buf, len, flags, &first, why) == -1)
 		return -1;
 	jbody_ctx_init(&c, max_depth, rs, out, jb);
-	s.p = (const unsigned char *)buf;
+	s.p = c.start = (const unsigned char *)buf;
 	s.end = c.end = s.p + len;
 	s.dec = NULL;
 	s.dsize = 0;

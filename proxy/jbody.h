@@ -83,13 +83,26 @@ void	 jbody_put_uint(struct jbody_sink *, unsigned long long);
 #define JBODY_OBJECT	0x01	/* the top-level value must be an object */
 #define JBODY_NONCE_MAX	32	/* dst size that fits any jbody_nonce_member */
 
+/*
+ * What the top-level nonce's value is (jbody.nonce_kind).  Only the form is
+ * told here; which forms a caller may send is request.c's policy.
+ */
+#define JBODY_NONCE_NONE	0	/* no top-level nonce member */
+#define JBODY_NONCE_INT		1	/* digits only, value in nonce_num */
+#define JBODY_NONCE_BIG		2	/* digits only, above 2^64 - 1 */
+#define JBODY_NONCE_STRING	3	/* a string: raw token at nonce_at */
+#define JBODY_NONCE_OTHER	4	/* a sign, fraction, exponent, literal, object, array */
+#define JBODY_NONCE_DUP		5	/* more than one top-level nonce member */
+
 struct jbody {
 	int	has_nonce;	/* a top-level member whose unescaped key is "nonce" */
 	size_t	open;		/* offset of the top-level '{' (when is_object) */
 	int	empty;		/* the top-level object has no members */
 	int	is_object;	/* the top-level value is an object */
-	int	nonce_is_int;	/* the top-level nonce is a plain non-negative integer */
-	unsigned long long nonce_num;	/* its value (when nonce_is_int, < 10^19) */
+	int	nonce_kind;	/* JBODY_NONCE_* */
+	unsigned long long nonce_num;	/* the value (JBODY_NONCE_INT) */
+	size_t	nonce_at;	/* offset and length of the string token, */
+	size_t	nonce_len;	/* quotes included (JBODY_NONCE_STRING) */
 };
 
 /*

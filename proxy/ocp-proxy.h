@@ -108,11 +108,13 @@ void		 client_accept(struct proxy *, int fd, const char *peer,
  * duty to caller_leave moves too), and its description for the audit.
  */
 struct gen	*client_take(struct client *, struct caller **, int *entered, const char **id);
+/* The profile whose route the path is on, for an audit line (NULL if none). */
+const char	*client_profile(const struct client *);
 /* The caller's name and identity for an audit line ("-" / NULL if none). */
 void		 client_caller_info(const struct client *, const char **name, const char **id);
 /* Ask for a Retry-After / WWW-Authenticate header on the next response. */
 void		 client_set_retry_after(struct client *, unsigned seconds);
-/* Send a complete response on a client; frees nothing else. */
+/* Send a complete response on a client (no Content-Type if ctype is NULL or ""). */
 void		 client_respond(struct client *, int status, const char *ctype,
 		    struct evbuffer *body, const char *reqid, int close_after);
 void		 client_request_done(struct client *);

@@ -29,6 +29,12 @@
 #define REQ_ID_LEN	24
 #define REQ_NONCE_AHEAD_MS	86400000ULL	/* caller nonces: at most a day ahead */
 
+/* Who chose the nonce that was used (request.nonce_from). */
+#define REQ_NONCE_NONE		0	/* none was used (yet) */
+#define REQ_NONCE_OURS		1	/* inserted: nonce */
+#define REQ_NONCE_CALLER	2	/* the caller's integer: nonce */
+#define REQ_NONCE_CALLER_STR	3	/* the caller's string: jb.nonce_at */
+
 struct request {
 	TAILQ_ENTRY(request)	 entry;
 	struct client		*cl;
@@ -47,7 +53,7 @@ struct request {
 	char			 member[48];	/* inserted "nonce":N[,] */
 	size_t			 member_len;
 	unsigned long long	 nonce;
-	int			 nonce_ours;
+	int			 nonce_from;	/* REQ_NONCE_* */
 	struct up_xfer		*xfer;
 	int			 waiting_audit;
 	struct caller		*caller;	/* named caller, or NULL */
@@ -232,7 +238,7 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 
 	client_caller_info(cl, &cname, &cid);
 	line = audit_line_begin(&k, "outcome", id, log_now_ms(), client_peer(cl), cname, cid,
-	    method, path, NULL);
+	    method, path, client_profile(cl));
 	if (line != NULL) {
 		put_kv_u64(&k, ",\"nonce\":null,\"status\":", (unsigned)status);
 		JBODY_PUT_LIT(&k, ",\"upstream_status\":null,\"duration_ms\":0");
@@ -243,7 +249,7 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 		JBODY_PUT_LIT(&k, "\"");
 		audit_line_end(&k, line, NULL, NULL);
 	}
-	request_log(id, client_peer(cl), method, path, NULL, status, 0, 0, name);
+	request_log(id, client_peer(cl), method, path, client_profile(cl), status, 0, 0, name);
 }
 
 /* Answer a request refused before it had a request object. */
@@ -297,6 +303,50 @@ request_free(struct request *r)
 	proxy_maybe_done(ocp);
 }
 
+/*
+ * The "nonce" of an audit line: the one the upstream got, or null.  A
+ * caller's own is marked "nonce_from":"caller" and written as sent (a
+ * string as its raw token), unless the operator listed "nonce" in redact:
+ * then it gets the redact replacement, like any redacted value of the
+ * body (a string's fingerprint is then of its raw text, escapes included).
+ */
+static void
+request_put_nonce(struct jbody_sink *k, const struct request *r)
+{
+	const unsigned char	*v;
+	char			 num[FMT_UINT_MAX], m[REDACT_MASK_MAX];
+	size_t			 n;
+
+	if (r->nonce_from == REQ_NONCE_NONE) {
+		JBODY_PUT_LIT(k, ",\"nonce\":null");
+		return;
+	}
+	if (r->nonce_from == REQ_NONCE_OURS) {
+		put_kv_u64(k, ",\"nonce\":", r->nonce);
+		return;
+	}
+	if (r->nonce_from == REQ_NONCE_CALLER) {
+		n = fmt_uint(num, r->nonce, 10, 0);
+		v = (const unsigned char *)num;
+	} else {	/* the body is unchanged and contiguous since request_prepare */
+		v = evbuffer_pullup(r->body, -1) + r->jb.nonce_at;
+		n = r->jb.nonce_len;
+	}
+	JBODY_PUT_LIT(k, ",\"nonce\":");
+	if (redact_set_has(r->gen->redact, (const unsigned char *)"nonce", 5)) {
+		if (r->nonce_from == REQ_NONCE_CALLER_STR) {	/* without the quotes */
+			v++;
+			n -= 2;
+		}
+		n = redact_set_mask(r->gen->redact, v, n, m);
+		JBODY_PUT_LIT(k, "\"");
+		jbody_put(k, m, n);
+		JBODY_PUT_LIT(k, "\"");
+	} else
+		jbody_put(k, v, n);
+	JBODY_PUT_LIT(k, ",\"nonce_from\":\"caller\"");
+}
+
 /* The outcome record: status, duration, sizes, the redacted answer. */
 static void
 request_audit_outcome(struct request *r, int status, int ustatus, const char *err,
@@ -317,12 +367,7 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	    c->profiles[r->profile].name);
 	if (line == NULL)
 		return;
-	if (r->nonce_ours)
-		put_kv_u64(&k, ",\"nonce\":", r->nonce);
-	else if (r->jb.has_nonce)
-		JBODY_PUT_LIT(&k, ",\"nonce\":\"client\"");
-	else
-		JBODY_PUT_LIT(&k, ",\"nonce\":null");
+	request_put_nonce(&k, r);
 	put_kv_u64(&k, ",\"status\":", (unsigned)status);
 	JBODY_PUT_LIT(&k, ",\"upstream_status\":");
 	if (ustatus > 0)
@@ -520,10 +565,7 @@ request_audit_ahead(struct request *r, struct evbuffer *redacted)
 	JBODY_PUT_LIT(&k, ",\"key\":\"");
 	jbody_put_str(&k, r->key->fp);
 	JBODY_PUT_LIT(&k, "\"");
-	if (r->nonce_ours)
-		put_kv_u64(&k, ",\"nonce\":", r->nonce);
-	else
-		JBODY_PUT_LIT(&k, ",\"nonce\":\"client\"");
+	request_put_nonce(&k, r);
 	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
 	if (redacted != NULL) {
 		JBODY_PUT_LIT(&k, ",\"request\":");
@@ -569,6 +611,52 @@ request_take_rate(struct request *r)
 	return -1;
 }
 
+/*
+ * A caller's own top-level nonce goes upstream as sent, so it must be one
+ * this profile's counter can account for: a JSON integer (digits only) that
+ * fits in 64 bits and is at most a day ahead of the clock in ms (it raises
+ * the counter), or a string (the API takes unique strings, which have no
+ * order to keep).  Anything else (1.5, 17e11, -1, true, a second nonce
+ * member) the API may read as a number the counter never saw: 400.
+ */
+static int
+request_check_nonce(struct request *r)
+{
+	switch (r->jb.nonce_kind) {
+	case JBODY_NONCE_STRING:
+		return 0;
+	case JBODY_NONCE_INT:
+		if (r->jb.nonce_num <= log_now_ms() + REQ_NONCE_AHEAD_MS)
+			return 0;
+		/* FALLTHROUGH */
+	case JBODY_NONCE_BIG:
+		/* it would push this profile's nonces (here and upstream) out of reach */
+		request_fail(r, 400, "PROXY_NONCE_TOO_LARGE",
+		    "a caller-chosen nonce may be at most one day ahead of the clock in ms");
+		return -1;
+	case JBODY_NONCE_DUP:
+		request_fail(r, 400, "PROXY_NONCE_INVALID",
+		    "the body has more than one top-level nonce member");
+		return -1;
+	default:
+		request_fail(r, 400, "PROXY_NONCE_INVALID", "a caller-chosen nonce must be a "
+		    "JSON integer (digits only) or a string; leave it out to get one inserted");
+		return -1;
+	}
+}
+
+/* The nonce state could not be written (cause malloc'd or NULL): 503, returns -1. */
+static int
+request_nonce_unavailable(struct request *r, char *cause)
+{
+	log_err("profile %s: %s", r->gen->conf->profiles[r->profile].name,
+	    cause ? cause : "cannot reserve nonces");
+	free(cause);
+	request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
+	    "nonce state cannot be written; nothing was sent");
+	return -1;
+}
+
 /* Checks that need the body; returns 0 when the request may go on. */
 static int
 request_prepare(struct request *r, struct evbuffer *redacted)
@@ -590,6 +678,8 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
 		return -1;
 	}
+	if (r->jb.has_nonce && request_check_nonce(r) == -1)
+		return -1;
 	if (r->caller != NULL && (request_check_fields(r, p, len) == -1 ||
 	    request_take_rate(r) == -1))
 		return -1;
@@ -597,32 +687,18 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);
 		return -1;
 	}
-	if (r->jb.has_nonce && r->jb.nonce_is_int &&
-	    r->jb.nonce_num > log_now_ms() + REQ_NONCE_AHEAD_MS) {
-		/* it would push this profile's nonces (here and upstream) out of reach */
-		request_fail(r, 400, "PROXY_NONCE_TOO_LARGE",
-		    "a caller-chosen numeric nonce may be at most one day ahead of the clock in ms");
-		return -1;
-	}
-	if (r->jb.has_nonce && r->jb.nonce_is_int &&
-	    nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1) {
-		log_err("profile %s: %s", c->profiles[r->profile].name,
-		    cause ? cause : "cannot record the caller's nonce");
-		free(cause);
-		request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
-		    "nonce state cannot be written; nothing was sent");
-		return -1;
-	}
-	if (!r->jb.has_nonce) {
-		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1) {
-			log_err("profile %s: %s", c->profiles[r->profile].name,
-			    cause ? cause : "cannot reserve nonces");
-			free(cause);
-			request_fail(r, 503, "PROXY_NONCE_UNAVAILABLE",
-			    "nonce state cannot be written; nothing was sent");
-			return -1;
-		}
-		r->nonce_ours = 1;
+	if (r->jb.nonce_kind == JBODY_NONCE_STRING)
+		r->nonce_from = REQ_NONCE_CALLER_STR;	/* no order to keep: nothing to count */
+	else if (r->jb.nonce_kind == JBODY_NONCE_INT) {
+		/* raise the counter, so that later inserted nonces stay above the caller's */
+		if (nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1)
+			return request_nonce_unavailable(r, cause);
+		r->nonce = r->jb.nonce_num;
+		r->nonce_from = REQ_NONCE_CALLER;
+	} else {
+		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1)
+			return request_nonce_unavailable(r, cause);
+		r->nonce_from = REQ_NONCE_OURS;
 		r->member_len = jbody_nonce_member(r->member, sizeof(r->member), r->nonce,
 		    r->jb.empty);
 	}

@@ -66,7 +66,11 @@ static int
 fuzz_same(const struct jbody *a, const struct jbody *b)
 {
 	return a->has_nonce == b->has_nonce && a->empty == b->empty &&
-	    a->is_object == b->is_object && (!a->is_object || a->open == b->open);
+	    a->is_object == b->is_object && (!a->is_object || a->open == b->open) &&
+	    a->nonce_kind == b->nonce_kind &&
+	    (a->nonce_kind != JBODY_NONCE_INT || a->nonce_num == b->nonce_num) &&
+	    (a->nonce_kind != JBODY_NONCE_STRING || (a->nonce_at == b->nonce_at &&
+	    a->nonce_len == b->nonce_len));
 }
 
 /* Scan with output into a flat copy (malloc'd, *n bytes); rc as jbody_scan. */
@@ -186,6 +190,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (rc == 0 && jb.is_object && !jb.has_nonce)
 		fuzz_check_splice(buf, size, &jb);
+	/* a string nonce's token lies inside the input, quotes included */
+	if (rc == 0 && jb.nonce_kind == JBODY_NONCE_STRING &&
+	    (jb.nonce_len < 2 || jb.nonce_at + jb.nonce_len > size ||
+	    buf[jb.nonce_at] != '"' || buf[jb.nonce_at + jb.nonce_len - 1] != '"'))
+		abort();
 	fuzz_check_quote(buf, size);
 	return 0;
 }

@@ -346,7 +346,7 @@ class Sim:
                     raise
 
     def fault(self, mode, **kw):
-        """Set the fault: mode none|delay|close|close_mid|status500|garbage|huge,
+        """Set the fault: mode none|delay|close|close_mid|status500|garbage|huge|no_ctype,
         kw ms=, bytes=, count= (0/absent: until changed)."""
         d = {"mode": mode}
         d.update(kw)

@@ -425,6 +425,64 @@ def client_numeric_nonce_raises_the_floor():
 
 # ------------------------------------------------------------------ 4 nonces
 
+@test
+def caller_nonce_must_be_an_integer_within_a_day():
+    """A caller's own top-level nonce is forwarded only if it is a JSON
+    integer (digits only) at most a day ahead of the clock in ms, or a JSON
+    string (the API takes unique strings).  Anything else reached the API as
+    a nonce the profile's counter could not account for, so a later inserted
+    nonce could be lower than it: refused with 400, nothing sent, the
+    counter untouched."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "first")
+        last = int(s.records()[-1]["nonce"])
+        day = 86400000
+        n0 = rec_count(s)
+        big, bad = "PROXY_NONCE_TOO_LARGE", "PROXY_NONCE_INVALID"
+        for what, body, name in (
+                ("23 digits", b'{"nonce":99999999999999999999999}', big),
+                ("2^64", b'{"nonce":18446744073709551616}', big),
+                ("2^64 - 1", b'{"nonce":18446744073709551615}', big),
+                ("2^63", b'{"nonce":9223372036854775808}', big),
+                ("ten days ahead", b'{"nonce":%d}' % (last + 10 * day), big),
+                ("exponent", b'{"nonce":%de3}' % (last + 20 * day), bad),
+                ("exponent, small", b'{"nonce":%dE0}' % (last + 1), bad),
+                ("fraction", b'{"nonce":%d.5}' % (last + 5 * day), bad),
+                ("fraction .0", b'{"nonce":%d.0}' % (last + 1), bad),
+                ("negative", b'{"nonce":-%d}' % (last + 1), bad),
+                ("minus zero", b'{"nonce":-0}', bad),
+                ("true", b'{"nonce":true}', bad),
+                ("null", b'{"nonce":null}', bad),
+                ("object", b'{"nonce":{"n":1}}', bad),
+                ("array", b'{"nonce":[%d]}' % (last + 1), bad),
+                ("escaped key", b'{"a":1,"non\\u0063e":%d.5}' % (last + 1), bad),
+                ("twice", b'{"nonce":%d,"nonce":"x"}' % (last + 1), bad),
+                ("twice, numbers", b'{"nonce":%d,"nonce":%d}' % (last + 1, last + 2), bad)):
+            _, rid = proxy_error(request(p.target, "/api-gateway/orders", body), 400, name,
+                                 what)
+            rec = st.audit_for(rid)
+            assert_eq((rec["error"], rec["nonce"], rec["profile"]), (name, None, "merchant"),
+                      what + ": audit outcome")
+        assert_eq(rec_count(s), n0, "no refused nonce was forwarded")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "after the refusals")
+        after = int(s.records()[-1]["nonce"])
+        assert_true(last < after < last + day,
+                    "the counter was not pushed by a refused nonce (%d after %d)"
+                    % (after, last))
+        # accepted forms: an integer up to a day ahead raises the counter
+        ahead = after + day // 2
+        ok(request(p.target, "/api-gateway/orders", b'{"a":1, "nonce" : %d}' % ahead),
+           "half a day ahead")
+        assert_eq(s.records()[-1]["nonce"], str(ahead), "forwarded as sent")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after it")
+        assert_true(int(s.records()[-1]["nonce"]) > ahead, "inserted nonce above the caller's")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 def _concurrent_load(p, n_threads, per):
     """n_threads keep-alive clients, half merchant, half partner; failures."""
     failures = []
@@ -714,6 +772,61 @@ def bad_requests_get_envelopes_and_are_not_forwarded():
         for n in ("PROXY_INVALID_JSON", "PROXY_NO_ROUTE", "PROXY_METHOD_NOT_ALLOWED",
                   "PROXY_BODY_TOO_LARGE"):
             assert_true(n in names, "audit outcome with error " + n)
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def refusals_after_routing_name_the_profile():
+    """405 and 413 answers for a path that a profile's routes match record
+    that profile in the audit; paths no route matches record null."""
+    s = sim()
+    st = Setup(s)
+    p = st.start(listen={"max_body_bytes": "64"})
+    try:
+        over = b'{"a":"%s"}' % (b"x" * 80)
+        chunked = (b"POST /api-gateway/orders HTTP/1.1\r\nHost: localhost\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                   % (len(over), over))
+        for what, resp, status, profile in (
+                ("GET merchant", request(p.target, "/api-gateway/orders", method="GET"),
+                 405, "merchant"),
+                ("PUT partner", request(p.target, "/partner/api/get-users", b"{}",
+                                        method="PUT"), 405, "partner"),
+                ("GET no route", request(p.target, "/nowhere", method="GET"), 405, None),
+                ("GET bad target", request(p.target, "/api-gateway/a?b=1", method="GET"),
+                 405, None),
+                ("too large", request(p.target, "/api-gateway/orders", over), 413,
+                 "merchant"),
+                ("too large chunked", parse_http(raw(p.target, chunked)), 413, "merchant"),
+                ("no route", request(p.target, "/nowhere", b"{}"), 404, None)):
+            assert_status(resp, status, what)
+            rec = st.audit_for(resp[1]["x-request-id"])
+            assert_eq((rec["status"], rec["profile"]), (status, profile), what + ": audit")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def upstream_answer_without_content_type_gets_none():
+    """SPEC 6: status, Content-Type and body are relayed unchanged, so an
+    answer without Content-Type reaches the caller without one; the proxy's
+    own error answers are application/json."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        s.fault("no_ctype", count=1)
+        st_, h, body = parse_http(raw(p.target, b"POST /api-gateway/orders HTTP/1.1\r\n"
+                                      b"Host: localhost\r\nContent-Length: 2\r\n"
+                                      b"Connection: close\r\n\r\n{}"))
+        assert_eq(st_, 200, "relayed status")
+        assert_true("content-type" not in h, "Content-Type %r added" % h.get("content-type"))
+        assert_eq(envelope(body).get("success"), True, "relayed body")
+        assert_true(h.get("x-request-id"), "X-Request-Id")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "next answer has its type")
+        proxy_error(request(p.target, "/nowhere", b"{}"), 404, "PROXY_NO_ROUTE",
+                    "proxy-made answer")
     finally:
         assert_eq(st.stop(), 0, "exit code")
 
@@ -1447,6 +1560,55 @@ def audit_lines_are_complete():
         assert_not_contains(st.audit_text(), "body-marker-1", "bodies=none body text")
     finally:
         assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def audit_records_the_nonce_sent():
+    """The audit's nonce is the one the API got: the inserted number, or the
+    caller's own integer or string with "nonce_from":"caller"."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        resp = ok_with_id(request(p.target, "/api-gateway/orders", b"{}"))
+        sent = int(s.records()[-1]["nonce"])
+        mine = sent + 1000
+        u = str(uuid.uuid4())
+        cases = ((resp, sent, None),
+                 (ok_with_id(request(p.target, "/api-gateway/orders",
+                                     b'{"a":1,"nonce":%d}' % mine)), mine, "caller"),
+                 (ok_with_id(request(p.target, "/api-gateway/orders",
+                                     b'{"nonce":"%s\\u00e9\\""}' % u.encode())),
+                  u + "\u00e9\"", "caller"))
+        for rid, want, src in cases:
+            for phase in ("request", "outcome"):
+                rec = st.audit_for(rid, phase)
+                assert_eq((rec.get("nonce"), rec.get("nonce_from")), (want, src),
+                          "%s line of %r" % (phase, want))
+                assert_true(src is not None or "nonce_from" not in rec,
+                            "no nonce_from for an inserted nonce")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+    # with nonce in the redact list the caller's value is replaced there too
+    s.reset()
+    st = Setup(s, "rednonce")
+    p = st.start(audit={"redact": "password, nonce"})
+    try:
+        mine = int(time.time() * 1000) + 5000
+        rid = ok_with_id(request(p.target, "/api-gateway/orders", b'{"nonce":%d}' % mine))
+        for phase in ("request", "outcome"):
+            rec = st.audit_for(rid, phase)
+            assert_eq((rec.get("nonce"), rec.get("nonce_from")), ("[REDACTED]", "caller"),
+                      phase + " line, nonce redacted")
+        assert_eq(st.stop(), 0, "exit code")
+        assert_not_contains(st.audit_text(), str(mine), "a redacted caller nonce")
+    finally:
+        st.stop()
+
+
+def ok_with_id(resp):
+    ok(resp, "request")
+    return resp[1]["x-request-id"]
 
 
 @test

@@ -510,6 +510,18 @@ def fault_garbage():
     assert_eq(body, b"<html>upstream garbage</html>", "garbage body")
 
 
+
+@test
+def fault_no_ctype():
+    s = sim()
+    s.fault("no_ctype", count=1)
+    st, h, body = s.post("/api-gateway/orders", body_for())
+    assert_eq(st, 200, "no_ctype status")
+    assert_true("content-type" not in h, "no Content-Type header")
+    assert_eq(json.loads(body)["success"], True, "the planned answer")
+    st, h, body = s.post("/api-gateway/orders", body_for())
+    assert_eq(h.get("content-type"), "application/json", "count=1: typed again")
+
 @test
 def fault_huge():
     s = sim()

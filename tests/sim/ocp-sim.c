@@ -337,6 +337,8 @@ sim_http_init(struct sim *sim, int timeout)
 		return -1;
 	evhttp_set_bevcb(sim->http, sim_bevcb, sim);
 	evhttp_set_gencb(sim->http, sim_http_cb, sim);
+	/* every answer names its type; the no_ctype fault must be able not to */
+	evhttp_set_default_content_type(sim->http, NULL);
 	evhttp_set_allowed_methods(sim->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |

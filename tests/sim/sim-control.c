@@ -22,6 +22,7 @@ static const char *const sim_fault_names[] = {
 	[SIM_FAULT_STATUS500] = "status500",
 	[SIM_FAULT_GARBAGE] = "garbage",
 	[SIM_FAULT_HUGE] = "huge",
+	[SIM_FAULT_NO_CTYPE] = "no_ctype",
 };
 
 #define SIM_NFAULTS	(sizeof(sim_fault_names) / sizeof(sim_fault_names[0]))

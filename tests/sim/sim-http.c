@@ -590,6 +590,8 @@ sim_api(struct sim *sim, struct evhttp_request *req, const char *path)
 	if (f.mode == SIM_FAULT_STATUS500 || f.mode == SIM_FAULT_GARBAGE ||
 	    f.mode == SIM_FAULT_HUGE)
 		sim_fault_body(&f, &status, &ctype, b);
+	if (f.mode == SIM_FAULT_NO_CTYPE)
+		ctype = NULL;	/* the planned answer, without a Content-Type header */
 	sim_record(sim, req, path, body, len, &ck,
 	    f.mode == SIM_FAULT_CLOSE ? 0 : status, f.mode);
 	free(ck.nonce);

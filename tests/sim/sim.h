@@ -37,6 +37,7 @@ enum sim_fault_mode {
 	SIM_FAULT_STATUS500,
 	SIM_FAULT_GARBAGE,
 	SIM_FAULT_HUGE,
+	SIM_FAULT_NO_CTYPE,
 };
 
 struct sim_fault {

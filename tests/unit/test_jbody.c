@@ -156,6 +156,66 @@ test_jbody_fields(void)
 	CHECK(jbody_scan(L("\"x\""), 0, DEPTH, NULL, NULL, &jb, &why) == 0);
 }
 
+/* The form of the top-level nonce: kind (and value, or token) as scanned. */
+static void
+check_nonce(const char *in, int kind, unsigned long long num, const char *tok)
+{
+	struct jbody	 jb;
+	const char	*why;
+
+	CHECK(jbody_scan(in, strlen(in), JBODY_OBJECT, DEPTH, NULL, NULL, &jb,
+	    &why) == 0);
+	if (jb.nonce_kind != kind)
+		fprintf(stderr, "nonce kind of %s: %d, expected %d\n", in,
+		    jb.nonce_kind, kind);
+	CHECK(jb.nonce_kind == kind);
+	CHECK(jb.has_nonce == (kind != JBODY_NONCE_NONE));
+	if (kind == JBODY_NONCE_INT)
+		CHECK(jb.nonce_num == num);
+	if (kind == JBODY_NONCE_STRING)
+		CHECK(jb.nonce_len == strlen(tok) &&
+		    memcmp(in + jb.nonce_at, tok, jb.nonce_len) == 0);
+}
+
+static void
+test_nonce_kind(void)
+{
+	check_nonce("{}", JBODY_NONCE_NONE, 0, NULL);
+	check_nonce("{\"a\":{\"nonce\":1.5},\"b\":[{\"nonce\":-1}]}",
+	    JBODY_NONCE_NONE, 0, NULL);
+	check_nonce("{\"nonce\":0}", JBODY_NONCE_INT, 0, NULL);
+	check_nonce("{ \"a\":1, \"nonce\" : 1795000000000 }", JBODY_NONCE_INT,
+	    1795000000000ULL, NULL);
+	check_nonce("{\"non\\u0063e\":42}", JBODY_NONCE_INT, 42, NULL);
+	check_nonce("{\"nonce\":18446744073709551615}", JBODY_NONCE_INT,
+	    18446744073709551615ULL, NULL);
+	check_nonce("{\"nonce\":18446744073709551616}", JBODY_NONCE_BIG, 0, NULL);
+	check_nonce("{\"nonce\":99999999999999999999999}", JBODY_NONCE_BIG, 0,
+	    NULL);
+	check_nonce("{\"nonce\":99999999999999999999999.5}", JBODY_NONCE_OTHER,
+	    0, NULL);
+	check_nonce("{\"nonce\":1795000000000.5}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":1795000000000.0}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":1795000000e3}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":1E0}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":-1}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":-0}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":true}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":null}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":{\"n\":1}}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":[1]}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":[],\"a\":\"x\"}", JBODY_NONCE_OTHER, 0, NULL);
+	check_nonce("{\"nonce\":\"u-1\",\"a\":2}", JBODY_NONCE_STRING, 0,
+	    "\"u-1\"");
+	check_nonce("{\"a\":1, \"nonce\":\"\\u00e9\\\"\"}", JBODY_NONCE_STRING,
+	    0, "\"\\u00e9\\\"\"");
+	check_nonce("{\"nonce\":\"\"}", JBODY_NONCE_STRING, 0, "\"\"");
+	check_nonce("{\"nonce\":1,\"nonce\":2}", JBODY_NONCE_DUP, 0, NULL);
+	check_nonce("{\"nonce\":1,\"a\":{},\"nonce\":\"x\"}", JBODY_NONCE_DUP, 0,
+	    NULL);
+	check_nonce("{\"nonce\":\"x\",\"nonce\":1}", JBODY_NONCE_DUP, 0, NULL);
+}
+
 /* Scan in must fail with the reason want, with and without output. */
 static void
 check_bad(const char *in, size_t len, int flags, unsigned depth,
@@ -773,6 +833,7 @@ main(void)
 	CHECK(audit_rs != NULL);
 	test_splice();
 	test_jbody_fields();
+	test_nonce_kind();
 	test_invalid();
 	test_accepted_edges();
 	test_copy();
