@@ -29,6 +29,8 @@ struct keyslot {
 	char			*local_src;	/* the sources cur was read from (not Vault) */
 	struct pkey		*staged;	/* read on SIGHUP, installed if it is accepted */
 	char			*staged_src;
+	struct conf_profile	 staged_vault;	/* secret, public_key: a new watch on SIGHUP */
+	struct vault		*staged_v;
 };
 
 static struct keyslot	*slots[CONF_MAX_PROFILES * 2];
@@ -99,6 +101,9 @@ keys_swap(struct keyslot *s, struct pkey *k, const char *why)
 	if (s->cur != NULL && strcmp(s->cur->fp, k->fp) == 0 && s->cur->secret->len ==
 	    k->secret->len && memcmp(s->cur->secret->p, k->secret->p, k->secret->len) == 0)
 		log_info("profile %s: key %s unchanged (%s)", s->name, k->fp, why);
+	else if (s->cur != NULL && strcmp(s->cur->fp, k->fp) == 0)	/* fp: of the public key */
+		log_info("profile %s: secret changed, public key %s unchanged (%s)", s->name,
+		    k->fp, why);
 	else if (s->cur != NULL)
 		log_info("profile %s: key changed %s -> %s (%s)", s->name, s->cur->fp, k->fp, why);
 	else
@@ -169,9 +174,14 @@ keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, 
 	keys_swap(s, k, why);
 }
 
-/* Point the slot at a Vault secret (watch), replacing an older watch. */
+/*
+ * Point the slot at a Vault secret (watch), replacing an older watch.  With
+ * v NULL nothing changes: the sources are only checked, and *changed says
+ * whether applying them would replace the watch.
+ */
 static int
-keys_watch(struct keyslot *s, const struct conf_profile *p, struct vault *v, char **cause)
+keys_watch(struct keyslot *s, const struct conf_profile *p, struct vault *v, int *changed,
+    char **cause)
 {
 	char	*mount = NULL, *path = NULL, *field = NULL, *pm = NULL, *pp = NULL, *pf = NULL;
 	char	*src = NULL;
@@ -199,6 +209,11 @@ keys_watch(struct keyslot *s, const struct conf_profile *p, struct vault *v, cha
 	    ((pf == NULL && s->pub_field == NULL) || (pf && s->pub_field && strcmp(pf, s->pub_field) == 0)) &&
 	    (pf != NULL || strcmp(s->pub_literal, p->public_key) == 0)) {
 		rc = 0;		/* same watch: keep it */
+		goto out;
+	}
+	*changed = 1;
+	if (v == NULL) {
+		rc = 0;
 		goto out;
 	}
 	if (s->watch != NULL)
@@ -255,6 +270,16 @@ keys_install(struct keyslot *s, struct pkey *k, char *src, const char *why)
 	s->local_src = src;
 }
 
+/* Forget a Vault source staged by a reload. */
+static void
+keys_unstage_vault(struct keyslot *s)
+{
+	free(s->staged_vault.secret);
+	free(s->staged_vault.public_key);
+	s->staged_vault.secret = s->staged_vault.public_key = NULL;
+	s->staged_v = NULL;
+}
+
 /* (Re)load one profile's key into its slot. */
 int
 keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int reload,
@@ -262,6 +287,7 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 {
 	struct pkey	*k;
 	char		*src;
+	int		 changed = 0;
 
 	*cause = NULL;
 	s->max_stale_ms = max_stale_ms;
@@ -270,17 +296,25 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 			*cause = strdup("vault: source needs [vault] address");
 			return -1;
 		}
-		if (check_only) {
-			char *m = NULL, *pa = NULL, *f = NULL;
-			int bad = vault_parse_source(p->secret, &m, &pa, &f);
-			free(m);
-			free(pa);
-			free(f);
-			if (bad == -1)
-				*cause = strdup("secret: expected vault:MOUNT/PATH#FIELD");
-			return bad;
+		if (!reload && !check_only)
+			return keys_watch(s, p, v, &changed, cause);
+		/* -t: checked, not fetched; reload: applied by keys_commit_staged once accepted */
+		if (keys_watch(s, p, NULL, &changed, cause) == -1) {
+			if (*cause == NULL)
+				*cause = strdup("out of memory");
+			return -1;
 		}
-		return keys_watch(s, p, v, cause);
+		if (!changed || check_only)
+			return 0;
+		keys_unstage_vault(s);
+		if ((s->staged_vault.secret = strdup(p->secret)) == NULL ||
+		    (s->staged_vault.public_key = strdup(p->public_key)) == NULL) {
+			keys_unstage_vault(s);
+			*cause = strdup("out of memory");
+			return -1;
+		}
+		s->staged_v = v;
+		return 0;
 	}
 	if (reload && s->cur != NULL && !s->from_vault && strncmp(p->secret, "env:", 4) == 0 &&
 	    !secret_is_source(p->public_key)) {
@@ -333,12 +367,25 @@ keys_commit_staged(void)
 {
 	size_t	i;
 
+	struct keyslot	*s;
+	char		*cause = NULL;
+	int		 changed = 0;
+
 	for (i = 0; i < nslots; i++) {
-		if (slots[i]->staged == NULL)
+		s = slots[i];
+		if (s->staged_vault.secret != NULL) {
+			if (keys_watch(s, &s->staged_vault, s->staged_v, &changed, &cause) == -1) {
+				log_err("profile %s: %s", s->name, cause ? cause : "out of memory");
+				free(cause);
+				cause = NULL;
+			}
+			keys_unstage_vault(s);
+		}
+		if (s->staged == NULL)
 			continue;
-		keys_install(slots[i], slots[i]->staged, slots[i]->staged_src, "reload");
-		slots[i]->staged = NULL;
-		slots[i]->staged_src = NULL;
+		keys_install(s, s->staged, s->staged_src, "reload");
+		s->staged = NULL;
+		s->staged_src = NULL;
 	}
 }
 
@@ -353,6 +400,7 @@ keys_drop_staged(void)
 		free(slots[i]->staged_src);
 		slots[i]->staged = NULL;
 		slots[i]->staged_src = NULL;
+		keys_unstage_vault(slots[i]);
 	}
 }
 
@@ -421,6 +469,7 @@ keys_free_all(void)
 		pkey_unref(slots[i]->staged);
 		free(slots[i]->staged_src);
 		free(slots[i]->local_src);
+		keys_unstage_vault(slots[i]);
 		free(slots[i]->name);
 		free(slots[i]->watch_src);
 		free(slots[i]->sec_field);

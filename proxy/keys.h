@@ -21,8 +21,9 @@ struct keyslot;
 /* The slot of a profile, created on first use; lives until keys_free_all(). */
 struct keyslot	*keys_slot(const char *profile);
 /*
- * (Re)load profile p into its slot.  check_only: load and drop (for -t).
- * reload: a key read from file:, credential: or env: is staged, to be
+ * (Re)load profile p into its slot.  check_only: load and drop (for -t;
+ * vault: sources are checked, not fetched).  reload: a key read from file:,
+ * credential: or env: (or a new vault: source to watch) is staged, to be
  * installed by keys_commit_staged() once the whole reload is accepted or
  * dropped by keys_drop_staged(); when the sources are those of the running
  * key and the re-read fails, the old key stays (logged) and 0 is returned,

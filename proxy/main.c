@@ -1,6 +1,7 @@
 /*
  * main.c — command line of ocp-proxy.
  */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ usage(FILE *f)
 	    "       ocp-proxy -c FILE audit-fingerprint      keyed fingerprint of the value on stdin\n"
 	    "       ocp-proxy hash-token           token on stdin -> token_sha256 line for a caller\n"
 	    "       ocp-proxy -V | -h | --schema   version | this help | every config key\n"
+	    "                                    (also --version, --help, --config FILE)\n"
 	    "default config: %s\n", CONF_DEFAULT_PATH);
 }
 
@@ -143,7 +145,14 @@ main(int argc, char **argv)
 		conf_dump_schema();
 		return 0;
 	}
-	while ((ch = getopt(argc, argv, "+c:thV")) != -1) {
+	static const struct option longopts[] = {
+		{ "config",	required_argument,	NULL, 'c' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ NULL,		0,			NULL, 0 }
+	};
+
+	while ((ch = getopt_long(argc, argv, "+c:thV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			conf = optarg;

@@ -449,14 +449,14 @@ proxy_listen(struct proxy *px, const struct conf *c)
 
 /* Say at every start and reload who may call. */
 static void
-proxy_log_callers(const struct conf *c)
+proxy_log_callers(const struct proxy *px, const struct conf *c)
 {
 	size_t	i, n = policy_ncallers(c->policy);
 	char	id[POLICY_DESCRIBE_MAX];
 
-	if (n == 0) {
+	if (n == 0) {	/* the address bound (a changed one applies only after a restart) */
 		log_warn("no [caller.*] section: any local process that can reach %s may call "
-		    "every profile", c->listen_address);
+		    "every profile", px->listen_desc ? px->listen_desc : c->listen_address);
 		return;
 	}
 	for (i = 0; i < n; i++) {
@@ -526,7 +526,7 @@ proxy_reload(struct proxy *px)
 		log_set_level(lvl);
 	old = px->gen;
 	policy_inherit(g->conf->policy, old->conf->policy);
-	proxy_log_callers(g->conf);
+	proxy_log_callers(px, g->conf);
 	keys_commit_staged();
 	px->gen = g;
 	gen_unref(old);		/* requests in flight keep theirs */
@@ -743,7 +743,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		log_warn("[audit] sync = none: audit records are not made durable before "
 		    "forwarding (development only)");
 	proxy_listen(px, px->gen->conf);
-	proxy_log_callers(px->gen->conf);
+	proxy_log_callers(px, px->gen->conf);
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		px->sig[i] = evsignal_new(px->base, sigs[i], proxy_signal_cb, px);
 		evsignal_add(px->sig[i], NULL);

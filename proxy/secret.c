@@ -145,7 +145,8 @@ secret_read_env(const char *var, char **cause)
 	size_t		 len;
 
 	if (v == NULL || *v == '\0') {
-		*cause = fmt_alloc("environment variable %s is not set", var);
+		*cause = fmt_alloc(v == NULL ? "environment variable %s is not set" :
+		    "environment variable %s is empty", var);
 		return NULL;
 	}
 	len = strlen(v);

@@ -1048,6 +1048,31 @@ def key_not_loaded_refuses_start_and_reload():
 
 
 @test
+def logs_name_the_bound_address_and_a_secret_only_rotation():
+    """The open-access warning names the address actually bound (port 0 in
+    tests), also after a reload; a reload that changes only a secret says
+    so instead of "key changed X -> X" (fingerprints are of public keys)."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        want = "any local process that can reach 127.0.0.1:%d may call" % p.port
+        assert_contains(p.stderr_text(), want, "warning at start names the bound port")
+        before = p.stderr_text()
+        write_file(st.partner_secret, "fake-rotated-partner-secret-0000")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in p.stderr_text()[len(before):], 5, "reloaded")
+        err = p.stderr_text()[len(before):]
+        fpr = hashlib.sha256(PARTNER_PUBLIC.encode()).hexdigest()[:16]
+        assert_contains(err, "profile partner: secret changed, public key %s unchanged (reload)"
+                        % fpr, "a secret-only rotation is named as such")
+        assert_contains(err, want, "warning after the reload names the bound port")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
 def sighup_with_new_key_source_unreadable_refuses_the_whole_reload():
     """SPEC: a bad new config is refused and the old one stays.  A config
     that names a new secret source which cannot be read is bad (-t refuses
@@ -1385,8 +1410,15 @@ def check_mode_version_and_usage():
     assert_contains(out, "usage", "-h prints usage")
     assert_contains(out, "-t", "usage mentions -t")
     assert_contains(out, "-c", "usage mentions -c")
+    rc, out, err = run_proxy(["--version"])
+    assert_eq((rc, out), (0, run_proxy(["-V"])[1]), "--version is -V")
+    rc, out, err = run_proxy(["--help"])
+    assert_eq(rc, 0, "--help exit code")
+    assert_contains(out, "usage", "--help prints usage")
     rc, out, err = run_proxy(["-x"])
     assert_true(rc != 0, "unknown option is an error")
+    rc, out, err = run_proxy(["--bogus"])
+    assert_true(rc != 0 and "usage" in err, "unknown long option is an error, with usage")
 
 
 def line_of(text, needle):

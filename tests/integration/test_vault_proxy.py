@@ -765,6 +765,45 @@ def sighup_rereads_file_secret_and_keeps_old_on_failure():
 
 
 @test
+def sighup_refused_leaves_the_vault_watch_alone():
+    """A reload that re-points a profile at another Vault secret but is
+    refused (another profile names a new secret file it cannot read) changes
+    nothing: the old watch stays, the other secret is never served.  The same
+    change in an accepted reload takes effect."""
+    s = sim()
+    v = new_vault()
+    put_pair(v, VM2, path="ocp/merchant-next")
+    st = Setup(s, v)
+    try:
+        p = st.start()
+        wait_status(p, "merchant", 200, 5, "first Vault read")
+        signed_ok(s, p, "merchant", VM1[0], "merchant before SIGHUP")
+        bad = write_file(os.path.join(st.dir, "partner-open.secret"), PARTNER_SECRET + "\n")
+        os.chmod(bad, 0o644)
+        moved = {"public_key": "vault:secret/ocp/merchant-next#public_key",
+                 "secret": "vault:secret/ocp/merchant-next#secret"}
+        log = Log(p).mark()
+        write_file(p.conf, st.ini(profile_merchant=moved,
+                                  profile_partner={"secret": "file:" + bad}))
+        p.signal(signal.SIGHUP)
+        log.wait("reload refused", 3, "the reload is refused")
+        time.sleep(3 * REFRESH_MS / 1000.0)    # a re-pointed watch would have read by now
+        signed_ok(s, p, "merchant", VM1[0], "merchant after the refused reload")
+        assert_true("key changed" not in log.since(), "no key changed: %s" % log.since())
+        # accepted: the watch moves
+        log.mark()
+        write_file(p.conf, st.ini(profile_merchant=moved))
+        p.signal(signal.SIGHUP)
+        log.wait(r"profile merchant: key changed %s -> %s" % (fp(VM1[0]), fp(VM2[0])), 5,
+                 "the accepted reload moves the watch")
+        signed_ok(s, p, "merchant", VM2[0], "merchant after the accepted reload")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
 def check_mode_refuses_what_start_refuses():
     """ocp-proxy -t (ExecStartPre=) must refuse a [vault] section that the
     real start refuses (a missing token_file, a namespace with a space), or

@@ -949,7 +949,7 @@ test_secret_env(void)
 	/* once read it is gone: a second load fails */
 	secret_fails("env:OCP_TEST_SECRET", "environment variable OCP_TEST_SECRET is not set");
 	setenv("OCP_TEST_EMPTY", "", 1);
-	secret_fails("env:OCP_TEST_EMPTY", "is not set");
+	secret_fails("env:OCP_TEST_EMPTY", "environment variable OCP_TEST_EMPTY is empty");
 	unsetenv("OCP_TEST_EMPTY");
 	secret_fails("env:", "is not set");
 
