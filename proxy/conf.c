@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "conf.h"
+#include "fmt.h"
 #include "policy.h"
 #include "redact.h"
 #include "secret.h"
@@ -350,19 +351,6 @@ conf_errs_clear(struct conf_errs *e)
 	e->n = 0;
 }
 
-static char *
-conf_trim(char *s)
-{
-	char	*e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-		*--e = '\0';
-	return s;
-}
-
 /* Parse an unsigned decimal (or octal) integer within [min, max]. */
 static int
 conf_number(const char *v, int base, unsigned long long min, unsigned long long max,
@@ -485,7 +473,7 @@ conf_routes(struct conf_profile *pr, const char *v, const char **why)
 	if ((copy = strdup(v)) == NULL)
 		return (*why = "out of memory", -1);
 	for (tok = strtok_r(copy, ", \t", &save); tok != NULL; tok = strtok_r(NULL, ", \t", &save)) {
-		t = conf_trim(tok);
+		t = fmt_trim(tok);
 		if (*t != '/' || strstr(t, "..") != NULL || strpbrk(t, "?#%") != NULL) {
 			free(copy);
 			return (*why = "each route must be a path prefix starting with '/'", -1);

@@ -60,3 +60,17 @@ fmt_copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 	return n;
 }
+
+/* Strip blanks around s in place (config values and list items). */
+char *
+fmt_trim(char *s)
+{
+	char	*e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	return s;
+}

@@ -24,6 +24,8 @@ size_t	fmt_uint(char *dst, unsigned long long v, unsigned base, unsigned width);
  * copied.
  */
 size_t	fmt_copy(char *dst, size_t size, const char *src);
+/* Strip blanks (spaces, tabs) around s in place; returns the first kept byte. */
+char	*fmt_trim(char *s);
 /* A malloc'd printf-formatted string (for messages off the hot path); NULL when out of memory. */
 char	*fmt_alloc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -17,6 +17,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "catalogue.h"
+#include "fmt.h"
 #include "policy.h"
 #include "yarena.h"
 
@@ -388,20 +389,6 @@ policy_name_ok(const char *s, size_t len)
 	return 1;
 }
 
-/* Strip blanks around s in place. */
-static char *
-policy_trim(char *s)
-{
-	char	*e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-		*--e = '\0';
-	return s;
-}
-
 typedef int (*policy_item_fn)(struct caller *, char *item, const char **why);
 
 /*
@@ -420,7 +407,7 @@ policy_each(struct caller *c, const char *v, policy_item_fn fn, const char **why
 	for (item = copy; rc == 0; item = comma + 1) {
 		if ((comma = strchr(item, ',')) != NULL)
 			*comma = '\0';
-		item = policy_trim(item);
+		item = fmt_trim(item);
 		if (*item != '\0') {
 			rc = fn(c, item, why);
 			n++;
@@ -508,9 +495,9 @@ policy_rule_split(char *item, char **path, char **field, char **value, const cha
 	if ((colon = strchr(item, ':')) == NULL || (eq = strchr(colon, '=')) == NULL)
 		return (*why = "each item must look like /path:field=value", -1);
 	*colon = *eq = '\0';
-	*path = policy_trim(item);
-	*field = policy_trim(colon + 1);
-	*value = policy_trim(eq + 1);
+	*path = fmt_trim(item);
+	*field = fmt_trim(colon + 1);
+	*value = fmt_trim(eq + 1);
 	if (!policy_path_ok(*path, strlen(*path), 0))
 		return (*why = "the path of a field rule must be an exact path "
 		    "(no '*', '//', '/.', '%', '?', '#', blanks)", -1);

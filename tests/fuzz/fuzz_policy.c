@@ -1,4 +1,4 @@
-/* fuzz-sources: proxy/policy.c proxy/catalogue.c proxy/yarena.c */
+/* fuzz-sources: proxy/policy.c proxy/catalogue.c proxy/yarena.c proxy/fmt.c */
 /* fuzz-libs: -lyajl -lcrypto */
 /*
  * libFuzzer target for policy.c.  Each input is used four ways:

@@ -63,5 +63,15 @@ main(void)
 	CHECK(fmt_copy(buf, 1, "abc") == 0 && buf[0] == '\0');
 	buf[0] = 'z';
 	CHECK(fmt_copy(buf, 0, "abc") == 0 && buf[0] == 'z');
+
+	/* fmt_trim: blanks (space, tab) only, both ends, in place */
+	{
+		char	t1[] = " \t a b \t ", t2[] = "ab", t3[] = " \t ", t4[] = "\na\r";
+
+		CHECK(strcmp(fmt_trim(t1), "a b") == 0);
+		CHECK(fmt_trim(t2) == t2 && strcmp(t2, "ab") == 0);
+		CHECK(strcmp(fmt_trim(t3), "") == 0);
+		CHECK(strcmp(fmt_trim(t4), "\na\r") == 0);	/* not line ends */
+	}
 	UNIT_END("test_fmt");
 }
