@@ -63,6 +63,7 @@ struct proxy {
 	struct evconnlistener	*listener;
 	char			*listen_desc;	/* "127.0.0.1:8780" or "unix:/path" */
 	int			 listen_unix;
+	int			 listen_exposed;	/* a socket passed by systemd, not loopback */
 	char			*unix_path;
 	struct event		*accept_pause;
 	struct clientq		 clients;

@@ -399,14 +399,54 @@ proxy_listen_tcp(struct proxy *px, const struct conf *c)
 	return fd;
 }
 
+/* 1 for a unix socket or a loopback address (127/8, ::1, ::ffff:127/104). */
+static int
+proxy_sockaddr_local(const struct sockaddr *sa)
+{
+	const struct sockaddr_in6	*s6 = (const struct sockaddr_in6 *)sa;
+	const unsigned char		*b = s6->sin6_addr.s6_addr;
+
+	if (sa->sa_family == AF_UNIX)
+		return 1;
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family != AF_INET6)
+		return 0;
+	if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+		return 1;
+	return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && b[12] == 127;
+}
+
+/*
+ * The rule conf.c applies to [listen] address, for a socket systemd passed
+ * (ListenStream= may name any interface): not loopback needs
+ * allow_non_loopback and named callers, or this would be an open signer.
+ */
+static int
+proxy_exposure_check(const struct proxy *px, const struct conf *c, const char **why)
+{
+	if (!px->listen_exposed)
+		return 0;
+	if (!c->allow_non_loopback)
+		*why = "is not a loopback address (set [listen] allow_non_loopback = yes "
+		    "to permit it)";
+	else if (policy_ncallers(c->policy) == 0)
+		*why = "is not loopback: without [caller.*] sections the proxy serves only "
+		    "loopback or a unix socket; name the callers to listen elsewhere";
+	else
+		return 0;
+	return -1;
+}
+
 /* A socket passed by systemd (ocp-proxy.socket), or -1. */
 static int
-proxy_activated_fd(struct proxy *px)
+proxy_activated_fd(struct proxy *px, const struct conf *c)
 {
 	const char		*pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl = sizeof(ss);
 	char			 desc[160];
+	const char		*why;
 	int			 fd = 3;	/* SD_LISTEN_FDS_START */
 
 	if (pid == NULL || fds == NULL || strtol(pid, NULL, 10) != (long)getpid() ||
@@ -420,8 +460,11 @@ proxy_activated_fd(struct proxy *px)
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	px->listen_unix = ss.ss_family == AF_UNIX;
+	px->listen_exposed = !proxy_sockaddr_local((struct sockaddr *)&ss);
 	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
 	px->listen_desc = strdup(desc);
+	if (proxy_exposure_check(px, c, &why) == -1)
+		fatalx("socket activation: the socket passed by systemd, %s, %s", desc, why);
 	log_info("using the socket passed by systemd (socket activation)");
 	return fd;
 }
@@ -432,7 +475,7 @@ proxy_listen(struct proxy *px, const struct conf *c)
 {
 	int	fd;
 
-	if ((fd = proxy_activated_fd(px)) != -1)
+	if ((fd = proxy_activated_fd(px, c)) != -1)
 		;
 	else if (strncmp(c->listen_address, "unix:", 5) == 0)
 		fd = proxy_listen_unix(px, c);
@@ -474,6 +517,7 @@ proxy_reload(struct proxy *px)
 	struct gen		*g = NULL, *old;
 	enum log_level		 lvl;
 	char			*cause = NULL;
+	const char		*why;
 	size_t			 i;
 
 	notify_send("RELOADING=1");
@@ -485,6 +529,12 @@ proxy_reload(struct proxy *px)
 		log_warn("[vault] connection settings changed: take effect only after a restart");
 	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
 		log_warn("[audit] chain_key changed: takes effect only after a restart");
+	if (c != NULL && proxy_exposure_check(px, c, &why) == -1) {
+		conf_errs_add(&errs, "%s: [listen]: the socket passed by systemd, %s, %s", c->path,
+		    px->listen_desc, why);
+		conf_free(c);
+		c = NULL;
+	}
 	if (c != NULL && c->audit_redact_mode == REDACT_MODE_FINGERPRINT && px->audit_key == NULL) {
 		conf_errs_add(&errs, "%s: [audit] redact_mode: fingerprint needs the chain key "
 		    "loaded at start; restart to enable it", c->path);

@@ -51,6 +51,8 @@ struct request {
 	size_t			 bytes_in;
 	struct jbody		 jb;
 	char			 member[48];	/* inserted "nonce":N[,] */
+	char			 sig[SIGNER_HEX_LEN];	/* masked if the answer echoes it */
+	int			 has_sig;
 	size_t			 member_len;
 	unsigned long long	 nonce;
 	int			 nonce_from;	/* REQ_NONCE_* */
@@ -297,6 +299,8 @@ request_free(struct request *r)
 	if (r->entered)
 		caller_leave(r->caller);
 	gen_unref(r->gen);
+	if (r->has_sig)
+		OPENSSL_cleanse(r->sig, sizeof(r->sig));
 	free(r->method);
 	free(r->path);
 	free(r);
@@ -345,6 +349,47 @@ request_put_nonce(struct jbody_sink *k, const struct request *r)
 	} else
 		jbody_put(k, v, n);
 	JBODY_PUT_LIT(k, ",\"nonce_from\":\"caller\"");
+}
+
+/*
+ * Mask this request's signature wherever the redacted answer still holds it:
+ * the API's test-signature endpoint echoes it, under "signature" (in the
+ * default redact list, but an operator may shorten the list) or inside other
+ * text.  The audit trail must never hold a signature (SPEC).  '*'s keep the
+ * JSON valid and the line's length.  Returns the number of copies masked.
+ */
+static size_t
+request_mask_sig(struct evbuffer *b, const char *sig)
+{
+	struct evbuffer_iovec	 v[8];
+	struct evbuffer_ptr	 at;
+	unsigned char		*p, *end;
+	size_t			 hits = 0, left, m;
+	int			 i, n;
+
+	if (evbuffer_peek(b, -1, NULL, v, 1) == 1) {	/* one chain: the usual case */
+		p = v[0].iov_base;
+		end = p + v[0].iov_len;
+		while ((size_t)(end - p) >= SIGNER_HEX_LEN &&
+		    (p = memmem(p, (size_t)(end - p), sig, SIGNER_HEX_LEN)) != NULL) {
+			memset(p, '*', SIGNER_HEX_LEN);
+			p += SIGNER_HEX_LEN;
+			hits++;
+		}
+		return hits;
+	}
+	at = evbuffer_search(b, sig, SIGNER_HEX_LEN, NULL);
+	while (at.pos != -1) {	/* a copy may span chains */
+		n = evbuffer_peek(b, SIGNER_HEX_LEN, &at, v, 8);
+		for (i = 0, left = SIGNER_HEX_LEN; i < n && i < 8 && left > 0; i++) {
+			m = v[i].iov_len < left ? v[i].iov_len : left;
+			memset(v[i].iov_base, '*', m);
+			left -= m;
+		}
+		hits++;
+		at = evbuffer_search(b, sig, SIGNER_HEX_LEN, &at);
+	}
+	return hits;
 }
 
 /* The outcome record: status, duration, sizes, the redacted answer. */
@@ -396,6 +441,9 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 			put_kv_u64(&k, ",\"response_bytes\":", len);	/* no memory */
 		else if (len > 0 && (red = request_buf_get()) != NULL &&
 		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
+			if (r->has_sig && request_mask_sig(red, r->sig) > 0)
+				log_warn("%s: the answer holds this request's signature; masked "
+				    "in the audit record", r->id);
 			JBODY_PUT_LIT(&k, ",\"response\":");
 			jbody_sink_flush(&k);	/* line's own bytes come before red's */
 			evbuffer_add_buffer(line, red);
@@ -518,6 +566,10 @@ request_forward(struct request *r)
 	JBODY_PUT_LIT(&k, "\r\nx-api-signature: ");
 	jbody_put(&k, sig, SIGNER_HEX_LEN);
 	JBODY_PUT_LIT(&k, "\r\n\r\n");
+	if (r->gen->conf->audit_bodies == BODIES_REDACTED) {	/* for request_mask_sig */
+		memcpy(r->sig, sig, sizeof(r->sig));
+		r->has_sig = 1;
+	}
 	OPENSSL_cleanse(sig, sizeof(sig));
 	iov[0] = (struct iovec){ k.p, k.n };
 	r->xfer = k.failed ? NULL :

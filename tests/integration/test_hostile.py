@@ -1419,6 +1419,32 @@ class ActivatedProxy:
 
 
 @test
+def socket_activation_refuses_a_non_loopback_socket_without_callers():
+    """[listen] address must be loopback unless allow_non_loopback and named
+    callers; a socket passed by systemd (ListenStream=8780 means every
+    interface) gets the same rule, or the proxy would sign for the network.
+    The test socket is bound to 0.0.0.0 but never listens: nothing can
+    connect to it."""
+    s = sim()
+    rig = Rig(s, "activation-any")
+    for over, word in (({}, "allow_non_loopback"),
+                       ({"allow_non_loopback": "yes"}, "[caller.*]")):
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            ls.bind(("0.0.0.0", 0))
+            ap = ActivatedProxy(rig, ls, listen=dict(over, address="127.0.0.1:%d" % free_port()))
+            ls.close()
+            rc = ap.proc.wait(10)
+            err = ap.stderr_text()
+            assert_true(rc != 0, "refused to start (%s): exit %d" % (over, rc))
+            assert_true("socket activation" in err and word in err,
+                        "says why (%s): %s" % (word, harness.scrub(err)[-400:]))
+            assert_true("listening on" not in err, "never listened")
+        finally:
+            ls.close()
+
+
+@test
 def socket_activation_serves_on_fd_3():
     s = sim()
     rig = Rig(s, "activation")

@@ -1117,6 +1117,36 @@ def sighup_with_new_key_source_unreadable_refuses_the_whole_reload():
         assert_eq(st.stop(), 0, "exit code")
 
 
+@test
+def signature_never_in_the_audit_even_with_a_short_redact_list():
+    """SPEC: neither the secret nor the signature ever appears in the audit
+    file.  test-signature echoes the signature the proxy sent; with a redact
+    list that leaves out "signature" the proxy still masks this request's
+    signature in the audit record (the caller still gets it: answers are
+    relayed unchanged)."""
+    s = sim()
+    st = Setup(s)
+    p = st.start(audit={"redact": "password, secret"})
+    try:
+        status, hdrs, raw = request(p.target, "/api-gateway/test-signature",
+                                    b'{"q":"echo me"}')
+        r = ok((status, hdrs, raw), "test-signature")
+        got = s.records()[-1]["body"].encode("utf-8")
+        sig = sign(MERCHANT_SECRET, got)
+        # (no assert_eq on signatures: a failure must not print one)
+        assert_true(r["signature"] == sig, "the caller gets the answer unchanged")
+        rec = st.audit_for(hdrs["x-request-id"])
+        assert_true(rec["response"]["response"]["signature"] == "*" * 64,
+                    "the echoed signature is masked in the audit record")
+        assert_eq(rec["response"]["response"]["receivedBody"], got.decode(),
+                  "the rest of the answer is logged")
+        assert_not_contains(st.audit_text(), sig, "audit file")
+        assert_not_contains(p.stderr_text(), sig, "stderr")
+        assert_contains(p.stderr_text(), "holds this request's signature", "warned")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 # ------------------------------------------------------------------ 7 headers
 
 @test
