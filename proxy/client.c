@@ -62,6 +62,10 @@ struct client {
 	size_t			 body_len;
 	size_t			 max_body;
 	int			 too_large;
+	int			 skip;		/* refused by its head: the body is dropped */
+	int			 skip_status;	/* ... and then this refusal answered */
+	const char		*skip_name;
+	const char		*skip_msg;
 	struct request		*req;
 	int			 served;
 	struct event		*deadline;	/* absolute head / body deadline */
@@ -164,6 +168,11 @@ client_deadline_cb(evutil_socket_t fd, short ev, void *arg)
 	log_info("%s: request %s not received within %s", cl->peer,
 	    cl->state == CL_BODY ? "body" : "head",
 	    cl->state == CL_BODY ? "body_timeout_ms" : "header_timeout_ms");
+	if (cl->state == CL_BODY && cl->skip) {	/* refused anyway: say why */
+		cl->keepalive = 0;
+		client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 1);
+		return;
+	}
 	if (cl->state == CL_BODY) {	/* tell the caller; audited with the answer */
 		cl->keepalive = 0;
 		client_refuse(cl, 408, "PROXY_BODY_TIMEOUT",
@@ -199,6 +208,7 @@ client_reset(struct client *cl)
 	cl->left = 0;
 	cl->chunked = 0;
 	cl->too_large = 0;
+	cl->skip = 0;
 	cl->head_started = 0;
 	cl->empty_lines = 0;
 	cl->head_scanned = 0;
@@ -474,7 +484,7 @@ client_host_ok(const struct client *cl, const char *h, size_t len)
 	return 0;
 }
 
-/* Refuse before the body was read: the connection cannot be reused. */
+/* Answer a refusal of the request being read (its head and body are dropped). */
 static void
 client_refuse(struct client *cl, int status, const char *name, const char *msg, int close_after)
 {
@@ -486,7 +496,34 @@ client_refuse(struct client *cl, int status, const char *name, const char *msg, 
 		cl->head_len = 0;
 	}
 	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
-	    0, status, name, msg, close_after);
+	    cl->skip ? cl->body_len : 0, status, name, msg, close_after);
+}
+
+/*
+ * Refuse a request for a fault of its head alone (405, 400, 404).  Kept
+ * alive, a body of known size within max_body_bytes, or chunked, is read
+ * and dropped first, then the refusal answered: the connection goes on
+ * with the next request, as after a 400 for a bad body.  Otherwise (no
+ * keep-alive, too large, 100-continue awaited) the refusal is answered now
+ * and the connection closes after it, as the body would be taken for the
+ * next request.  Returns -1 if answered now, 0 to read the body.
+ */
+static int
+client_refuse_head(struct client *cl, const struct httpp_msg *m, int status,
+    const char *name, const char *msg)
+{
+	int	nobody = m->content_length <= 0 && !m->chunked;
+
+	if (nobody || !cl->keepalive || cl->px->stopping || m->expect_continue ||
+	    (!m->chunked && (unsigned long long)m->content_length > cl->max_body)) {
+		client_refuse(cl, status, name, msg, !nobody);
+		return -1;
+	}
+	cl->skip = 1;
+	cl->skip_status = status;
+	cl->skip_name = name;
+	cl->skip_msg = msg;
+	return 0;
 }
 
 static size_t
@@ -593,20 +630,16 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 	/* routed before the method check, so that a 405 is audited with its profile */
 	if (plain && conf_route(c, cl->target, plen, &idx) != NULL)
 		cl->profile = c->profiles[idx].name;
-	if (m->method_len != 4 || memcmp(m->method, "POST", 4) != 0) {
-		client_refuse(cl, 405, "PROXY_METHOD_NOT_ALLOWED",
-		    "the OnChainPay API only uses POST", !nobody);
-		return -1;
-	}
-	if (!plain) {
-		client_refuse(cl, 400, "PROXY_BAD_TARGET", "the path must be a plain API path "
-		    "(no query, fragment, percent-encoding, '//' or dot segments)", !nobody);
-		return -1;
-	}
-	if (cl->profile == NULL) {
-		client_refuse(cl, 404, "PROXY_NO_ROUTE", "no profile serves this path", !nobody);
-		return -1;
-	}
+	if (m->method_len != 4 || memcmp(m->method, "POST", 4) != 0)
+		return client_refuse_head(cl, m, 405, "PROXY_METHOD_NOT_ALLOWED",
+		    "the OnChainPay API only uses POST");
+	if (!plain)
+		return client_refuse_head(cl, m, 400, "PROXY_BAD_TARGET",
+		    "the path must be a plain API path "
+		    "(no query, fragment, percent-encoding, '//' or dot segments)");
+	if (cl->profile == NULL)
+		return client_refuse_head(cl, m, 404, "PROXY_NO_ROUTE",
+		    "no profile serves this path");
 	if (policy_ncallers(c->policy) > 0 &&
 	    client_check_caller(cl, m, cl->profile, nobody) == -1)
 		return -1;
@@ -711,7 +744,7 @@ client_chunk_emit(void *arg, const char *p, size_t n)
 	cl->body_len += n;
 	if (cl->body_len > cl->max_body)
 		cl->too_large = 1;
-	else
+	else if (!cl->skip)
 		evbuffer_add(cl->body, p, n);
 }
 
@@ -729,7 +762,9 @@ client_read_body(struct client *cl, struct evbuffer *in)
 		n = evbuffer_get_length(in);
 		if (n > cl->left)
 			n = (size_t)cl->left;
-		if (wipe_move(in, cl->body, n) == -1) {
+		if (cl->skip)
+			wipe_drain(in, n);
+		else if (wipe_move(in, cl->body, n) == -1) {
 			client_refuse(cl, 503, "PROXY_OVERLOADED", "out of memory", 1);
 			return -1;
 		}
@@ -742,11 +777,19 @@ client_read_body(struct client *cl, struct evbuffer *in)
 			break;
 		used = httpp_chunked_feed(&cl->chunk, v.iov_base, v.iov_len,
 		    client_chunk_emit, cl, &done, &why);
+		if (used < 0 && cl->skip) {	/* cannot be read past */
+			client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 1);
+			return -1;
+		}
 		if (used < 0) {
 			client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
 			return -1;
 		}
 		wipe_drain(in, (size_t)used);
+		if (cl->too_large && cl->skip) {
+			client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 1);
+			return -1;
+		}
 		if (cl->too_large) {
 			client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
 			    "the request body exceeds max_body_bytes", 1);
@@ -788,6 +831,10 @@ client_input(struct client *cl)
 	if ((r = client_read_body(cl, in)) <= 0) {
 		if (r == 0)
 			client_read_sync(cl);
+		return;
+	}
+	if (cl->skip) {		/* the body of a refused request was read past */
+		client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 0);
 		return;
 	}
 	cl->state = CL_BUSY;
@@ -833,7 +880,11 @@ client_written(struct client *cl)
 static void
 client_gone(struct client *cl)
 {
-	if (cl->state == CL_BODY) {	/* the head arrived, the body never did */
+	if (cl->state == CL_BODY && cl->skip) {	/* refused by its head: audited as such */
+		request_abandoned(cl, cl->method, cl->target, cl->body_len, cl->skip_status,
+		    cl->skip_name);
+		cl->state = CL_CLOSING;
+	} else if (cl->state == CL_BODY) {	/* the head arrived, the body never did */
 		request_abandoned(cl, cl->method, cl->target, cl->body_len, 499,
 		    "PROXY_CLIENT_CLOSED");
 		cl->state = CL_CLOSING;

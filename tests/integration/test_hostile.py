@@ -704,6 +704,55 @@ def pipelined_keepalive_requests_answered_in_order():
 
 
 @test
+def refusals_by_the_head_keep_the_connection():
+    """A request refused for its head alone (404 no route, 405, 400 bad
+    target) is answered after its body was read past, like a 400 for a bad
+    body: a request pipelined behind it is answered on the same connection.
+    A body that cannot be read past (too large, bad chunking) still closes."""
+    s = sim()
+    rig = Rig(s, "headrefusal")
+    p = rig.start(listen={"max_body_bytes": 1024})
+    try:
+        enc = b"3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n"
+        cases = [
+            ("404 no route", head(path="/nope/x", cl=9, body=b'{"seq":0}'), 404, "PROXY_NO_ROUTE"),
+            ("404 chunked", head(path="/nope/x", extra=["Transfer-Encoding: chunked"], body=enc),
+             404, "PROXY_NO_ROUTE"),
+            ("405 with a body", head(method="PUT", cl=9, body=b'{"seq":0}'), 405,
+             "PROXY_METHOD_NOT_ALLOWED"),
+            ("400 bad target", head(path="/api-gateway/x?y=1", cl=9, body=b'{"seq":0}'), 400,
+             "PROXY_BAD_TARGET"),
+        ]
+        for what, first, status, name in cases:
+            s.reset()
+            data = first + head(path="/api-gateway/test-signature", cl=9, body=b'{"seq":2}')
+            got, closed, _ = talk(p.target, data, 1.5)
+            resps = parse_responses(got)
+            assert_eq([r[0] for r in resps], [status, 200], what + ": both answered, in order")
+            _, rid = proxy_envelope(resps[0], status, name, what)
+            assert_true(resps[0][1].get("connection") is None, what + ": kept alive")
+            r = ok200(resps[1], what + ": the request behind it")
+            assert_eq(json.loads(r["receivedBody"]).get("seq"), 2, what + ": its own answer")
+            assert_eq([json.loads(x["body"])["seq"] for x in s.records()], [2],
+                      what + ": only the valid request forwarded")
+            assert_eq((rig.outcome(rid)["status"], rig.outcome(rid)["error"]), (status, name),
+                      what + ": audited")
+        s.reset()
+        for what, first in (("404 over max_body_bytes", head(path="/nope/x", cl=2000)),
+                            ("404 bad chunking", head(path="/nope/x", body=b"zz\r\n{}\r\n",
+                                                      extra=["Transfer-Encoding: chunked"]))):
+            data = first + head(path="/api-gateway/test-signature", cl=9, body=b'{"seq":2}')
+            got, closed, _ = talk(p.target, data, 3)
+            resps = parse_responses(got)
+            assert_eq([r[0] for r in resps], [404], what + ": answered, nothing after it")
+            assert_eq(resps[0][1].get("connection", "").lower(), "close", what + ": closes")
+            assert_true(closed, what + ": closed")
+        assert_eq(len(s.records()), 0, "nothing behind a closing refusal forwarded")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
+@test
 def browser_cross_site_post_is_refused():
     """A web page open in a browser on the same host can POST to
     http://localhost:PORT without a CORS preflight when it uses a "simple"
