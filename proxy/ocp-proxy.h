@@ -12,6 +12,7 @@
 #define OCP_VERSION		"0.1.0"
 #define OCP_LISTEN_BACKLOG	511
 #define OCP_ACCEPT_BACKOFF_MS	1000	/* pause accepting after EMFILE */
+#define OCP_STATE_LOCK		"ocp-proxy.lock"	/* in [state] dir: one instance per dir */
 
 struct event_base;
 struct evdns_base;
@@ -77,6 +78,7 @@ struct proxy {
 	struct event		*status_ev;
 	int			 keys_ready;
 	struct vault		*vault;
+	int			 state_lock;	/* fd of OCP_STATE_LOCK, held until exit */
 	unsigned long long	 reqseq;
 	char			 boot[9];	/* random per process: request id prefix */
 };

@@ -2,12 +2,14 @@
  * proxy.c — the daemon's runtime: configuration generations and their keys,
  * the listener, signals, reload and graceful shutdown.
  */
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <signal.h>
@@ -136,6 +138,7 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 {
 	struct stat	st;
 
+	errno = 0;	/* a directory that is not one: no stale cause */
 	if (stat(c->state_dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
 		conf_errs_key(errs, c, "state", "dir", "%s: %s", c->state_dir,
 		    errno ? strerror(errno) : "not a directory");
@@ -146,6 +149,61 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 		    strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * One instance per state directory: its nonce reservations and audit tail
+ * must have a single writer, or nonces repeat.  An exclusive flock on
+ * DIR/ocp-proxy.lock, taken before anything is written and held until exit;
+ * the kernel drops it with the process (also on a crash), so a file left
+ * behind never blocks a start.  The pid in it is only for the message.
+ */
+static int
+proxy_lock_state(struct proxy *px, const struct conf *c, struct conf_errs *errs)
+{
+	char	 path[4096], buf[24], *end;
+	ssize_t	 n;
+	long	 pid;
+	int	 fd, len;
+
+	if (gen_check_state(c, errs) == -1)
+		return -1;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->state_dir, OCP_STATE_LOCK) >=
+	    sizeof(path)) {
+		conf_errs_key(errs, c, "state", "dir", "%s: path too long", c->state_dir);
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd == -1) {
+		conf_errs_key(errs, c, "state", "dir", "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK) {
+			conf_errs_key(errs, c, "state", "dir", "%s: cannot lock: %s", path,
+			    strerror(errno));
+		} else {
+			/* the holder may not have written its pid yet */
+			n = pread(fd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			pid = strtol(buf, &end, 10);
+			if (pid > 0 && end != buf && *end == '\n')
+				conf_errs_key(errs, c, "state", "dir", "%s is in use by another "
+				    "ocp-proxy (pid %ld holds %s): one instance per state directory",
+				    c->state_dir, pid, OCP_STATE_LOCK);
+			else
+				conf_errs_key(errs, c, "state", "dir", "%s is in use by another "
+				    "ocp-proxy (it holds %s): one instance per state directory",
+				    c->state_dir, OCP_STATE_LOCK);
+		}
+		close(fd);
+		return -1;
+	}
+	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)len, 0) != len)
+		log_warn("%s: cannot write the pid: %s", path, strerror(errno));
+	px->state_lock = fd;	/* never closed: exit releases it */
 	return 0;
 }
 
@@ -691,6 +749,11 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	px->conf_path = conf_path;
 	/* -t goes on past a refused key, to report every problem in one run */
 	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
+	/* before anything is written or fetched; not -t, run beside the service */
+	if (c != NULL && !check_only && proxy_lock_state(px, c, &errs) == -1) {
+		conf_free(c);
+		c = NULL;
+	}
 	if (c != NULL && !check_only && *c->vault_address != '\0' &&
 	    (px->vault = vault_new(px->base, px->dns, c, &cause)) == NULL) {
 		conf_errs_cause(&errs, c, "vault", cause ? cause : "cannot start");
