@@ -65,6 +65,8 @@ struct proxy {
 	char			*listen_desc;	/* "127.0.0.1:8780" or "unix:/path" */
 	int			 listen_unix;
 	char			*unix_path;
+	dev_t			 unix_dev;	/* the socket file we bound: only it */
+	ino_t			 unix_ino;	/* is removed at exit */
 	struct event		*accept_pause;
 	struct clientq		 clients;
 	struct requestq		 requests;

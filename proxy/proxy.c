@@ -375,6 +375,43 @@ proxy_accept_error(struct evconnlistener *l, void *arg)
 	log_warn("accept: %s", strerror(err));
 }
 
+/*
+ * Whether a process listens on the unix socket at sun: a connect that
+ * succeeds or finds the backlog full (EAGAIN) says so; ECONNREFUSED is a
+ * socket file left behind by a process gone, ENOENT one removed meanwhile.
+ * Anything else (EACCES: not ours to connect to) cannot tell: -1.
+ */
+static int
+proxy_unix_live(const struct sockaddr_un *sun)
+{
+	int	fd, rc, err;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		fatalx("socket: %s", strerror(errno));
+	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN ||
+	    errno == EINPROGRESS)
+		rc = 1;
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		rc = 0;
+	else
+		rc = -1;
+	err = errno;
+	close(fd);
+	errno = err;	/* the cause for rc -1 */
+	return rc;
+}
+
+/* Remove our socket file, unless someone else's has replaced it meanwhile. */
+static void
+proxy_unlink_unix(struct proxy *px)
+{
+	struct stat	st;
+
+	if (px->unix_path != NULL && lstat(px->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == px->unix_dev && st.st_ino == px->unix_ino)
+		unlink(px->unix_path);
+}
+
 /* Bind a unix socket with no window in which it is more open than configured. */
 static int
 proxy_listen_unix(struct proxy *px, const struct conf *c)
@@ -393,6 +430,15 @@ proxy_listen_unix(struct proxy *px, const struct conf *c)
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			fatalx("[listen] address: %s exists and is not a socket", path);
+		/* never take over a live instance's socket: it would lose its callers */
+		switch (proxy_unix_live(&sun)) {
+		case 1:
+			fatalx("[listen] address: unix:%s: another process is listening on it",
+			    path);
+		case -1:
+			fatalx("[listen] address: unix:%s: cannot tell whether another process "
+			    "is listening on it: %s", path, strerror(errno));
+		}
 		unlink(path);
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
@@ -403,6 +449,10 @@ proxy_listen_unix(struct proxy *px, const struct conf *c)
 		fatalx("bind %s: %s", path, strerror(errno));
 	}
 	umask(old);
+	if (lstat(path, &st) == -1)
+		fatalx("listen %s: %s", path, strerror(errno));
+	px->unix_dev = st.st_dev;
+	px->unix_ino = st.st_ino;
 	if (*c->socket_group != '\0') {
 		struct group *gr = getgrnam(c->socket_group);
 		char *end;
@@ -639,8 +689,7 @@ proxy_stop(struct proxy *px)
 	if (px->listener != NULL) {
 		evconnlistener_free(px->listener);
 		px->listener = NULL;
-		if (px->unix_path != NULL)
-			unlink(px->unix_path);
+		proxy_unlink_unix(px);
 	}
 	client_close_idle(px);
 	tv.tv_sec = ms / 1000;
@@ -853,8 +902,8 @@ proxy_run(struct proxy *px)
 			event_free(px->sig[i]);
 	if (px->listener != NULL)
 		evconnlistener_free(px->listener);
-	if (px->unix_path != NULL && px->listener != NULL)
-		unlink(px->unix_path);
+	if (px->listener != NULL)
+		proxy_unlink_unix(px);
 	px->listener = NULL;
 	if (px->accept_pause != NULL)
 		event_free(px->accept_pause);
