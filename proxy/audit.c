@@ -1,6 +1,7 @@
 /*
  * audit.c — group-committed, hash-chained JSON lines audit writer.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/eventfd.h>
@@ -75,6 +76,8 @@ struct audit {
 	struct audit_entry	*sent;		/* taken by the worker */
 	size_t			 nsent, sent_bytes;
 	int			 syncing;	/* a batch is handed over, not settled */
+	dev_t			 busy_dev;	/* the file at path another writer holds */
+	ino_t			 busy_ino;	/* (reopen refused, already logged) */
 };
 
 static void audit_flush_cb(evutil_socket_t, short, void *);
@@ -100,6 +103,31 @@ audit_openfd(const char *path, off_t *size, char **cause)
 	}
 	*size = st.st_size;
 	return fd;
+}
+
+/*
+ * One writer per trail: a second one (another instance with the same
+ * [audit] path) would repeat seq, break the chain and could cut the first
+ * one's line in half while recovering a "torn" tail.  An exclusive flock on
+ * fd, taken before anything is read or written; it belongs to the open file
+ * description, so the worker's dup of fd shares it and only closing every
+ * copy releases it.  Where the file system has no locks, warn and go on.
+ * Returns 1 when another process holds the lock (*cause set), else 0.
+ */
+static int
+audit_lockfd(int fd, const char *path, char **cause)
+{
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno != EWOULDBLOCK) {
+		log_warn("audit: cannot lock %s: %s; not protected against a second writer",
+		    path, strerror(errno));
+		return 0;
+	}
+	if (asprintf(cause, "%s: in use by another process (it holds the lock): "
+	    "one ocp-proxy per audit file", path) == -1)
+		*cause = NULL;
+	return 1;
 }
 
 /* Offset just after the last '\n' before end, or 0: reads backwards in blocks. */
@@ -229,6 +257,12 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync,
 		audit_close(a);
 		return NULL;
 	}
+	if (audit_lockfd(a->fd, path, cause)) {
+		close(a->fd);	/* not ours: no closing record, not even a flush */
+		a->fd = -1;
+		audit_close(a);
+		return NULL;
+	}
 	if ((torn = audit_recover(a)) > 0) {
 		log_warn("audit: %s ended in a torn line (%lld bytes, never acknowledged); cut off",
 		    path, (long long)torn);
@@ -291,22 +325,47 @@ audit_start_file(struct audit *a, const char *reason, const char *note)
 	return audit_own_record(a, "open", reason, extra);
 }
 
-/* Reopen by path (log rotation): close the old file, open the new one. */
+/*
+ * Reopen by path (log rotation): close the old file, open the new one.  A new
+ * file another process holds locked is refused: the old one stays in use.
+ */
 int
 audit_reopen(struct audit *a, char **cause)
 {
-	off_t	size;
-	int	fd;
+	struct stat	st, mine;
+	off_t		size;
+	int		fd, same;
 
 	*cause = NULL;
 	audit_flush(a);
 	if ((fd = audit_openfd(a->path, &size, cause)) == -1)
 		return -1;
+	/*
+	 * Still our file (SIGHUP, no rotation): keep the descriptor that holds
+	 * the lock; locking a second open of it would conflict with ourselves.
+	 */
+	same = fstat(fd, &st) == 0 && fstat(a->fd, &mine) == 0 &&
+	    st.st_dev == mine.st_dev && st.st_ino == mine.st_ino;
+	if (same)
+		close(fd);
+	else if (audit_lockfd(fd, a->path, cause)) {
+		a->busy_dev = st.st_dev;
+		a->busy_ino = st.st_ino;
+		close(fd);
+		return -1;
+	}
 	(void)audit_own_record(a, "close", "rotate", "");
 	audit_tail_save(a);
-	close(a->fd);
-	a->fd = fd;
-	a->size = size;
+	if (same) {
+		/* the file's end now, after our closing record */
+		if (fstat(a->fd, &mine) == 0)
+			a->size = mine.st_size;
+	} else {
+		/* the worker is idle (flushed above) and its dups are closed or about to be */
+		close(a->fd);
+		a->fd = fd;
+		a->size = size;
+	}
 	if (audit_start_file(a, "rotate", "") == -1) {
 		if (asprintf(cause, "%s: cannot write the opening record", a->path) == -1)
 			*cause = NULL;
@@ -327,10 +386,17 @@ audit_check_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	if (stat(a->path, &st) == 0 && st.st_dev == mine.st_dev && st.st_ino == mine.st_ino)
 		return;
+	if (stat(a->path, &st) == 0 && st.st_dev == a->busy_dev && st.st_ino == a->busy_ino)
+		return;		/* another writer's file: refused and logged once */
 	log_warn("audit: %s was removed or replaced; starting a new file there", a->path);
 	if (audit_reopen(a, &cause) == -1) {
 		log_err("audit: %s", cause ? cause : "cannot reopen");
-		a->failed = 1;
+		if (mine.st_nlink > 0 && stat(a->path, &st) == 0 &&
+		    st.st_dev == a->busy_dev && st.st_ino == a->busy_ino)
+			log_warn("audit: records go on to the file that was at %s; "
+			    "SIGHUP tries the path again", a->path);
+		else
+			a->failed = 1;
 	}
 	free(cause);
 }

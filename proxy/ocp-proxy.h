@@ -12,6 +12,7 @@
 #define OCP_VERSION		"0.1.0"
 #define OCP_LISTEN_BACKLOG	511
 #define OCP_ACCEPT_BACKOFF_MS	1000	/* pause accepting after EMFILE */
+#define OCP_STATE_LOCK		"ocp-proxy.lock"	/* in [state] dir: one instance per dir */
 
 struct event_base;
 struct evdns_base;
@@ -65,6 +66,8 @@ struct proxy {
 	int			 listen_unix;
 	int			 listen_exposed;	/* a socket passed by systemd, not loopback */
 	char			*unix_path;
+	dev_t			 unix_dev;	/* the socket file we bound: only it */
+	ino_t			 unix_ino;	/* is removed at exit */
 	struct event		*accept_pause;
 	struct clientq		 clients;
 	struct requestq		 requests;
@@ -78,6 +81,7 @@ struct proxy {
 	struct event		*status_ev;
 	int			 keys_ready;
 	struct vault		*vault;
+	int			 state_lock;	/* fd of OCP_STATE_LOCK, held until exit */
 	unsigned long long	 reqseq;
 	char			 boot[9];	/* random per process: request id prefix */
 };

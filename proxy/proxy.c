@@ -2,12 +2,14 @@
  * proxy.c — the daemon's runtime: configuration generations and their keys,
  * the listener, signals, reload and graceful shutdown.
  */
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <signal.h>
@@ -136,6 +138,7 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 {
 	struct stat	st;
 
+	errno = 0;	/* a directory that is not one: no stale cause */
 	if (stat(c->state_dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
 		conf_errs_key(errs, c, "state", "dir", "%s: %s", c->state_dir,
 		    errno ? strerror(errno) : "not a directory");
@@ -146,6 +149,61 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 		    strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * One instance per state directory: its nonce reservations and audit tail
+ * must have a single writer, or nonces repeat.  An exclusive flock on
+ * DIR/ocp-proxy.lock, taken before anything is written and held until exit;
+ * the kernel drops it with the process (also on a crash), so a file left
+ * behind never blocks a start.  The pid in it is only for the message.
+ */
+static int
+proxy_lock_state(struct proxy *px, const struct conf *c, struct conf_errs *errs)
+{
+	char	 path[4096], buf[24], *end;
+	ssize_t	 n;
+	long	 pid;
+	int	 fd, len;
+
+	if (gen_check_state(c, errs) == -1)
+		return -1;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->state_dir, OCP_STATE_LOCK) >=
+	    sizeof(path)) {
+		conf_errs_key(errs, c, "state", "dir", "%s: path too long", c->state_dir);
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd == -1) {
+		conf_errs_key(errs, c, "state", "dir", "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK) {
+			conf_errs_key(errs, c, "state", "dir", "%s: cannot lock: %s", path,
+			    strerror(errno));
+		} else {
+			/* the holder may not have written its pid yet */
+			n = pread(fd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			pid = strtol(buf, &end, 10);
+			if (pid > 0 && end != buf && *end == '\n')
+				conf_errs_key(errs, c, "state", "dir", "%s is in use by another "
+				    "ocp-proxy (pid %ld holds %s): one instance per state directory",
+				    c->state_dir, pid, OCP_STATE_LOCK);
+			else
+				conf_errs_key(errs, c, "state", "dir", "%s is in use by another "
+				    "ocp-proxy (it holds %s): one instance per state directory",
+				    c->state_dir, OCP_STATE_LOCK);
+		}
+		close(fd);
+		return -1;
+	}
+	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)len, 0) != len)
+		log_warn("%s: cannot write the pid: %s", path, strerror(errno));
+	px->state_lock = fd;	/* never closed: exit releases it */
 	return 0;
 }
 
@@ -317,6 +375,43 @@ proxy_accept_error(struct evconnlistener *l, void *arg)
 	log_warn("accept: %s", strerror(err));
 }
 
+/*
+ * Whether a process listens on the unix socket at sun: a connect that
+ * succeeds or finds the backlog full (EAGAIN) says so; ECONNREFUSED is a
+ * socket file left behind by a process gone, ENOENT one removed meanwhile.
+ * Anything else (EACCES: not ours to connect to) cannot tell: -1.
+ */
+static int
+proxy_unix_live(const struct sockaddr_un *sun)
+{
+	int	fd, rc, err;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		fatalx("socket: %s", strerror(errno));
+	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN ||
+	    errno == EINPROGRESS)
+		rc = 1;
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		rc = 0;
+	else
+		rc = -1;
+	err = errno;
+	close(fd);
+	errno = err;	/* the cause for rc -1 */
+	return rc;
+}
+
+/* Remove our socket file, unless someone else's has replaced it meanwhile. */
+static void
+proxy_unlink_unix(struct proxy *px)
+{
+	struct stat	st;
+
+	if (px->unix_path != NULL && lstat(px->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == px->unix_dev && st.st_ino == px->unix_ino)
+		unlink(px->unix_path);
+}
+
 /* Bind a unix socket with no window in which it is more open than configured. */
 static int
 proxy_listen_unix(struct proxy *px, const struct conf *c)
@@ -335,6 +430,15 @@ proxy_listen_unix(struct proxy *px, const struct conf *c)
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			fatalx("[listen] address: %s exists and is not a socket", path);
+		/* never take over a live instance's socket: it would lose its callers */
+		switch (proxy_unix_live(&sun)) {
+		case 1:
+			fatalx("[listen] address: unix:%s: another process is listening on it",
+			    path);
+		case -1:
+			fatalx("[listen] address: unix:%s: cannot tell whether another process "
+			    "is listening on it: %s", path, strerror(errno));
+		}
 		unlink(path);
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
@@ -345,6 +449,10 @@ proxy_listen_unix(struct proxy *px, const struct conf *c)
 		fatalx("bind %s: %s", path, strerror(errno));
 	}
 	umask(old);
+	if (lstat(path, &st) == -1)
+		fatalx("listen %s: %s", path, strerror(errno));
+	px->unix_dev = st.st_dev;
+	px->unix_ino = st.st_ino;
 	if (*c->socket_group != '\0') {
 		struct group *gr = getgrnam(c->socket_group);
 		char *end;
@@ -631,8 +739,7 @@ proxy_stop(struct proxy *px)
 	if (px->listener != NULL) {
 		evconnlistener_free(px->listener);
 		px->listener = NULL;
-		if (px->unix_path != NULL)
-			unlink(px->unix_path);
+		proxy_unlink_unix(px);
 	}
 	client_close_idle(px);
 	tv.tv_sec = ms / 1000;
@@ -741,6 +848,11 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	px->conf_path = conf_path;
 	/* -t goes on past a refused key, to report every problem in one run */
 	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
+	/* before anything is written or fetched; not -t, run beside the service */
+	if (c != NULL && !check_only && proxy_lock_state(px, c, &errs) == -1) {
+		conf_free(c);
+		c = NULL;
+	}
 	if (c != NULL && !check_only && *c->vault_address != '\0' &&
 	    (px->vault = vault_new(px->base, px->dns, c, &cause)) == NULL) {
 		conf_errs_cause(&errs, c, "vault", cause ? cause : "cannot start");
@@ -840,8 +952,8 @@ proxy_run(struct proxy *px)
 			event_free(px->sig[i]);
 	if (px->listener != NULL)
 		evconnlistener_free(px->listener);
-	if (px->unix_path != NULL && px->listener != NULL)
-		unlink(px->unix_path);
+	if (px->listener != NULL)
+		proxy_unlink_unix(px);
 	px->listener = NULL;
 	if (px->accept_pause != NULL)
 		event_free(px->accept_pause);

@@ -6,6 +6,7 @@ removed file with recovery, tamper evidence named by audit-verify, keyed
 fingerprints, the leak guard, and the sync modes (with figures)."""
 
 import errno
+import fcntl
 import json
 import os
 import random
@@ -98,10 +99,10 @@ class Rig:
     in front of sim; chain key on unless chain=False."""
 
     def __init__(self, s, sync="batch", redact_mode="mask", chain=True,
-                 audit_dir=None, chain_key=None):
+                 audit_dir=None, chain_key=None, state=None):
         self.sim = s
         self.dir = subdir("audit")
-        self.state = shared_state()
+        self.state = state or shared_state()
         self.audit_dir = audit_dir or self.dir
         self.audit = os.path.join(self.audit_dir, "audit.jsonl")
         ms = write_file(os.path.join(self.dir, "merchant.secret"), MERCHANT_SECRET + "\n")
@@ -811,6 +812,125 @@ def rotation_while_stopped_continues_chain():
                                           first.get("seq"),
                                           audit_lines(old)[-1]["chain"][:12],
                                           audit_lines(old)[-1]["seq"]))
+
+
+# ------------------------------------------------------------ 4b. one writer
+
+@test
+def second_instance_on_a_running_trail_writes_nothing():
+    """A second instance started by mistake with the same config (TCP: same
+    port) refuses before it writes anything: the running trail is unchanged
+    byte for byte and still verifies.  -t still runs beside the service."""
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    try:
+        assert_status(price_rate(p), 200, "first")
+        rc, out, err = run_proxy(["-t", "-c", rig.conf])
+        assert_eq(rc, 0, "-t beside the running instance")
+        before = read_bytes(rig.audit)
+        nonces = {n: read_bytes(os.path.join(rig.state, n))
+                  for n in os.listdir(rig.state) if n.startswith("nonce.")}
+        q = Proxy(rig.ini.replace("127.0.0.1:0", "127.0.0.1:%d" % p.port), wait=False)
+        rc = q.wait_exit(15)
+        if rc is None:
+            q.stop()
+        assert_eq(rc, 1, "second instance: exit code")
+        lines = [l for l in q.stderr_text().splitlines() if l.strip()]
+        assert_eq(len(lines), 1, "one line on stderr (%d)" % len(lines))
+        assert_contains(lines[0], "[state] dir: %s is in use by another ocp-proxy (pid %d "
+                        "holds ocp-proxy.lock)" % (rig.state, p.pid), "the refusal")
+        assert_true(read_bytes(rig.audit) == before, "the trail is unchanged byte for byte")
+        assert_true(all(read_bytes(os.path.join(rig.state, n)) == v
+                        for n, v in nonces.items()), "nonce state unchanged")
+        assert_status(price_rate(p), 200, "first still serves")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    verify_ok(rig, rig.audit)
+    check_seq(audit_lines(rig.audit), "the first one's trail")
+
+
+@test
+def same_audit_path_from_another_state_dir_refuses():
+    """Two instances with their own state dirs but one [audit] path: the
+    second refuses without touching the file, also after the first reopened
+    it on SIGHUP; once the first stops, it starts and continues the chain."""
+    s = sim()
+    rig = Rig(s)
+    other = Rig(s, audit_dir=rig.audit_dir, chain_key=rig.chain_key,
+                state=subdir("state-b"))
+    p = rig.start()
+    try:
+        assert_status(price_rate(p), 200, "first")
+        for when in ("at start", "after SIGHUP"):
+            before = read_bytes(rig.audit)
+            q = other.start(wait=False)
+            rc = q.wait_exit(15)
+            if rc is None:
+                q.stop()
+            assert_eq(rc, 1, "second instance %s: exit code" % when)
+            assert_contains(q.stderr_text(), "audit: %s: in use by another process (it holds "
+                            "the lock): one ocp-proxy per audit file" % rig.audit,
+                            "the refusal %s" % when)
+            assert_true(read_bytes(rig.audit) == before,
+                        "the trail is unchanged byte for byte %s" % when)
+            assert_status(price_rate(p), 200, "first still serves %s" % when)
+            n = len(audit_lines(rig.audit))
+            p.signal(signal.SIGHUP)     # reopens the same file: the lock must stay
+            wait_for(lambda: len(audit_lines(rig.audit)) >= n + 2, 5, "close/open records")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    verify_ok(rig, rig.audit)
+    for n in os.listdir(rig.state):     # the simulator has seen the first one's nonces
+        if n.startswith("nonce."):
+            shutil.copy(os.path.join(rig.state, n), other.state)
+    q = other.start()
+    try:
+        assert_status(price_rate(q), 200, "the other one, after the first stopped")
+        assert_eq(q.stop(), 0, "exit code")
+    finally:
+        q.stop()
+    verify_ok(rig, rig.audit)
+
+
+@test
+def rotation_onto_a_file_another_writer_holds_is_refused():
+    """After a rotation the file at the path is held by another writer: the
+    proxy refuses to reopen it (logged once), keeps writing the moved file,
+    and takes the path on a SIGHUP once it is free; the series verifies."""
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    old = rig.audit + ".1"
+    try:
+        assert_status(price_rate(p), 200, "before")
+        held = os.open(rig.audit + ".new", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(rig.audit, old)
+            os.rename(rig.audit + ".new", rig.audit)
+            wait_for(lambda: "in use by another process" in p.stderr_text(), 5,
+                     "the refused reopen in the log")
+            n = len(audit_lines(old))
+            assert_status(price_rate(p), 200, "while the path is held")
+            wait_for(lambda: len(audit_lines(old)) >= n + 2, 5, "records in the moved file")
+            p.signal(signal.SIGHUP)
+            wait_for(lambda: "cannot reopen" in p.stderr_text(), 5, "SIGHUP refused too")
+            time.sleep(1.5)             # the path check runs every second
+            assert_eq(p.stderr_text().count("in use by another process"), 2,
+                      "logged once by the path check and once by SIGHUP")
+            assert_eq(read_bytes(rig.audit), b"", "nothing written to the held file")
+        finally:
+            os.close(held)
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: len(audit_lines(rig.audit)) >= 1, 5, "the path taken after release")
+        assert_status(price_rate(p), 200, "after")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    verify_ok(rig, old, rig.audit)
 
 
 # ------------------------------------------------------------ 5. fingerprints

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -1530,6 +1531,104 @@ def check_mode_lines_keys_and_sections():
     found = check("pub.ini", text)
     where(found, line_of(text, "public_key = env:"), "profile.partner", " public_key",
           "public_key source")
+
+
+# ------------------------------------------------------------------ 12b one instance
+
+def refused_start(ini_text, what):
+    """Start a proxy expected to refuse: (exit code, its stderr)."""
+    p = Proxy(ini_text, wait=False)
+    rc = p.wait_exit(15)
+    if rc is None:
+        p.stop()
+        raise AssertionError("%s: still running, expected a refused start" % what)
+    return rc, p.stderr_text()
+
+
+def one_error_line(text, what):
+    """The error lines of a refused start: exactly one is expected."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    assert_eq(len(lines), 1, "%s: one line on stderr (%d)" % (what, len(lines)))
+    return lines[0]
+
+
+@test
+def second_instance_on_the_same_socket_refuses():
+    """A second instance with the same config must not take over the unix
+    socket (nor share the state dir); one with its own state dir and audit
+    but the same socket path neither; the first keeps serving, keeps its
+    socket file, and once it stops (or dies) a new start succeeds."""
+    s = sim()
+    st = Setup(s, "dup")
+    sock = os.path.join(st.dir, "ocp.sock")
+    stale = socket.socket(socket.AF_UNIX)       # left behind by a process gone
+    stale.bind(sock)
+    stale.close()
+    text = st.ini(listen={"address": "unix:" + sock})
+    p = st.start(listen={"address": "unix:" + sock})
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "first, over a stale socket file")
+        ino = os.stat(sock).st_ino
+        with open(os.path.join(st.state, "ocp-proxy.lock")) as f:
+            assert_eq(f.read(), "%d\n" % p.pid, "the lock file names the holder")
+
+        rc, err = refused_start(text, "same config")
+        assert_eq(rc, 1, "second instance, same config: exit code")
+        line = one_error_line(err, "same config")
+        assert_contains(line, "[state] dir: %s is in use by another ocp-proxy (pid %d holds "
+                        "ocp-proxy.lock): one instance per state directory"
+                        % (st.state, p.pid), "the refusal names the dir and the pid")
+
+        other = Setup(s, "dup2")
+        rc, err = refused_start(other.ini(listen={"address": "unix:" + sock}),
+                                "own state dir, same socket")
+        assert_eq(rc, 1, "second instance, same socket path: exit code")
+        assert_contains(err, "[listen] address: unix:%s: another process is listening on it"
+                        % sock, "the refusal names the socket")
+        assert_not_contains(err, "listening on unix:", "it never listened")
+
+        assert_eq(os.stat(sock).st_ino, ino, "the first one's socket file is untouched")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "first still serves")
+        assert_true(p.running(), "first still running")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+    assert_true(not os.path.exists(sock), "socket removed at exit")
+
+    p = st.start(listen={"address": "unix:" + sock})   # the lock went with the process
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "a new start after the stop")
+        p.signal(signal.SIGKILL)
+        p.wait_exit(10)
+    finally:
+        p.stop()
+    assert_true(os.path.exists(sock), "a killed proxy leaves its socket file")
+    p = st.start(listen={"address": "unix:" + sock})
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "a new start after a crash")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def stopping_never_removes_another_socket():
+    """The socket path was handed to another instance meanwhile (the first
+    one's file renamed away): the first one's stop leaves the path alone."""
+    s = sim()
+    a = Setup(s, "sock-a")
+    b = Setup(s, "sock-b")
+    sock = os.path.join(a.dir, "ocp.sock")
+    pa = a.start(listen={"address": "unix:" + sock})
+    try:
+        os.rename(sock, sock + ".old")
+        pb = b.start(listen={"address": "unix:" + sock})
+        ok(request(pb.target, "/api-gateway/orders", b"{}"), "second on the free path")
+        assert_eq(a.stop(), 0, "first: exit code")
+        assert_true(os.path.exists(sock), "the second one's socket is still there")
+        ok(request(pb.target, "/api-gateway/orders", b"{}"), "second still reachable")
+        assert_true(os.path.exists(sock + ".old"), "the moved file is not ours to remove")
+    finally:
+        a.stop()
+        assert_eq(b.stop(), 0, "second: exit code")
 
 
 # ------------------------------------------------------------------ 13 audit
