@@ -748,6 +748,21 @@ def refusals_by_the_head_keep_the_connection():
             assert_eq(resps[0][1].get("connection", "").lower(), "close", what + ": closes")
             assert_true(closed, what + ": closed")
         assert_eq(len(s.records()), 0, "nothing behind a closing refusal forwarded")
+        # the caller goes away while the refused request's body is read past:
+        # audited with the refusal (not 499), nothing forwarded
+        c = socket.create_connection(("127.0.0.1", p.port), timeout=3)
+        c.sendall(head(path="/nope/gone", cl=9, body=b'{"se'))
+        time.sleep(0.3)                   # the head is read, the body awaited
+        c.close()
+        def audited():
+            for r in rig.audit_lines():
+                if r.get("phase") == "outcome" and r.get("path") == "/nope/gone":
+                    return r
+            return None
+        rec = wait_for(audited, 5, "the refused request audited")
+        assert_eq((rec["status"], rec["error"]), (404, "PROXY_NO_ROUTE"),
+                  "a caller gone mid-body of a head-refused request: its refusal")
+        assert_eq(len(s.records()), 0, "nothing forwarded")
     finally:
         assert_eq(rig.stop(), 0, "exit code")
 
