@@ -62,6 +62,7 @@ struct client {
 	size_t			 body_len;
 	size_t			 max_body;
 	int			 too_large;
+	char			 reqid[REQUEST_ID_LEN];	/* given early (100 Continue), or "" */
 	int			 skip;		/* refused by its head: the body is dropped */
 	int			 skip_status;	/* ... and then this refusal answered */
 	const char		*skip_name;
@@ -209,6 +210,7 @@ client_reset(struct client *cl)
 	cl->chunked = 0;
 	cl->too_large = 0;
 	cl->skip = 0;
+	cl->reqid[0] = '\0';
 	cl->head_started = 0;
 	cl->empty_lines = 0;
 	cl->head_scanned = 0;
@@ -727,8 +729,10 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		return -1;
 	wipe_drain(in, hl);	/* may hold a bearer token */
 	cl->head_len = 0;
-	if (m.expect_continue) {
-		evbuffer_add(cl->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	if (m.expect_continue) {	/* every response carries the request's id (SPEC) */
+		request_new_id(cl->reqid);
+		evbuffer_add_printf(cl->out, "HTTP/1.1 100 Continue\r\nX-Request-Id: %s\r\n\r\n",
+		    cl->reqid);
 		client_write_arm(cl);
 	}
 	cl->state = CL_BODY;
@@ -929,6 +933,13 @@ const char *
 client_profile(const struct client *cl)
 {
 	return cl->profile;
+}
+
+/* The id given to the request being read (in its 100 Continue), or NULL. */
+const char *
+client_request_id(const struct client *cl)
+{
+	return cl->reqid[0] != '\0' ? cl->reqid : NULL;
 }
 
 /* Name and identity of the caller for an audit line. */

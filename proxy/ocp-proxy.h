@@ -115,6 +115,7 @@ void		 client_accept(struct proxy *, int fd, const char *peer,
 struct gen	*client_take(struct client *, struct caller **, int *entered, const char **id);
 /* The profile whose route the path is on, for an audit line (NULL if none). */
 const char	*client_profile(const struct client *);
+const char	*client_request_id(const struct client *);
 /* The caller's name and identity for an audit line ("-" / NULL if none). */
 void		 client_caller_info(const struct client *, const char **name, const char **id);
 /* Ask for a Retry-After / WWW-Authenticate header on the next response. */
@@ -141,6 +142,7 @@ void		 request_client_gone(struct request *);
 /* Audit a request whose head arrived but whose body never did (no answer). */
 void		 request_abandoned(struct client *, const char *method, const char *path,
 		    size_t bytes_in, int status, const char *name);
+#define REQUEST_ID_LEN	24	/* a request id with its NUL */
 void		 request_new_id(char *id);
 /* Shutdown deadline: answer 503 to every request still running. */
 void		 request_cut_all(struct proxy *);

@@ -26,7 +26,7 @@
 #include "upstream.h"
 #include "wipe.h"
 
-#define REQ_ID_LEN	24
+#define REQ_ID_LEN	REQUEST_ID_LEN
 #define REQ_NONCE_AHEAD_MS	86400000ULL	/* caller nonces: at most a day ahead */
 
 /* Who chose the nonce that was used (request.nonce_from). */
@@ -115,6 +115,18 @@ request_new_id(char *id)
 		h = REQ_ID_LEN - 1 - n;
 	memcpy(id + n, hex, h);
 	id[n + h] = '\0';
+}
+
+/* The id the client already gave this request (in a 100 Continue), or a new one. */
+static void
+request_client_id(const struct client *cl, char *id)
+{
+	const char	*have = client_request_id(cl);
+
+	if (have != NULL)
+		fmt_copy(id, REQ_ID_LEN, have);
+	else
+		request_new_id(id);
 }
 
 static double
@@ -262,7 +274,7 @@ request_reject(struct client *cl, const char *method, const char *path, size_t b
 	struct evbuffer	*env;
 	char		 id[REQ_ID_LEN];
 
-	request_new_id(id);
+	request_client_id(cl, id);
 	env = request_envelope(status, name, msg, id);
 	request_audit_unforwarded(cl, id, method, path, bytes_in,
 	    env ? evbuffer_get_length(env) : 0, status, name);
@@ -279,7 +291,7 @@ request_abandoned(struct client *cl, const char *method, const char *path, size_
 {
 	char	id[REQ_ID_LEN];
 
-	request_new_id(id);
+	request_client_id(cl, id);
 	request_audit_unforwarded(cl, id, method, path, bytes_in, 0, status, name);
 }
 
@@ -787,7 +799,7 @@ request_start(struct client *cl, char *method, char *path,
 	r->bytes_in = evbuffer_get_length(body);
 	r->t0_ms = log_now_ms();
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
-	request_new_id(r->id);
+	request_client_id(cl, r->id);
 	pr = conf_route(r->gen->conf, path, strlen(path), &r->profile);
 	if (pr == NULL) {	/* a reload removed the route meanwhile */
 		r->profile = 0;

@@ -704,6 +704,46 @@ def pipelined_keepalive_requests_answered_in_order():
 
 
 @test
+def continue_100_carries_the_request_id():
+    """SPEC: every response carries X-Request-Id -- the interim 100 Continue
+    too.  It is the id of the final answer and of the audit records, for a
+    request forwarded and for one refused after its body arrived."""
+    s = sim()
+    rig = Rig(s, "continue")
+    p = rig.start()
+    try:
+        for what, body, status in (("forwarded", b'{"seq":1}', 200),
+                                   ("refused after the body", b'{"seq":', 400)):
+            c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            try:
+                c.sendall(head(cl=len(body), extra=["Expect: 100-continue"]))
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    b = c.recv(4096)
+                    assert_true(b, what + ": connection closed before 100 Continue")
+                    got += b
+                interim, _, rest = got.partition(b"\r\n\r\n")
+                assert_true(interim.startswith(b"HTTP/1.1 100"), what + ": %r" % interim[:40])
+                m = re.search(rb"(?im)^x-request-id: *(\S+)", interim)
+                assert_true(m is not None, what + ": 100 Continue carries X-Request-Id")
+                c.sendall(body)
+                got = rest
+                while not parse_responses(got):
+                    b = c.recv(65536)
+                    assert_true(b, what + ": connection closed before the answer")
+                    got += b
+            finally:
+                c.close()
+            st, hdrs, _ = parse_responses(got)[0]
+            assert_eq(st, status, what + ": status")
+            rid = m.group(1).decode()
+            assert_eq(hdrs.get("x-request-id"), rid, what + ": the answer has the same id")
+            assert_eq(rig.outcome(rid)["status"], status, what + ": audited under that id")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
+@test
 def refusals_by_the_head_keep_the_connection():
     """A request refused for its head alone (404 no route, 405, 400 bad
     target) is answered after its body was read past, like a 400 for a bad
