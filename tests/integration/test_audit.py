@@ -152,6 +152,15 @@ def price_rate(p, extra=None, conn=None, timeout=10):
     return request(p.target, "/api-gateway/price-rate", body(d), conn=conn, timeout=timeout)
 
 
+def settled(rig, resp, what):
+    """A 200 whose outcome line is in the trail: that line is written after
+    the answer, so a test that compares the trail's bytes waits for it."""
+    assert_status(resp, 200, what)
+    rid = resp[1]["x-request-id"]
+    wait_for(lambda: any(l.get("id") == rid and l.get("phase") == "outcome"
+                         for l in audit_lines(rig.audit)), 5, what + ": outcome written")
+
+
 def verify_ok(rig, *files):
     rc, out = rig.verify(*files)
     if rc != 0 or not out.startswith("OK"):
@@ -825,7 +834,7 @@ def second_instance_on_a_running_trail_writes_nothing():
     rig = Rig(s)
     p = rig.start()
     try:
-        assert_status(price_rate(p), 200, "first")
+        settled(rig, price_rate(p), "first")
         rc, out, err = run_proxy(["-t", "-c", rig.conf])
         assert_eq(rc, 0, "-t beside the running instance")
         before = read_bytes(rig.audit)
@@ -862,7 +871,7 @@ def same_audit_path_from_another_state_dir_refuses():
                 state=subdir("state-b"))
     p = rig.start()
     try:
-        assert_status(price_rate(p), 200, "first")
+        settled(rig, price_rate(p), "first")
         for when in ("at start", "after SIGHUP"):
             before = read_bytes(rig.audit)
             q = other.start(wait=False)
@@ -875,7 +884,7 @@ def same_audit_path_from_another_state_dir_refuses():
                             "the refusal %s" % when)
             assert_true(read_bytes(rig.audit) == before,
                         "the trail is unchanged byte for byte %s" % when)
-            assert_status(price_rate(p), 200, "first still serves %s" % when)
+            settled(rig, price_rate(p), "first still serves %s" % when)
             n = len(audit_lines(rig.audit))
             p.signal(signal.SIGHUP)     # reopens the same file: the lock must stay
             wait_for(lambda: len(audit_lines(rig.audit)) >= n + 2, 5, "close/open records")
