@@ -169,11 +169,6 @@ client_deadline_cb(evutil_socket_t fd, short ev, void *arg)
 	log_info("%s: request %s not received within %s", cl->peer,
 	    cl->state == CL_BODY ? "body" : "head",
 	    cl->state == CL_BODY ? "body_timeout_ms" : "header_timeout_ms");
-	if (cl->state == CL_BODY && cl->skip) {	/* refused anyway: say why */
-		cl->keepalive = 0;
-		client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 1);
-		return;
-	}
 	if (cl->state == CL_BODY) {	/* tell the caller; audited with the answer */
 		cl->keepalive = 0;
 		client_refuse(cl, 408, "PROXY_BODY_TIMEOUT",
@@ -486,10 +481,20 @@ client_host_ok(const struct client *cl, const char *h, size_t len)
 	return 0;
 }
 
-/* Answer a refusal of the request being read (its head and body are dropped). */
+/*
+ * Answer a refusal of the request being read (its head and body are dropped).
+ * A request already refused by its head (cl->skip) keeps that refusal
+ * whatever else ends the reading of its body (timeout, bad chunking, too
+ * large): the caller learns the first fault.
+ */
 static void
 client_refuse(struct client *cl, int status, const char *name, const char *msg, int close_after)
 {
+	if (cl->skip) {
+		status = cl->skip_status;
+		name = cl->skip_name;
+		msg = cl->skip_msg;
+	}
 	client_deadline(cl, 0);
 	cl->state = CL_BUSY;
 	client_read_set(cl, 0, 0);
@@ -781,19 +786,11 @@ client_read_body(struct client *cl, struct evbuffer *in)
 			break;
 		used = httpp_chunked_feed(&cl->chunk, v.iov_base, v.iov_len,
 		    client_chunk_emit, cl, &done, &why);
-		if (used < 0 && cl->skip) {	/* cannot be read past */
-			client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 1);
-			return -1;
-		}
 		if (used < 0) {
 			client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
 			return -1;
 		}
 		wipe_drain(in, (size_t)used);
-		if (cl->too_large && cl->skip) {
-			client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 1);
-			return -1;
-		}
 		if (cl->too_large) {
 			client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",
 			    "the request body exceeds max_body_bytes", 1);
@@ -838,7 +835,7 @@ client_input(struct client *cl)
 		return;
 	}
 	if (cl->skip) {		/* the body of a refused request was read past */
-		client_refuse(cl, cl->skip_status, cl->skip_name, cl->skip_msg, 0);
+		client_refuse(cl, 0, NULL, NULL, 0);	/* its refusal, kept alive */
 		return;
 	}
 	cl->state = CL_BUSY;
