@@ -384,10 +384,9 @@ audit_check_cb(evutil_socket_t fd, short ev, void *arg)
 
 	if (fstat(a->fd, &mine) == -1)
 		return;
-	if (stat(a->path, &st) == 0 && st.st_dev == mine.st_dev && st.st_ino == mine.st_ino)
-		return;
-	if (stat(a->path, &st) == 0 && st.st_dev == a->busy_dev && st.st_ino == a->busy_ino)
-		return;		/* another writer's file: refused and logged once */
+	if (stat(a->path, &st) == 0 && ((st.st_dev == mine.st_dev && st.st_ino == mine.st_ino) ||
+	    (st.st_dev == a->busy_dev && st.st_ino == a->busy_ino)))
+		return;		/* ours, or another writer's: refused and logged once */
 	log_warn("audit: %s was removed or replaced; starting a new file there", a->path);
 	if (audit_reopen(a, &cause) == -1) {
 		log_err("audit: %s", cause ? cause : "cannot reopen");

@@ -365,10 +365,9 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 void
 keys_commit_staged(void)
 {
-	size_t	i;
-
 	struct keyslot	*s;
 	char		*cause = NULL;
+	size_t		 i;
 	int		 changed = 0;
 
 	for (i = 0; i < nslots; i++) {

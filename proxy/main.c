@@ -136,6 +136,12 @@ cmd_hash_token(void)
 int
 main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "config",	required_argument,	NULL, 'c' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ NULL,		0,			NULL, 0 }
+	};
 	struct proxy	 px;
 	const char	*conf = CONF_DEFAULT_PATH;
 	int		 ch, check = 0;
@@ -145,13 +151,6 @@ main(int argc, char **argv)
 		conf_dump_schema();
 		return 0;
 	}
-	static const struct option longopts[] = {
-		{ "config",	required_argument,	NULL, 'c' },
-		{ "help",	no_argument,		NULL, 'h' },
-		{ "version",	no_argument,		NULL, 'V' },
-		{ NULL,		0,			NULL, 0 }
-	};
-
 	while ((ch = getopt_long(argc, argv, "+c:thV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
