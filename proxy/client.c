@@ -544,14 +544,11 @@ client_header_count(const struct httpp_msg *m, const char *name)
 	return n;
 }
 
-/* Who is calling, and may it use this profile and path?  401 / 403. */
+/* Who is calling?  401 for a peer or token no [caller.*] names. */
 static int
-client_check_caller(struct client *cl, const struct httpp_msg *m, const char *profile,
-    int nobody)
+client_identify(struct client *cl, const struct httpp_msg *m, int nobody)
 {
 	const struct httpp_header	*auth;
-	const char			*rule = NULL;
-	char				 msg[160];
 
 	cl->cred.bearer = NULL;
 	cl->cred.bearer_len = 0;
@@ -575,6 +572,16 @@ client_check_caller(struct client *cl, const struct httpp_msg *m, const char *pr
 		return -1;
 	}
 	caller_describe(cl->caller, &cl->cred, cl->caller_id, sizeof(cl->caller_id));
+	return 0;
+}
+
+/* May the identified caller use this profile and path?  403. */
+static int
+client_check_caller(struct client *cl, const char *profile, int nobody)
+{
+	const char	*rule = NULL;
+	char		 msg[160];
+
 	if (policy_check_request(cl->caller, profile, cl->target, &rule) == -1) {
 		snprintf(msg, sizeof(msg), "caller %s: %s", caller_name(cl->caller), rule);
 		client_refuse(cl, 403, "PROXY_FORBIDDEN", msg, !nobody);
@@ -630,6 +637,9 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 		    "requests from a web browser (Origin or Sec-Fetch-Site header) are refused", 1);
 		return -1;
 	}
+	/* who calls is settled first: an unknown caller learns nothing of the routes */
+	if (policy_ncallers(c->policy) > 0 && client_identify(cl, m, nobody) == -1)
+		return -1;
 	plen = strcspn(cl->target, "?#");
 	plain = cl->target[plen] == '\0' && strstr(cl->target, "//") == NULL &&
 	    strstr(cl->target, "/.") == NULL && strchr(cl->target, '%') == NULL &&
@@ -647,8 +657,7 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 	if (cl->profile == NULL)
 		return client_refuse_head(cl, m, 404, "PROXY_NO_ROUTE",
 		    "no profile serves this path");
-	if (policy_ncallers(c->policy) > 0 &&
-	    client_check_caller(cl, m, cl->profile, nobody) == -1)
+	if (cl->caller != NULL && client_check_caller(cl, cl->profile, nobody) == -1)
 		return -1;
 	if (m->content_length >= 0 && (size_t)m->content_length > c->max_body_bytes) {
 		client_refuse(cl, 413, "PROXY_BODY_TOO_LARGE",

@@ -776,6 +776,38 @@ def tcp_bearer_tokens():
         assert_eq(st.stop(), 0, "exit code")
 
 
+@test
+def unknown_caller_is_refused_before_routing():
+    # an unknown caller learns nothing of the routes: 401 for any path and method
+    s = sim()
+    tok, tok_hex = new_token()
+    st = Setup(s)
+    p = st.start(tcp_callers(tok_hex))
+    t = p.target
+    auth = b"Authorization: Bearer " + tok.encode() + b"\r\n"
+    try:
+        for path, what in ((b"/nowhere", "no route"), (b"/api-gateway//get-invoices",
+                           "bad path"), (b"/api-gateway/get-invoices?x=1", "query")):
+            st_, h, body = raw_post(t, path)
+            assert_eq((st_, error_name(body)), (401, "PROXY_UNKNOWN_CALLER"), what)
+            assert_eq(h.get("www-authenticate"), "Bearer", what + " WWW-Authenticate")
+        st_, h, body = parse_http(raw(t, b"GET /api-gateway/get-invoices HTTP/1.1\r\n"
+                                       b"Host: localhost\r\nConnection: close\r\n\r\n"))
+        assert_eq((st_, error_name(body)), (401, "PROXY_UNKNOWN_CALLER"), "GET")
+        # a known caller gets the routing answers as before
+        st_, h, body = raw_post(t, b"/nowhere", extra=auth)
+        assert_eq((st_, error_name(body)), (404, "PROXY_NO_ROUTE"), "known caller, no route")
+        st_, h, body = raw_post(t, b"/api-gateway//get-invoices", extra=auth)
+        assert_eq((st_, error_name(body)), (400, "PROXY_BAD_TARGET"), "known caller, bad path")
+        assert_eq(sim_paths(s), [], "nothing was forwarded")
+        recs = [r for r in st.audit_lines() if r.get("status") == 401]
+        assert_eq(len(recs), 4, "every 401 audited")
+        for r in recs:
+            assert_true("caller_name" not in r, "401: no caller_name")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 # ------------------------------------------------------------------ 4 paths
 
 @test
