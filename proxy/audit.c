@@ -209,6 +209,19 @@ audit_tail_save(const struct audit *a)
 	close(fd);
 }
 
+/* Write the tail copy at tail_path from now on (and at once). */
+void
+audit_set_tail(struct audit *a, const char *tail_path)
+{
+	char	*p;
+
+	if ((p = strdup(tail_path)) == NULL)
+		return;
+	free(a->tail_path);
+	a->tail_path = p;
+	audit_tail_save(a);
+}
+
 /* A new or empty trail continues the chain saved in the state directory. */
 static void
 audit_tail_load(struct audit *a)

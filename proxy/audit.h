@@ -44,6 +44,8 @@ unsigned long long audit_seq(const struct audit *);
 /* Reopen the file by path (log rotation); keeps the old fd on failure. */
 int		 audit_reopen(struct audit *, char **cause);
 void		 audit_set_sync(struct audit *, enum conf_sync);
+/* The state directory moved: keep the tail copy at tail_path from now on. */
+void		 audit_set_tail(struct audit *, const char *tail_path);
 /* Queue one line (without newline); its bytes are moved out of line. */
 void		 audit_append(struct audit *, struct evbuffer *line, audit_done_fn, void *arg);
 /* Drop the callback of a queued line whose request went away. */

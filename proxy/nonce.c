@@ -192,3 +192,29 @@ nonce_last(const struct nonce *n)
 {
 	return n->last;
 }
+
+/* Raise to above every value from has handed out or reserved (durably). */
+int
+nonce_cover(struct nonce *to, const struct nonce *from, char **cause)
+{
+	*cause = NULL;
+	if (from->last > to->last)
+		to->last = from->last;
+	if (from->reserved <= to->reserved)
+		return 0;
+	return nonce_persist(to, from->reserved, cause);
+}
+
+/* n continues in to's file, above both counters; to is freed. */
+void
+nonce_take(struct nonce *n, struct nonce *to)
+{
+	free(n->dir);
+	free(n->path);
+	n->dir = to->dir;
+	n->path = to->path;
+	if (to->last > n->last)
+		n->last = to->last;
+	n->reserved = to->reserved;
+	free(to);
+}

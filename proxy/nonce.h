@@ -26,5 +26,13 @@ int		 nonce_next(struct nonce *, unsigned long long now_ms,
 /* A caller supplied its own numeric nonce: later ones must exceed it. */
 int		 nonce_observe(struct nonce *, unsigned long long seen, char **cause);
 unsigned long long nonce_last(const struct nonce *);
+/*
+ * A move of the state directory, in two steps: nonce_cover makes the durable
+ * reservation of to (the state opened in the new directory) cover everything
+ * from has handed out or reserved; nonce_take then makes n (the state in use,
+ * whose address others hold) continue in to's file, and frees to.
+ */
+int		 nonce_cover(struct nonce *to, const struct nonce *from, char **cause);
+void		 nonce_take(struct nonce *n, struct nonce *to);
 
 #endif

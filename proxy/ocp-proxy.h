@@ -81,7 +81,7 @@ struct proxy {
 	struct event		*status_ev;
 	int			 keys_ready;
 	struct vault		*vault;
-	int			 state_lock;	/* fd of OCP_STATE_LOCK, held until exit */
+	int			 state_lock;	/* fd of OCP_STATE_LOCK in the running [state] dir */
 	unsigned long long	 reqseq;
 	char			 boot[9];	/* random per process: request id prefix */
 };

@@ -41,11 +41,16 @@
 
 struct proxy	*ocp;
 
-/* Nonce state outlives generations: one per profile name. */
+/*
+ * Nonce state outlives generations: one per profile name, all of them in the
+ * state dir locked (a reload that moves it moves them all; one refused drops
+ * what it opened).
+ */
+#define NONCE_TAB_MAX	(CONF_MAX_PROFILES * 2)
 static struct {
 	char		*name;
 	struct nonce	*n;
-} nonce_tab[CONF_MAX_PROFILES * 2];
+} nonce_tab[NONCE_TAB_MAX];
 static size_t nnonce;
 
 /* The nonce state of a profile, opened once per process. */
@@ -67,17 +72,60 @@ proxy_nonce(const char *dir, const char *name, char **cause)
 	return nonce_tab[nnonce++].n;
 }
 
+/* Close the nonce states from mark on (a refused reload opened them). */
+static void
+proxy_nonces_trim(size_t mark)
+{
+	while (nnonce > mark) {
+		nnonce--;
+		nonce_close(nonce_tab[nnonce].n);
+		free(nonce_tab[nnonce].name);
+	}
+}
+
 /* Close every nonce state (exit). */
 void
 proxy_nonces_close(void)
 {
+	proxy_nonces_trim(0);
+}
+
+/*
+ * A reload moves the state dir (its lock is held): open the state of every
+ * profile known before this reload (those below mark) in the new dir, durably
+ * covering all it handed out or reserved, so that a restart there continues
+ * above.  Those from mark on were opened there by gen_load.  Nothing is
+ * switched yet: see proxy_nonces_commit; on failure the caller closes to[].
+ */
+static int
+proxy_nonces_stage(const struct conf *c, size_t mark, struct nonce **to,
+    struct conf_errs *errs)
+{
+	char	*cause = NULL;
+	size_t	 i;
+
+	for (i = 0; i < mark; i++) {
+		if ((to[i] = nonce_open(c->state_dir, nonce_tab[i].name, &cause)) == NULL ||
+		    nonce_cover(to[i], nonce_tab[i].n, &cause) == -1) {
+			conf_errs_key(errs, c, "state", "dir", "%s",
+			    cause ? cause : "out of memory");
+			free(cause);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The reload is taken: every profile continues in its staged file. */
+static void
+proxy_nonces_commit(size_t mark, struct nonce **to)
+{
 	size_t	i;
 
-	for (i = 0; i < nnonce; i++) {
-		nonce_close(nonce_tab[i].n);
-		free(nonce_tab[i].name);
+	for (i = 0; i < mark; i++) {
+		nonce_take(nonce_tab[i].n, to[i]);
+		to[i] = NULL;
 	}
-	nnonce = 0;
 }
 
 /* Drop a generation reference. */
@@ -155,12 +203,15 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 /*
  * One instance per state directory: its nonce reservations and audit tail
  * must have a single writer, or nonces repeat.  An exclusive flock on
- * DIR/ocp-proxy.lock, taken before anything is written and held until exit;
- * the kernel drops it with the process (also on a crash), so a file left
- * behind never blocks a start.  The pid in it is only for the message.
+ * DIR/ocp-proxy.lock, taken before anything is written and held until exit
+ * (or until a reload moves to another dir); the kernel drops it with the
+ * process (also on a crash), so a file left behind never blocks a start, and
+ * the file is never removed: an unlink between another starter's open and
+ * flock would let two instances lock two files.  The pid in it is only for
+ * the message.  Returns the locked fd, or -1 with a line in errs.
  */
 static int
-proxy_lock_state(struct proxy *px, const struct conf *c, struct conf_errs *errs)
+proxy_lock_state(const struct conf *c, struct conf_errs *errs)
 {
 	char	 path[4096], buf[24], *end;
 	ssize_t	 n;
@@ -203,8 +254,27 @@ proxy_lock_state(struct proxy *px, const struct conf *c, struct conf_errs *errs)
 	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)len, 0) != len)
 		log_warn("%s: cannot write the pid: %s", path, strerror(errno));
-	px->state_lock = fd;	/* never closed: exit releases it */
-	return 0;
+	return fd;	/* held until exit, or until a reload moves the state dir */
+}
+
+/*
+ * Whether c names another state dir than the one locked.  The same dir
+ * spelled otherwise holds the very lock file we have open: locking it again
+ * would conflict with ourselves.
+ */
+static int
+proxy_state_moved(const struct proxy *px, const struct conf *c)
+{
+	struct stat	held, st;
+	char		path[4096];
+
+	if (strcmp(c->state_dir, px->gen->conf->state_dir) == 0)
+		return 0;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->state_dir, OCP_STATE_LOCK) >=
+	    sizeof(path))
+		return 1;	/* proxy_lock_state says why */
+	return fstat(px->state_lock, &held) == -1 || stat(path, &st) == -1 ||
+	    held.st_dev != st.st_dev || held.st_ino != st.st_ino;
 }
 
 /*
@@ -616,17 +686,24 @@ proxy_log_callers(const struct proxy *px, const struct conf *c)
 	}
 }
 
-/* Re-read the config and keys; keep the old ones if anything is wrong. */
+/*
+ * Re-read the config and keys; keep the old ones if anything is wrong.  A
+ * new [state] dir is locked before anything in it is read, and every nonce
+ * reservation is written there before the reload is taken; only then is the
+ * old dir's lock released.
+ */
 void
 proxy_reload(struct proxy *px)
 {
 	struct conf_errs	 errs = { NULL, 0 };
 	struct conf		*c;
 	struct gen		*g = NULL, *old;
+	struct nonce		*moved[NONCE_TAB_MAX];
 	enum log_level		 lvl;
-	char			*cause = NULL;
+	char			*cause = NULL, *tail;
 	const char		*why;
-	size_t			 i;
+	size_t			 i, mark = nnonce;
+	int			 lock = -1;
 
 	notify_send("RELOADING=1");
 	log_info("reloading %s", px->conf_path);
@@ -649,16 +726,24 @@ proxy_reload(struct proxy *px)
 		conf_free(c);
 		c = NULL;
 	}
+	memset(moved, 0, sizeof(moved));
+	if (c != NULL && proxy_state_moved(px, c) &&
+	    (lock = proxy_lock_state(c, &errs)) == -1) {
+		conf_free(c);
+		c = NULL;
+	}
 	if (c != NULL && (g = gen_load(px, c, 0, &errs)) == NULL)
 		conf_free(c);
+	if (g != NULL && lock != -1 && proxy_nonces_stage(c, mark, moved, &errs) == -1) {
+		gen_unref(g);
+		g = NULL;
+	}
 	if (g == NULL) {
-		keys_drop_staged();
 		for (i = 0; i < errs.n; i++)
 			log_err("%s", errs.line[i]);
 		log_err("reload refused: keeping the running configuration");
 		conf_errs_clear(&errs);
-		notify_send("READY=1");
-		return;
+		goto refused;
 	}
 	if (px->vault != NULL)
 		vault_refresh_all(px->vault);
@@ -668,16 +753,25 @@ proxy_reload(struct proxy *px)
 		if (a == NULL) {
 			log_err("reload refused: audit: %s", cause ? cause : "cannot open");
 			free(cause);
-			keys_drop_staged();
 			gen_unref(g);
-			notify_send("READY=1");
-			return;
+			goto refused;
 		}
 		audit_close(px->audit);
 		px->audit = a;
 	} else if (audit_reopen(px->audit, &cause) == -1) {
 		log_err("audit: cannot reopen: %s; keeping the open file", cause ? cause : "");
 		free(cause);
+	}
+	if (lock != -1) {	/* taken: the old dir is left as at exit */
+		proxy_nonces_commit(mark, moved);
+		if (asprintf(&tail, "%s/audit.tail", g->conf->state_dir) != -1) {
+			audit_set_tail(px->audit, tail);
+			free(tail);
+		}
+		close(px->state_lock);
+		px->state_lock = lock;
+		log_info("[state] dir: now %s (the lock on %s released)", g->conf->state_dir,
+		    px->gen->conf->state_dir);
 	}
 	audit_set_sync(px->audit, g->conf->audit_sync);
 	if (log_level_parse(g->conf->log_level, &lvl) == 0)
@@ -689,6 +783,16 @@ proxy_reload(struct proxy *px)
 	px->gen = g;
 	gen_unref(old);		/* requests in flight keep theirs */
 	log_info("reloaded %s", px->conf_path);
+	notify_send("READY=1");
+	return;
+
+refused:
+	keys_drop_staged();
+	for (i = 0; i < mark; i++)
+		nonce_close(moved[i]);
+	proxy_nonces_trim(mark);
+	if (lock != -1)
+		close(lock);	/* the new dir is free again */
 	notify_send("READY=1");
 }
 
@@ -849,7 +953,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	/* -t goes on past a refused key, to report every problem in one run */
 	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
 	/* before anything is written or fetched; not -t, run beside the service */
-	if (c != NULL && !check_only && proxy_lock_state(px, c, &errs) == -1) {
+	if (c != NULL && !check_only && (px->state_lock = proxy_lock_state(c, &errs)) == -1) {
 		conf_free(c);
 		c = NULL;
 	}

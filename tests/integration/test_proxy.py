@@ -6,6 +6,7 @@ of the audit trail and stderr, the proxy's own error envelopes, header
 stripping, open-proxy refusals, SIGHUP reload, SIGTERM drain, upstream
 keep-alive, -t/-V/-h and the audit record format."""
 
+import fcntl
 import hashlib
 import http.client
 import json
@@ -1607,6 +1608,184 @@ def second_instance_on_the_same_socket_refuses():
         ok(request(p.target, "/api-gateway/orders", b"{}"), "a new start after a crash")
     finally:
         assert_eq(st.stop(), 0, "exit code")
+
+
+def lock_held(d):
+    """Whether some process holds the flock on d/ocp-proxy.lock."""
+    try:
+        fd = os.open(os.path.join(d, "ocp-proxy.lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def lock_pid(d):
+    with open(os.path.join(d, "ocp-proxy.lock")) as f:
+        return f.read()
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def reload_outcome(p, what):
+    """SIGHUP p; the log after it once "reloaded" or "reload refused" shows."""
+    before = len(p.stderr_text())
+    p.signal(signal.SIGHUP)
+    wait_for(lambda: re.search(r"reloaded |reload refused",
+                               p.stderr_text()[before:]), 15, what)
+    return p.stderr_text()[before:]
+
+
+def last_nonce(s):
+    return int(s.records()[-1]["nonce"])
+
+
+@test
+def reload_onto_a_state_dir_another_instance_holds_is_refused():
+    """A reload moving [state] dir to a dir another instance holds is refused
+    as a whole, with the message of a refused start: the old dir stays locked
+    and in use, and the other instance is unaffected."""
+    s = sim()
+    a = Setup(s, "mv-held-a")
+    b = Setup(s, "mv-held-b")
+    pa = a.start()
+    pb = b.start()
+    try:
+        ok(request(pa.target, "/api-gateway/orders", b"{}"), "a before")
+        ok(request(pb.target, "/partner/api/get-users", b"{}"), "b before")
+        held = {n: read_bytes(os.path.join(b.state, n)) for n in os.listdir(b.state)}
+        text = a.ini(state={"dir": b.state}, log={"level": "debug"})
+        write_file(pa.conf, text)
+        err = reload_outcome(pa, "reload onto b's state dir")
+        assert_contains(err, "%s:%d: [state] dir: %s is in use by another ocp-proxy (pid %d "
+                        "holds ocp-proxy.lock): one instance per state directory"
+                        % (pa.conf, line_of(text, "dir = "), b.state, pb.pid),
+                        "the refusal names the file, line, dir and holder")
+        assert_contains(err, "reload refused: keeping the running configuration",
+                        "the reload is refused as a whole")
+        assert_not_contains(err, "debug:", "the old log level stays")
+        assert_true(lock_held(a.state), "a's dir is still locked")
+        assert_eq(lock_pid(a.state), "%d\n" % pa.pid, "a's lock file names a")
+        assert_eq(lock_pid(b.state), "%d\n" % pb.pid, "b's lock file still names b")
+
+        ok(request(pb.target, "/partner/api/get-users", b"{}"), "b unaffected")
+        ahead = last_nonce(s) + 3600000
+        ok(request(pa.target, "/api-gateway/orders", b'{"nonce":%d}' % ahead),
+           "a after, its own nonce")
+        with open(os.path.join(a.state, "nonce.merchant")) as f:
+            assert_true(int(f.read()) >= ahead, "a reserves in its old dir")
+        assert_true(not os.path.exists(os.path.join(b.state, "nonce.merchant")),
+                    "a wrote no nonce state in b's dir")
+        assert_true(all(read_bytes(os.path.join(b.state, n)) == v for n, v in held.items()),
+                    "b's state files unchanged")
+        assert_true(pa.running() and pb.running(), "both still running")
+    finally:
+        assert_eq(a.stop(), 0, "a: exit code")
+        assert_eq(b.stop(), 0, "b: exit code")
+
+
+@test
+def reload_onto_a_free_state_dir_moves_lock_and_nonces():
+    """A reload to a free [state] dir takes its lock, releases the old one
+    and writes reservations there that cover every nonce so far (also a
+    caller's, an hour ahead of the clock): a second instance on the new dir
+    is refused, and nonces after the reload and after a restart on the new
+    dir are above all those before.  A reload naming the same dir (also
+    spelled otherwise) keeps the lock."""
+    s = sim()
+    a = Setup(s, "mv-free")
+    new = subdir("mv-free-new")
+    p = a.start()
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "before")
+        err = reload_outcome(p, "reload, same dir")
+        assert_contains(err, "reloaded ", "same dir: reloaded")
+        assert_true(lock_held(a.state), "same dir: still locked")
+        assert_eq(lock_pid(a.state), "%d\n" % p.pid, "same dir: the lock file names it")
+        ahead = last_nonce(s) + 3600000
+        ok(request(p.target, "/api-gateway/orders", b'{"nonce":%d}' % ahead), "own nonce")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted above it")
+        before = last_nonce(s)
+        assert_true(before > ahead, "inserted nonce above the caller's")
+
+        text = a.ini(state={"dir": new})
+        write_file(p.conf, text)
+        err = reload_outcome(p, "reload onto a free dir")
+        assert_contains(err, "reloaded ", "moved: reloaded")
+        assert_true(lock_held(new), "the new dir is locked")
+        assert_eq(lock_pid(new), "%d\n" % p.pid, "the new lock file names it")
+        assert_true(not lock_held(a.state), "the old dir's lock is released")
+        with open(os.path.join(new, "nonce.merchant")) as f:
+            assert_true(int(f.read()) >= before, "the new dir's reservation covers the old")
+        assert_true(os.path.exists(os.path.join(new, "audit.tail")),
+                    "the audit tail copy moved along")
+
+        rc, err = refused_start(text, "second instance on the new dir")
+        assert_eq(rc, 1, "second instance on the new dir: exit code")
+        line = one_error_line(err, "second instance on the new dir")
+        assert_contains(line, "[state] dir: %s is in use by another ocp-proxy (pid %d holds "
+                        "ocp-proxy.lock): one instance per state directory" % (new, p.pid),
+                        "the second instance is refused by the new dir's lock")
+
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "after the move")
+        assert_true(last_nonce(s) > before, "nonce after the move above those before")
+        write_file(p.conf, a.ini(state={"dir": os.path.join(new, ".")}))
+        err = reload_outcome(p, "reload, the new dir spelled otherwise")
+        assert_contains(err, "reloaded ", "spelled otherwise: reloaded")
+        assert_true(lock_held(new), "spelled otherwise: still locked")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "after the respelling")
+        before = last_nonce(s)
+    finally:
+        assert_eq(a.stop(), 0, "exit code")
+
+    p = a.start(state={"dir": new})
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "after a restart on the new dir")
+        assert_true(last_nonce(s) > before, "nonce after the restart above all before")
+    finally:
+        assert_eq(a.stop(), 0, "exit code after the restart")
+
+
+@test
+def refused_reload_onto_a_new_state_dir_leaves_nothing_there():
+    """A reload to a new [state] dir refused for another reason (a key that
+    cannot be read) releases the new dir at once and keeps nothing opened
+    there: a profile it named, added later by a reload that keeps the old
+    dir, counts in the old dir."""
+    s = sim()
+    a = Setup(s, "mv-refused")
+    new = subdir("mv-refused-new")
+    third = {"public_key": PARTNER_PUBLIC, "secret": "file:" + a.partner_secret,
+             "routes": "/partner/api/get-user"}
+    p = a.start()
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "before")
+        write_file(p.conf, a.ini(state={"dir": new}, profile_third=third,
+                                 profile_merchant={"secret": "file:" +
+                                                   os.path.join(a.dir, "missing")}))
+        err = reload_outcome(p, "refused reload onto a new dir")
+        assert_contains(err, "reload refused: keeping the running configuration", "refused")
+        assert_true(not lock_held(new), "the new dir is not kept locked")
+        assert_true(lock_held(a.state), "the old dir is still locked")
+
+        write_file(p.conf, a.ini(profile_third=third))
+        err = reload_outcome(p, "reload adding the profile, same dir")
+        assert_contains(err, "reloaded ", "reloaded")
+        ok(request(p.target, "/partner/api/get-user", b"{}"), "the new profile")
+        assert_true(os.path.exists(os.path.join(a.state, "nonce.third")),
+                    "the new profile reserves in the running dir")
+        assert_eq(sorted(n for n in os.listdir(new) if n.startswith("nonce.")), [],
+                  "no nonce state written in the refused dir")
+    finally:
+        assert_eq(a.stop(), 0, "exit code")
 
 
 @test

@@ -110,6 +110,48 @@ main(void)
 		nonce_close(n);
 	}
 
+	/*
+	 * A move to another state dir: the new file covers the old reservation
+	 * (also when it held a smaller stale bound), a higher stale bound there
+	 * raises the counter, and after the move a restart reading only the new
+	 * dir continues above every value handed out before.
+	 */
+	{
+		char			 dir2[] = "/tmp/ocp-nonce-XXXXXX";
+		struct nonce		*to;
+		unsigned long long	 hi;
+
+		CHECK(mkdtemp(dir2) != NULL);
+		n = nonce_open(dir, "mv", &cause);
+		CHECK(n != NULL && nonce_next(n, 9000, &v, &cause) == 0 && v == 9000);
+		CHECK(nonce_observe(n, 20000, &cause) == 0);
+		snprintf(path, sizeof(path), "%s/nonce.mv", dir2);
+		f = fopen(path, "w");
+		fputs("50\n", f);
+		fclose(f);
+		to = nonce_open(dir2, "mv", &cause);
+		CHECK(to != NULL && nonce_cover(to, n, &cause) == 0);
+		nonce_take(n, to);
+		CHECK(nonce_next(n, 0, &v, &cause) == 0 && v == 20001);
+		hi = v;
+		nonce_close(n);
+		n = nonce_open(dir2, "mv", &cause);	/* the restart */
+		CHECK(n != NULL && nonce_next(n, 0, &v, &cause) == 0 && v > hi);
+		nonce_close(n);
+
+		f = fopen(path, "w");			/* a higher stale bound */
+		fputs("7000000\n", f);
+		fclose(f);
+		n = nonce_open(dir, "mv", &cause);
+		to = nonce_open(dir2, "mv", &cause);
+		CHECK(n != NULL && to != NULL && nonce_cover(to, n, &cause) == 0);
+		nonce_take(n, to);
+		CHECK(nonce_next(n, 0, &v, &cause) == 0 && v == 7000001);
+		nonce_close(n);
+		snprintf(path, sizeof(path), "rm -rf %s", dir2);
+		CHECK(system(path) == 0);
+	}
+
 	/* an unwritable state dir: no nonce is handed out */
 	n = nonce_open("/nonexistent-ocp-dir", "x", &cause);
 	CHECK(n != NULL);
