@@ -1002,6 +1002,19 @@ def check_mode_wrong_vault_ca():
         v.stop()
 
 
+@test
+def unit_does_not_run_the_check_before_start():
+    """-t fails while Vault is unreachable, so the shipped unit must not run
+    it as ExecStartPre= (a Vault outage would become a failed start, issue 7)."""
+    unit = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "systemd", "ocp-proxy.service")
+    with open(unit) as f:
+        lines = [l.strip() for l in f if not l.lstrip().startswith("#")]
+    assert_true(any(l.startswith("ExecStart=") for l in lines), "the unit has ExecStart=")
+    pre = [l for l in lines if l.startswith("ExecStartPre=") and " -t" in l]
+    assert_eq(pre, [], "ExecStartPre= lines that run ocp-proxy -t")
+
+
 # ------------------------------------------------------------------ i
 
 @test
