@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/evp.h>
 
 #include "fmt.h"
@@ -31,10 +32,15 @@ struct keyslot {
 	char			*staged_src;
 	struct conf_profile	 staged_vault;	/* secret, public_key: a new watch on SIGHUP */
 	struct vault		*staged_v;
+	int			 checking;	/* -t: the first Vault answer decides */
+	int			 checked;	/* ... and it came */
+	int			 check_ok;	/* ... with a usable key */
+	char			*check_cause;	/* ... or why not (NULL: out of memory) */
 };
 
 static struct keyslot	*slots[CONF_MAX_PROFILES * 2];
 static size_t		 nslots;
+static struct event_base *check_base;	/* -t: the loop keys_check_wait() runs */
 
 /* Drop a key reference; the last one cleanses it. */
 void
@@ -137,36 +143,105 @@ keys_read_local(const struct conf_profile *p, char **cause)
 	return k;
 }
 
+/*
+ * The key in one version of a Vault secret, or NULL with *cause (malloc'd,
+ * never a value; it starts "public_key: " when the public key is at fault).
+ */
+static struct pkey *
+keys_from_kv(const struct keyslot *s, const struct vault_kv *kv, unsigned long long version,
+    char **cause)
+{
+	struct secret	*sec, *pub = NULL;
+	struct pkey	*k;
+	char		*why = NULL;
+
+	if ((sec = vault_kv_field(kv, s->sec_field)) == NULL) {
+		*cause = fmt_alloc("Vault secret version %llu lacks field %s", version,
+		    s->sec_field);
+		return NULL;
+	}
+	if (s->pub_field != NULL && (pub = vault_kv_field(kv, s->pub_field)) == NULL) {
+		*cause = fmt_alloc("public_key: Vault secret version %llu lacks field %s",
+		    version, s->pub_field);
+		secret_free(sec);
+		return NULL;
+	}
+	if (sec->len == 0) {
+		*cause = fmt_alloc("Vault secret version %llu: field %s is empty", version,
+		    s->sec_field);
+		secret_free(sec);
+		secret_free(pub);
+		return NULL;
+	}
+	k = pub ? pkey_new((char *)pub->p, pub->len, sec, &why) :
+	    pkey_new(s->pub_literal, strlen(s->pub_literal), sec, &why);
+	secret_free(pub);
+	if (k == NULL) {
+		*cause = fmt_alloc("%sVault secret version %llu: %s",
+		    why != NULL && strncmp(why, "public key", 10) == 0 ? "public_key: " : "",
+		    version, why ? why : "unusable");
+		free(why);
+	}
+	return k;
+}
+
+/* -t: the first answer for a checked slot; stop the loop once every one came. */
+static void
+keys_check_done(struct keyslot *s, int ok, char *cause)
+{
+	size_t	i;
+
+	s->checked = 1;
+	s->check_ok = ok;
+	s->check_cause = cause;
+	for (i = 0; i < nslots; i++)
+		if (slots[i]->checking && !slots[i]->checked)
+			return;
+	if (check_base != NULL)
+		event_base_loopbreak(check_base);
+}
+
 /* A new version of a Vault secret (or a failed read). */
 static void
 keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, const char *err)
 {
 	struct keyslot	*s = arg;
-	struct secret	*sec, *pub = NULL;
 	struct pkey	*k;
+	const char	*detail;
 	char		*cause = NULL, why[48];
+	int		 pub;
 
+	if (s->checking && s->checked)
+		return;
 	if (kv == NULL) {
+		if (s->checking) {
+			detail = vault_watch_detail(s->watch);
+			keys_check_done(s, 0, fmt_alloc("vault:%s: %s%s%s%s", s->watch_src,
+			    err ? err : "error", *detail ? " (" : "", detail, *detail ? ")" : ""));
+			return;
+		}
 		log_debug("profile %s: Vault read failed: %s%s", s->name, err ? err : "error",
 		    s->cur ? "; serving the last good key" : "");
 		return;
 	}
 	/* called only for a new version or new content: a re-created secret may
 	 * repeat a version number with another pair */
-	if ((sec = vault_kv_field(kv, s->sec_field)) == NULL ||
-	    (s->pub_field != NULL && (pub = vault_kv_field(kv, s->pub_field)) == NULL)) {
-		log_err("profile %s: Vault secret version %llu lacks field %s", s->name, version,
-		    sec == NULL ? s->sec_field : s->pub_field);
-		secret_free(sec);
+	if ((k = keys_from_kv(s, kv, version, &cause)) == NULL) {
+		if (s->checking) {	/* name the secret, after "public_key: " if any */
+			pub = cause != NULL && strncmp(cause, "public_key: ", 12) == 0;
+			keys_check_done(s, 0, fmt_alloc("%svault:%s: %s", pub ? "public_key: " : "",
+			    s->watch_src, cause ? cause + (pub ? 12 : 0) : "out of memory"));
+			free(cause);
+			return;
+		}
+		log_err("profile %s: %s", s->name, cause ? cause + (strncmp(cause,
+		    "public_key: ", 12) == 0 ? 12 : 0) : "out of memory");
+		free(cause);
 		return;
 	}
-	k = pub ? pkey_new((char *)pub->p, pub->len, sec, &cause) :
-	    pkey_new(s->pub_literal, strlen(s->pub_literal), sec, &cause);
-	secret_free(pub);
-	if (k == NULL) {
-		log_err("profile %s: Vault secret version %llu: %s", s->name, version,
-		    cause ? cause : "unusable");
-		free(cause);
+	if (s->checking) {
+		pkey_unref(k);
+		keys_check_done(s, 1, NULL);
 		return;
 	}
 	s->version = version;
@@ -298,6 +373,12 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 		}
 		if (!reload && !check_only)
 			return keys_watch(s, p, v, &changed, cause);
+		if (check_only && v != NULL) {	/* -t: fetched, decided by keys_check_wait() */
+			if (keys_watch(s, p, v, &changed, cause) == -1)
+				return -1;
+			s->checking = 1;
+			return 0;
+		}
 		/* -t: checked, not fetched; reload: applied by keys_commit_staged once accepted */
 		if (keys_watch(s, p, NULL, &changed, cause) == -1) {
 			if (*cause == NULL)
@@ -359,6 +440,54 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 	}
 	keys_install(s, k, src, "start");
 	return 0;
+}
+
+static void
+keys_check_deadline(evutil_socket_t fd, short what, void *base)
+{
+	event_base_loopbreak(base);
+}
+
+/* -t: run base until every Vault key keys_load() started has its answer, or ms pass. */
+void
+keys_check_wait(struct event_base *base, unsigned long long ms)
+{
+	struct event	*deadline;
+	struct timeval	 tv;
+	size_t		 i;
+
+	for (i = 0; i < nslots; i++)
+		if (slots[i]->checking && !slots[i]->checked)
+			break;
+	if (i == nslots)
+		return;
+	if ((deadline = evtimer_new(base, keys_check_deadline, base)) == NULL)
+		return;
+	log_ms_tv(ms, &tv);
+	evtimer_add(deadline, &tv);
+	check_base = base;
+	event_base_dispatch(base);
+	check_base = NULL;
+	event_free(deadline);
+	for (i = 0; i < nslots; i++)
+		if (slots[i]->checking && !slots[i]->checked) {
+			slots[i]->checked = 1;
+			slots[i]->check_cause = fmt_alloc("vault:%s: no answer from vault within %llu ms",
+			    slots[i]->watch_src, ms);
+		}
+}
+
+/* -t: 0 when the slot's Vault key loaded (or it has none to fetch), else -1 with *cause. */
+int
+keys_check_result(const struct keyslot *s, char **cause)
+{
+	*cause = NULL;
+	if (!s->checking)
+		return 0;
+	if (s->check_ok)
+		return 0;
+	*cause = s->check_cause != NULL ? strdup(s->check_cause) : NULL;
+	return -1;
 }
 
 /* The reload was accepted: every key read for it becomes the slot's key. */
@@ -474,6 +603,7 @@ keys_free_all(void)
 		free(slots[i]->sec_field);
 		free(slots[i]->pub_field);
 		free(slots[i]->pub_literal);
+		free(slots[i]->check_cause);
 		free(slots[i]);
 	}
 	nslots = 0;

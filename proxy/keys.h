@@ -21,8 +21,9 @@ struct keyslot;
 /* The slot of a profile, created on first use; lives until keys_free_all(). */
 struct keyslot	*keys_slot(const char *profile);
 /*
- * (Re)load profile p into its slot.  check_only: load and drop (for -t;
- * vault: sources are checked, not fetched).  reload: a key read from file:,
+ * (Re)load profile p into its slot.  check_only: load and drop (for -t);
+ * a vault: source is checked, and with v also fetched: keys_check_wait()
+ * waits for the answer, keys_check_result() tells it.  reload: a key read from file:,
  * credential: or env: (or a new vault: source to watch) is staged, to be
  * installed by keys_commit_staged() once the whole reload is accepted or
  * dropped by keys_drop_staged(); when the sources are those of the running
@@ -33,6 +34,18 @@ struct keyslot	*keys_slot(const char *profile);
 int		 keys_load(struct keyslot *, const struct conf_profile *p, int check_only,
 		    int reload, struct vault *v, unsigned max_stale_ms, char **cause);
 void		 keys_commit_staged(void);
+struct event_base;
+/*
+ * -t: run base until every Vault fetch keys_load() started has its first
+ * answer (a key, or why not), or ms have passed (then: no answer).
+ */
+void		 keys_check_wait(struct event_base *, unsigned long long ms);
+/*
+ * -t: 0 when the slot's Vault key was fetched and passes every check the
+ * daemon makes (or the slot has no Vault fetch), else -1 with *cause
+ * (malloc'd, never secret; "public_key: ..." when that key is at fault).
+ */
+int		 keys_check_result(const struct keyslot *, char **cause);
 void		 keys_drop_staged(void);
 /* A reference to the key for a new request, or NULL with *why (503). */
 struct pkey	*keys_acquire(struct keyslot *, const char **why);

@@ -36,6 +36,12 @@ log_set_level(enum log_level lvl)
 	log_lvl = lvl;
 }
 
+enum log_level
+log_get_level(void)
+{
+	return log_lvl;
+}
+
 /* Parse "error", "warning", "info" or "debug". */
 int
 log_level_parse(const char *s, enum log_level *out)

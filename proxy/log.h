@@ -12,6 +12,7 @@ enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void	log_init(const char *progname);
 void	log_set_level(enum log_level);
+enum log_level log_get_level(void);
 int	log_level_parse(const char *, enum log_level *);
 void	log_msg(enum log_level, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));

@@ -200,6 +200,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "%s: configuration check failed\n", conf);
 		proxy_nonces_close();
 		proxy_free_audit_key(&px);
+		keys_free_all();	/* its Vault watches first */
+		vault_free(px.vault);
 		if (px.dns != NULL)
 			evdns_base_free(px.dns, 0);
 		if (px.base != NULL)
@@ -212,13 +214,14 @@ main(int argc, char **argv)
 		for (i = 0; i < px.gen->conf->nprofiles; i++)
 			if (strncmp(px.gen->conf->profiles[i].secret, "vault:", 6) == 0)
 				nvault++;
+		/* every key was read, those from Vault too (fetched and checked) */
 		if (nvault == 0)
 			printf("%s: configuration OK, %zu profile(s), every key loaded\n", conf,
 			    px.gen->conf->nprofiles);
-		else	/* -t is ExecStartPre=: a Vault outage must not stop the start */
-			printf("%s: configuration OK, %zu profile(s), %zu key(s) loaded; %zu Vault "
-			    "key(s) checked but not fetched (read at start; 503 until read)\n",
-			    conf, px.gen->conf->nprofiles, px.gen->conf->nprofiles - nvault, nvault);
+		else
+			printf("%s: configuration OK, %zu profile(s), %zu key(s) loaded, %zu of "
+			    "them from Vault\n", conf, px.gen->conf->nprofiles,
+			    px.gen->conf->nprofiles, nvault);
 		if (policy_ncallers(px.gen->conf->policy) == 0)
 			printf("no [caller.*] section: any local process that can reach %s "
 			    "may use every profile\n", px.gen->conf->listen_address);
@@ -229,6 +232,11 @@ main(int argc, char **argv)
 		proxy_nonces_close();
 		proxy_free_audit_key(&px);
 		keys_free_all();
+		vault_free(px.vault);
+		if (px.dns != NULL)
+			evdns_base_free(px.dns, 0);
+		if (px.base != NULL)
+			event_base_free(px.base);
 		return 0;
 	}
 	proxy_run(&px);

@@ -297,6 +297,36 @@ gen_key_blame(const char **cause)
 }
 
 /*
+ * -t: fetch the Vault keys keys_load() started, on the private loop, each
+ * bounded by the client's own timeouts (every step: login or token lookup,
+ * read, and one re-authentication and re-read after a 403), and report each
+ * one that fails at its profile's line.  The client's log lines are held
+ * back: the problem line carries the cause.
+ */
+static void
+gen_check_vault_keys(struct proxy *px, const struct conf *c, struct gen *g,
+    struct conf_errs *errs)
+{
+	enum log_level		 lvl = log_get_level();
+	unsigned long long	 t = c->vault_timeout_ms ? c->vault_timeout_ms : 10000;
+	const char		*why, *key;
+	char			*cause;
+	size_t			 i;
+
+	log_set_level(LOG_ERR);
+	keys_check_wait(px->base, 4 * t + 1000);
+	log_set_level(lvl);
+	for (i = 0; i < c->nprofiles; i++) {
+		if (g->slots[i] == NULL || keys_check_result(g->slots[i], &cause) == 0)
+			continue;
+		why = cause ? cause : "out of memory";
+		key = gen_key_blame(&why);
+		conf_errs_profile(errs, c, &c->profiles[i], key, "cannot load key: %s", why);
+		free(cause);
+	}
+}
+
+/*
  * Build a generation from a parsed conf: keys, nonces, redaction, pool.
  * With -t the conf may hold refused keys (conf_load_check): what depends on
  * one is skipped, the rest still checked.
@@ -357,9 +387,12 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 			why = cause ? cause : "out of memory";
 			key = gen_key_blame(&why);
 			conf_errs_profile(errs, c, &c->profiles[i], key, "cannot load key: %s", why);
+			g->slots[i] = NULL;
 		}
 		free(cause);
 	}
+	if (check_only && px->vault != NULL)
+		gen_check_vault_keys(px, c, g, errs);
 	if (errs->n != before) {
 		g->conf = NULL;		/* the caller still owns c */
 		gen_unref(g);
@@ -932,6 +965,24 @@ proxy_check_vault(const struct conf *c, char **cause)
 	return 0;
 }
 
+/*
+ * -t: a Vault client on a private loop, so that keys_load() fetches every
+ * vault: key with the daemon's own code (gen_check_vault_keys() runs it).
+ */
+static int
+proxy_check_vault_client(struct proxy *px, const struct conf *c, char **cause)
+{
+	if ((px->base = event_base_new()) == NULL)
+		return (*cause = NULL, -1);
+	px->dns = evdns_base_new(px->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (px->dns == NULL)
+		px->dns = evdns_base_new(px->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if ((px->vault = vault_new(px->base, px->dns, c, cause)) == NULL)
+		return -1;
+	return 0;
+}
+
 /* Start-up in a fixed order: config, keys, audit, sockets, loop. */
 int
 proxy_init(struct proxy *px, const char *conf_path, int check_only)
@@ -966,7 +1017,8 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		c = NULL;
 	}
 	if (c != NULL && check_only && *c->vault_address != '\0' &&
-	    conf_key_ok(c, "vault", NULL) && proxy_check_vault(c, &cause) == -1) {
+	    conf_key_ok(c, "vault", NULL) && (proxy_check_vault(c, &cause) == -1 ||
+	    proxy_check_vault_client(px, c, &cause) == -1)) {
 		conf_errs_cause(&errs, c, "vault", cause ? cause : "out of memory");
 		free(cause);
 		cause = NULL;

@@ -78,6 +78,7 @@ struct up_conn {
 	struct httpp_chunked	 chunk;
 	size_t			 got;
 	int			 keepalive;
+	char			 detail[128];	/* what a failure logged, for up_result */
 };
 TAILQ_HEAD(up_connq, up_conn);
 
@@ -459,6 +460,8 @@ conn_fail(struct up_conn *c, enum up_err err, const char *why)
 	c->xfer = NULL;
 	if (x == NULL && c->state != C_IDLE && c->state != C_BUSY)
 		x = TAILQ_FIRST(&up->waiting);
+	if (x != NULL)
+		memcpy(x->res.detail, c->detail, sizeof(x->res.detail));
 	conn_free(c);
 	if (x != NULL) {
 		x->conn = NULL;
@@ -687,11 +690,13 @@ conn_log_tls_failure(struct up_conn *c, unsigned long e)
 	long	vr = SSL_get_verify_result(c->ssl);
 	char	buf[256];
 
-	if (vr != X509_V_OK)
-		log_warn("%s %s: certificate verification failed: %s",
-		    c->up->label, c->up->host, X509_verify_cert_error_string(vr));
-	else if (e != 0) {
+	if (vr != X509_V_OK) {
+		snprintf(c->detail, sizeof(c->detail), "certificate verification failed: %s",
+		    X509_verify_cert_error_string(vr));
+		log_warn("%s %s: %s", c->up->label, c->up->host, c->detail);
+	} else if (e != 0) {
 		ERR_error_string_n(e, buf, sizeof(buf));
+		snprintf(c->detail, sizeof(c->detail), "TLS handshake failed: %.100s", buf);
 		log_warn("%s %s: TLS handshake failed: %s", c->up->label, c->up->host, buf);
 	}
 }
@@ -865,9 +870,11 @@ conn_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct up_conn	*c = arg;
 
-	if (c->state == C_HANDSHAKE)
+	if (c->state == C_HANDSHAKE) {
+		snprintf(c->detail, sizeof(c->detail), "TLS handshake: no answer within %u ms",
+		    c->up->handshake_ms);
 		conn_fail(c, UP_TIMEOUT, "TLS handshake with the upstream timed out");
-	else
+	} else
 		conn_closed(c, 1);
 }
 
@@ -940,16 +947,19 @@ conn_connect_cb(evutil_socket_t fd, short what, void *arg)
 	socklen_t	 len = sizeof(err);
 
 	if (what & EV_TIMEOUT) {
+		snprintf(c->detail, sizeof(c->detail), "connect: no answer within %u ms",
+		    c->up->connect_ms);
 		conn_fail(c, UP_TIMEOUT, "connecting to the upstream timed out");
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err != 0) {
-		log_warn("%s %s port %s: connect: %s", c->up->label, c->up->host, c->up->port,
-		    strerror(err ? err : errno));
+		snprintf(c->detail, sizeof(c->detail), "connect: %s", strerror(err ? err : errno));
+		log_warn("%s %s port %s: %s", c->up->label, c->up->host, c->up->port, c->detail);
 		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
 		return;
 	}
 	if (conn_is_self(fd)) {
+		snprintf(c->detail, sizeof(c->detail), "connect: nothing listens there");
 		log_warn("%s %s port %s: connect: connected to itself (nothing listens there)",
 		    c->up->label, c->up->host, c->up->port);
 		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
@@ -975,8 +985,8 @@ conn_connect(struct up_conn *c, const struct sockaddr *sa, socklen_t salen)
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	up->st.connects++;
 	if (connect(c->fd, sa, salen) == -1 && errno != EINPROGRESS) {
-		log_warn("%s %s port %s: connect: %s", up->label, up->host, up->port,
-		    strerror(errno));
+		snprintf(c->detail, sizeof(c->detail), "connect: %s", strerror(errno));
+		log_warn("%s %s port %s: %s", up->label, up->host, up->port, c->detail);
 		conn_fail(c, UP_CONNECT, "cannot connect to the upstream");
 		return;
 	}
@@ -995,6 +1005,8 @@ conn_dns_cb(int result, struct evutil_addrinfo *ai, void *arg)
 	if (result != 0 || ai == NULL) {
 		if (result == EVUTIL_EAI_CANCEL)
 			return;
+		snprintf(c->detail, sizeof(c->detail), "cannot resolve %s: %s", c->up->host,
+		    evutil_gai_strerror(result));
 		log_warn("%s %s: cannot resolve: %s", c->up->label, c->up->host,
 		    evutil_gai_strerror(result));
 		conn_fail(c, UP_CONNECT, "cannot resolve the upstream host");

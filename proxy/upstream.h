@@ -35,6 +35,7 @@ struct up_result {
 	char		 content_type[128];
 	struct evbuffer	*body;		/* owned by the exchange; move it out if needed */
 	int		 reused;	/* ran on a kept-alive connection */
+	char		 detail[128];	/* the OS or TLS error behind err ("" if none), as logged */
 };
 
 typedef void (*up_done_fn)(void *arg, struct up_result *);

@@ -69,6 +69,7 @@ struct vreq {
 	enum up_err		 err;
 	int			 status;
 	struct evbuffer		*body;
+	char			 detail[128];	/* the OS or TLS error behind err, or "" */
 };
 
 struct vault_watch {
@@ -91,6 +92,7 @@ struct vault_path {
 	struct event		*timer;		/* next refresh or retry */
 	struct event		*kick;		/* deliver the current kv to new watches */
 	struct vault_kv		*kv;		/* last good version */
+	char			 detail[128];	/* behind the failure being delivered */
 	unsigned long long	 version;
 	unsigned long long	 gen;		/* bumped when kv changes */
 	unsigned long long	 ok_ms;		/* monotonic time of the last good read */
@@ -856,6 +858,8 @@ vreq_upstream_done(void *arg, struct up_result *res)
 	r->finished = 1;
 	r->err = res->err;
 	r->status = res->err == UP_OK ? res->status : 0;
+	memcpy(r->detail, res->detail, sizeof(r->detail));
+	r->detail[sizeof(r->detail) - 1] = '\0';
 	r->body = res->body;
 	res->body = NULL;
 	event_active(r->ev, EV_TIMEOUT, 1);
@@ -931,6 +935,7 @@ vreq_send(struct vreq *r, const char *method, const char *url, const unsigned ch
 	iov.iov_len = w.len;
 	r->running = 1;
 	r->finished = 0;
+	r->detail[0] = '\0';
 	r->token_gen = v->token_gen;
 	x = upstream_send(v->up, &iov, 1, vreq_upstream_done, r);
 	OPENSSL_cleanse(w.p, w.len);
@@ -1048,9 +1053,12 @@ backoff_next(unsigned *b, unsigned max)
 	return *b;
 }
 
-/* A read failed: tell the watches; retry later unless waiting for auth. */
+/*
+ * A read failed: tell the watches; retry later unless waiting for auth.
+ * detail: the OS, TLS or HTTP error behind why ("" or NULL: none).
+ */
 static void
-path_fail(struct vault_path *p, const char *why, int retry)
+path_fail(struct vault_path *p, const char *why, const char *detail, int retry)
 {
 	struct vault	*v = p->v;
 
@@ -1065,6 +1073,7 @@ path_fail(struct vault_path *p, const char *why, int retry)
 		log_debug("vault: reading %s/%s failed again: %s", p->mount, p->path, why);
 	if (retry)
 		path_schedule(p, backoff_next(&p->backoff, v->backoff_max));
+	snprintf(p->detail, sizeof(p->detail), "%s", detail != NULL ? detail : "");
 	path_deliver(p, why);
 }
 
@@ -1139,7 +1148,7 @@ path_done(struct vreq *r, struct evbuffer *body)
 	size_t			 len;
 
 	if (r->err != UP_OK) {
-		path_fail(p, transport_why(r->err), 1);
+		path_fail(p, transport_why(r->err), r->detail, 1);
 		return;
 	}
 	if (r->status == 403 && !p->reauthed) {
@@ -1157,14 +1166,15 @@ path_done(struct vreq *r, struct evbuffer *body)
 		return;
 	}
 	if (r->status != 200) {
-		path_fail(p, status_why(r->status), 1);
+		snprintf(r->detail, sizeof(r->detail), "HTTP %d", r->status);
+		path_fail(p, status_why(r->status), r->detail, 1);
 		return;
 	}
 	json = body_view(body, &len);
 	if ((kv = vault_kv_parse(json, len, &version, &why)) == NULL) {
 		log_warn("vault: the answer for %s/%s is not a KV v2 secret: %s",
 		    p->mount, p->path, why);
-		path_fail(p, "bad KV answer from vault (is the mount KV version 2?)", 1);
+		path_fail(p, "bad KV answer from vault (is the mount KV version 2?)", why, 1);
 		return;
 	}
 	path_good(p, kv, version);
@@ -1289,9 +1299,9 @@ auth_send(struct vault *v, const char **why)
 	return vreq_send(&v->areq, "GET", "/v1/auth/token/lookup-self", NULL, 0, 1);
 }
 
-/* Authentication failed: tell the waiting reads, retry later. */
+/* Authentication failed (detail: as for path_fail): tell the waiting reads, retry later. */
 static void
-auth_fail(struct vault *v, const char *why)
+auth_fail(struct vault *v, const char *why, const char *detail)
 {
 	struct vault_path	*p;
 
@@ -1305,7 +1315,7 @@ auth_fail(struct vault *v, const char *why)
 	v->busy++;
 	TAILQ_FOREACH(p, &v->paths, entry)
 		if (p->want && !TAILQ_EMPTY(&p->watches))
-			path_fail(p, why, 0);
+			path_fail(p, why, detail, 0);
 	if (--v->busy == 0 && v->reap)
 		vault_reap(v);
 }
@@ -1435,9 +1445,10 @@ auth_done(struct vreq *r, struct evbuffer *body)
 	ti.ttl_key = v->step == STEP_LOOKUP ? "ttl" : "lease_duration";
 	if (r->err != UP_OK)
 		why = transport_why(r->err);
-	else if (r->status != 200)
+	else if (r->status != 200) {
 		why = auth_status_why(v->step, r->status);
-	else if (auth_parse(body, &ti, &why) == -1)
+		snprintf(r->detail, sizeof(r->detail), "HTTP %d", r->status);
+	} else if (auth_parse(body, &ti, &why) == -1)
 		;
 	else if (v->step == STEP_LOGIN && (ti.token == NULL ||
 	    !printable(ti.token->p, ti.token->len, 0)))
@@ -1450,12 +1461,12 @@ auth_done(struct vreq *r, struct evbuffer *body)
 			    r->status);
 			auth_begin(v);
 		} else if (v->step == STEP_LOOKUP && r->status >= 400 && r->status < 500)
-			auth_fail(v, why);	/* the token in use is refused */
+			auth_fail(v, why, r->detail);	/* the token in use is refused */
 		else if (proactive)
 			auth_retry_proactive(v, v->step == STEP_RENEW ? NEXT_RENEW :
 			    NEXT_RELOGIN, why);
 		else
-			auth_fail(v, why);
+			auth_fail(v, why, r->detail);
 		return;
 	}
 	switch (v->step) {
@@ -1487,7 +1498,7 @@ atimer_cb(evutil_socket_t fd, short what, void *arg)
 		v->auth = AUTH_BUSY;
 		v->proactive = 0;
 		if (auth_send(v, &why) == -1)
-			auth_fail(v, why);
+			auth_fail(v, why, NULL);
 		break;
 	case NEXT_RENEW:
 		v->proactive = 1;
@@ -1893,6 +1904,12 @@ vault_conf_same(const struct conf *a, const struct conf *b)
 	    streq(a->vault_approle_mount, b->vault_approle_mount) &&
 	    a->vault_refresh_ms == b->vault_refresh_ms &&
 	    a->vault_timeout_ms == b->vault_timeout_ms;
+}
+
+const char *
+vault_watch_detail(const struct vault_watch *w)
+{
+	return w == NULL ? "" : w->p->detail;
 }
 
 long long

@@ -122,6 +122,13 @@ int		 vault_conf_same(const struct conf *a, const struct conf *b);
  * last good read (whatever its version), -1 if there was none.
  */
 long long	 vault_watch_failing_ms(const struct vault_watch *);
+/*
+ * What lies behind the failure just delivered to w's callback (kv == NULL):
+ * the OS or TLS error ("connect: Connection refused", "certificate
+ * verification failed: ..."), "HTTP 404", or "" when nothing more is known.
+ * Never secret; valid until the next read of w's path.
+ */
+const char	*vault_watch_detail(const struct vault_watch *);
 long long	 vault_watch_age_ms(const struct vault_watch *);
 /* 1 when authenticated and the last read of every watched path succeeded. */
 int		 vault_healthy(const struct vault *);

@@ -805,9 +805,8 @@ def sighup_refused_leaves_the_vault_watch_alone():
 
 @test
 def check_mode_refuses_what_start_refuses():
-    """ocp-proxy -t (ExecStartPre=) must refuse a [vault] section that the
-    real start refuses (a missing token_file, a namespace with a space), or
-    systemd passes the check and then restarts a failing service in a loop."""
+    """ocp-proxy -t must refuse a [vault] section that the real start refuses
+    (a missing token_file, a namespace with a space)."""
     s = sim()
     st = Setup(s, None, vault_port=free_port(), name="chk")
     cases = (("token_file missing", {"token_file": os.path.join(st.dir, "no-such-token")},
@@ -821,13 +820,199 @@ def check_mode_refuses_what_start_refuses():
         rc, out, err = run_proxy(["-t", "-c", conf], timeout=10)
         assert_true(rc != 0, "-t with %s: exit code %d (the start refuses it)" % (what, rc))
         assert_true(word in err, "-t with %s: reason on stderr" % what)
-    # a good [vault] section passes -t, which says the Vault key was not fetched
-    # (-t is ExecStartPre=: a Vault outage must not stop the start)
-    conf = write_file(os.path.join(st.dir, "chk.ini"), st.ini())
-    rc, out, err = run_proxy(["-t", "-c", conf], timeout=10)
-    assert_eq(rc, 0, "-t with Vault down and a good config: %s" % err)
-    assert_true("1 Vault key(s) checked but not fetched" in out, "-t says what it did not do: %s" % out)
-    assert_true("every key loaded" not in out, "-t does not claim the Vault key was loaded")
+
+
+# ------------------------------------------------------------------ -t fetches
+
+def _key_line(ini, section, key):
+    """The line number of `key = ...` in [section] of an INI text."""
+    cur = None
+    for n, line in enumerate(ini.splitlines(), 1):
+        if line.startswith("["):
+            cur = line.strip("[]")
+        elif cur == section and line.split("=")[0].strip() == key:
+            return n
+    raise AssertionError("no %s in [%s]" % (key, section))
+
+
+def _check(st, name="chk.ini", timeout=30, **over):
+    """ocp-proxy -t on st's config with overrides: (rc, stdout, stderr,
+    seconds, conf path, ini text).  Nothing secret may be in the output."""
+    ini = st.ini(**over)
+    conf = write_file(os.path.join(st.dir, name), ini)
+    t0 = time.monotonic()
+    rc, out, err = run_proxy(["-t", "-c", conf], timeout=timeout)
+    took = time.monotonic() - t0
+    no_secrets(out + err, "-t output")
+    return rc, out, err, took, conf, ini
+
+
+def _check_fails(st, key, cause, what, section="profile.merchant", **over):
+    """-t exits 1 with one line FILE:LINE: [section] key: ... cause (a regex),
+    and says the check failed; returns (stderr, seconds)."""
+    rc, out, err, took, conf, ini = _check(st, **over)
+    assert_eq(rc, 1, what + ": exit code")
+    line = _key_line(ini, section, key)
+    rx = r"^%s:%d: \[%s\] %s: cannot load key: .*%s" % (
+        re.escape(conf), line, re.escape(section), key, cause)
+    assert_true(re.search(rx, err, re.M) is not None,
+                "%s: a line naming file, line %d, [%s] %s and the cause /%s/; stderr: %s"
+                % (what, line, section, key, cause, err))
+    assert_true("configuration check failed" in err, what + ": the check failed")
+    assert_true("configuration OK" not in out, what + ": not OK")
+    return err, took
+
+
+@test
+def check_mode_fetches_vault_keys():
+    """-t with Vault reachable (token_file): the pair is read from Vault with
+    the daemon's code, the line says every key is loaded, exit 0, and no
+    secret or token is printed; Vault saw the token lookup and the read."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v, name="chk-ok")
+    try:
+        rc, out, err, took, _, _ = _check(st)
+        reads = v.stats()["reads_by_path"].get("secret/" + KV_PATH, 0)
+    finally:
+        v.stop()
+    assert_eq(rc, 0, "-t exit code (stderr: %s)" % err)
+    assert_true(re.search(r"configuration OK, 2 profile\(s\), 2 key\(s\) loaded, 1 of them "
+                          r"from Vault", out) is not None, "the loaded line: %s" % out)
+    assert_eq(err, "", "nothing on stderr")
+    assert_true(reads >= 1, "Vault saw the read")
+    assert_true(not os.path.exists(st.audit), "-t wrote no audit file")
+    assert_eq(os.listdir(st.state), [], "-t wrote nothing in the state dir")
+
+
+@test
+def check_mode_approle_login():
+    """-t with AppRole: logs in with role_id + secret_id, reads the pair,
+    exit 0; a secret_id Vault refuses is a problem line on [vault]'s key."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v, name="chk-ar")
+    try:
+        logins = v.stats()["logins"]
+        rc, out, err, _, _, _ = _check(st, vault=st.approle())
+        assert_eq(rc, 0, "-t with AppRole: exit code (stderr: %s)" % err)
+        assert_true("2 key(s) loaded" in out, "-t with AppRole: loaded line: %s" % out)
+        assert_true(v.stats()["logins"] > logins, "-t logged in")
+        v.config(secret_id="rotated-secret-id-88888888")
+        issued("rotated-secret-id-88888888")
+        _check_fails(st, "secret", r"vault refused the AppRole login.*HTTP (400|403)",
+                     "-t with a refused secret_id", vault=st.approle())
+    finally:
+        v.stop()
+
+
+@test
+def check_mode_vault_unreachable_is_a_problem():
+    """-t with nothing listening at [vault] address: exit 1 at once with the
+    merchant secret's line and 'cannot connect' (connection refused); with a
+    Vault that accepts but never answers, exit 1 bounded by timeout_ms."""
+    s = sim()
+    st = Setup(s, None, vault_port=free_port(), name="chk-down")
+    err, took = _check_fails(st, "secret", r"vault:secret/ocp/merchant: cannot connect to "
+                             r"vault \(connect: Connection refused\)", "-t with Vault down")
+    assert_true(took < 5, "-t with Vault down took %.1f s" % took)
+    assert_eq(len([x for x in err.splitlines() if "cannot load key" in x]), 1,
+              "one problem line for the one Vault key")
+    v = new_vault()
+    st = Setup(s, v, name="chk-hang")
+    try:
+        v.down(30000, mode="hang")
+        err, took = _check_fails(st, "secret", r"vault did not answer in time",
+                                 "-t with Vault hanging")
+        assert_true(took < 4 * 1 + 1 + 3, "-t with Vault hanging took %.1f s (timeout_ms 1000)"
+                    % took)
+    finally:
+        v.stop()
+
+
+@test
+def check_mode_vault_answers_refused():
+    """-t against a Vault that answers but refuses: 404 (no such secret),
+    403 on the token (token_file holds a token Vault does not know), 403 on
+    the read (policy), 503 (sealed): each an exit 1 and a clear line."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v, name="chk-refused")
+    try:
+        _check_fails(st, "secret", r"vault:secret/ocp/nosuch: secret not found \(HTTP 404\)",
+                     "-t with a missing secret",
+                     profile_merchant={"secret": "vault:secret/ocp/nosuch#secret",
+                                       "public_key": "vault:secret/ocp/nosuch#public_key"})
+        st.set_token("hvs.ocp-test-unknown-token-55555")
+        _check_fails(st, "secret", r"vault refused the token from token_file \(HTTP 403\)",
+                     "-t with a bad token")
+        st.set_token(ROOT_TOKEN)
+        v.deny("secret", KV_PATH)
+        _check_fails(st, "secret", r"permission denied by vault \(HTTP 403\)",
+                     "-t with the read denied")
+        v.deny("secret", KV_PATH, deny=False)
+        v.seal()
+        _check_fails(st, "secret", r"vault sealed or unavailable \(HTTP 503\)",
+                     "-t with Vault sealed")
+        v.unseal()
+        rc, out, err, _, _, _ = _check(st)
+        assert_eq(rc, 0, "-t once Vault is fine again (stderr: %s)" % err)
+    finally:
+        v.stop()
+
+
+@test
+def check_mode_vault_version_unusable():
+    """-t applies the daemon's checks to what it read: a version without the
+    secret field (line of secret), without the public_key field (line of
+    public_key), with an empty secret, with a two-line public key."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v, name="chk-fields")
+    try:
+        v.write("secret", KV_PATH, {"public_key": VM2[0]})
+        _check_fails(st, "secret", r"vault:secret/ocp/merchant: Vault secret version 2 lacks "
+                     r"field secret$", "-t with no secret field")
+        v.write("secret", KV_PATH, {"secret": VM2[1]})
+        _check_fails(st, "public_key", r"vault:secret/ocp/merchant: Vault secret version 3 "
+                     r"lacks field public_key$", "-t with no public_key field")
+        v.write("secret", KV_PATH, {"public_key": VM2[0], "secret": ""})
+        _check_fails(st, "secret", r"Vault secret version 4: field secret is empty",
+                     "-t with an empty secret")
+        v.write("secret", KV_PATH, {"public_key": "two\nlines", "secret": VM2[1]})
+        _check_fails(st, "public_key", r"Vault secret version 5: public key must be one",
+                     "-t with a two-line public key")
+    finally:
+        v.stop()
+
+
+@test
+def check_mode_wrong_vault_ca():
+    """-t with [vault] ca_file of another CA: exit 1, the line says the
+    certificate did not verify; Vault saw no read."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v, name="chk-ca")
+    try:
+        _check_fails(st, "secret", r"TLS handshake with vault failed \(certificate "
+                     r"verification failed: ", "-t with the wrong CA",
+                     vault={"ca_file": certs()["other_ca"]})
+        assert_eq(v.stats()["reads"], 0, "reads that reached Vault")
+    finally:
+        v.stop()
+
+
+@test
+def unit_does_not_run_the_check_before_start():
+    """-t fails while Vault is unreachable, so the shipped unit must not run
+    it as ExecStartPre= (a Vault outage would become a failed start, issue 7)."""
+    unit = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "systemd", "ocp-proxy.service")
+    with open(unit) as f:
+        lines = [l.strip() for l in f if not l.lstrip().startswith("#")]
+    assert_true(any(l.startswith("ExecStart=") for l in lines), "the unit has ExecStart=")
+    pre = [l for l in lines if l.startswith("ExecStartPre=") and " -t" in l]
+    assert_eq(pre, [], "ExecStartPre= lines that run ocp-proxy -t")
 
 
 # ------------------------------------------------------------------ i
