@@ -736,7 +736,7 @@ proxy_reload(struct proxy *px)
 	char			*cause = NULL, *tail;
 	const char		*why;
 	size_t			 i, mark = nnonce;
-	int			 lock = -1;
+	int			 lock = -1, new_trail = 0;
 
 	notify_send("RELOADING=1");
 	log_info("reloading %s", px->conf_path);
@@ -791,16 +791,20 @@ proxy_reload(struct proxy *px)
 		}
 		audit_close(px->audit);
 		px->audit = a;
+		new_trail = 1;
 	} else if (audit_reopen(px->audit, &cause) == -1) {
 		log_err("audit: cannot reopen: %s; keeping the open file", cause ? cause : "");
 		free(cause);
 	}
-	if (lock != -1) {	/* taken: the old dir is left as at exit */
+	if (lock != -1)		/* taken: the old dir is left as at exit */
 		proxy_nonces_commit(mark, moved);
-		if (asprintf(&tail, "%s/audit.tail", g->conf->state_dir) != -1) {
-			audit_set_tail(px->audit, tail);
-			free(tail);
-		}
+	/* the state dir's copy of the tail follows the trail written now */
+	if ((lock != -1 || new_trail) &&
+	    asprintf(&tail, "%s/audit.tail", g->conf->state_dir) != -1) {
+		audit_set_tail(px->audit, tail);
+		free(tail);
+	}
+	if (lock != -1) {
 		close(px->state_lock);
 		px->state_lock = lock;
 		log_info("[state] dir: now %s (the lock on %s released)", g->conf->state_dir,

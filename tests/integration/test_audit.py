@@ -823,6 +823,39 @@ def rotation_while_stopped_continues_chain():
                                           audit_lines(old)[-1]["seq"]))
 
 
+@test
+def reload_to_a_new_audit_path_keeps_the_tail_copy():
+    """[audit] path changed by SIGHUP: the state dir's tail copy follows the
+    new trail, so that a rotation of it while stopped still continues its chain."""
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    new = os.path.join(rig.audit_dir, "audit-new.jsonl")
+    try:
+        assert_status(price_rate(p), 200, "on the first trail")
+        write_file(p.conf, rig.ini.replace("path = %s\n" % rig.audit, "path = %s\n" % new))
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in p.stderr_text()[-4000:], what="the reload")
+        assert_status(price_rate(p), 200, "on the new trail")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    moved = new + ".1"
+    os.rename(new, moved)
+    p = Proxy(rig.ini.replace("path = %s\n" % rig.audit, "path = %s\n" % new))
+    try:
+        assert_status(price_rate(p), 200, "after the restart")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    first, last = audit_lines(new)[0], audit_lines(moved)[-1]
+    assert_eq((first.get("phase"), first.get("seq")), ("open", last["seq"] + 1),
+              "the new file goes on from the moved one")
+    assert_true(first.get("prev_chain") == last["chain"],
+                "prev_chain is the moved file's last chain value")
+    verify_ok(rig, moved, new)
+
+
 # ------------------------------------------------------------ 4b. one writer
 
 @test
