@@ -573,6 +573,37 @@ proxy_listen_unix(struct proxy *px, const struct conf *c)
 	return fd;
 }
 
+/*
+ * A unix socket in a directory that everyone may write to, without the
+ * sticky bit, can be removed and replaced by any local user, who would then
+ * receive the callers' requests: refused, as a world-writable socket is.
+ */
+static int
+proxy_unix_dir_check(const struct conf *c, struct conf_errs *errs)
+{
+	const char	*path = c->listen_address + 5, *slash;
+	char		 dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat	 st;
+
+	if ((slash = strrchr(path, '/')) == NULL)
+		strcpy(dir, ".");
+	else if (slash == path)
+		strcpy(dir, "/");
+	else if ((size_t)(slash - path) < sizeof(dir))
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	else
+		return 0;	/* too long: proxy_listen_unix says so */
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode))
+		return 0;	/* bind says what is wrong */
+	if ((st.st_mode & S_IWOTH) == 0 || (st.st_mode & S_ISVTX) != 0)
+		return 0;
+	conf_errs_key(errs, c, "listen", "address", "unix:%s: the directory %s is writable "
+	    "by everyone without the sticky bit (mode %04o): any local user could replace the "
+	    "socket; use a directory only the service may write, such as /run/ocp-proxy",
+	    path, dir, (unsigned)(st.st_mode & 07777));
+	return -1;
+}
+
 /* Bind a TCP socket and learn the port actually bound (port 0 in tests). */
 static int
 proxy_listen_tcp(struct proxy *px, const struct conf *c)
@@ -1007,6 +1038,12 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	px->conf_path = conf_path;
 	/* -t goes on past a refused key, to report every problem in one run */
 	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
+	if (c != NULL && conf_key_ok(c, "listen", "address") &&
+	    strncmp(c->listen_address, "unix:", 5) == 0 &&
+	    proxy_unix_dir_check(c, &errs) == -1 && !check_only) {
+		conf_free(c);
+		c = NULL;
+	}
 	/* before anything is written or fetched; not -t, run beside the service */
 	if (c != NULL && !check_only && (px->state_lock = proxy_lock_state(c, &errs)) == -1) {
 		conf_free(c);

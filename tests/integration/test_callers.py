@@ -430,6 +430,31 @@ def world_writable_socket_mode_refused():
     assert_true(not os.path.exists(path), "no socket file was created")
 
 
+@test
+def socket_in_a_world_writable_directory_refused():
+    # anyone could unlink the socket there and listen in its place
+    s = sim()
+    st = Setup(s)
+    d = public_dir()
+    os.chmod(d, 0o777)
+    path = os.path.join(d, "ocp.sock")
+    rc, out, err = st.check(listen={"address": "unix:" + path})
+    assert_true(rc != 0, "-t accepts a socket in a 0777 directory")
+    assert_true(re.search(r":\d+: \[listen\] address: .*writable by everyone", err),
+                "-t names the directory at the address line: %r" % err[-300:])
+    conf = st.write_conf(listen={"address": "unix:" + path})
+    r = subprocess.run([binary("ocp-proxy"), "-c", conf], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15)
+    err = r.stderr.decode("utf-8", "replace")
+    assert_true(r.returncode != 0, "the proxy starts with its socket in a 0777 directory")
+    assert_true("writable by everyone" in err, "start names the directory")
+    assert_true(not os.path.exists(path), "no socket file was created")
+    # the sticky bit (as on /tmp) keeps others from removing it: accepted
+    os.chmod(d, 0o1777)
+    rc, out, err = st.check(listen={"address": "unix:" + path})
+    assert_eq(rc, 0, "-t with a sticky 1777 directory: %s" % err[-300:])
+
+
 # ------------------------------------------------------------------ 2 unix uid
 
 UNIX_CALLERS = """
