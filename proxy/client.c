@@ -55,6 +55,7 @@ struct client {
 	char			*method;
 	char			*target;
 	int			 keepalive;
+	int			 head;		/* a HEAD request: answers carry no body */
 	int			 chunked;
 	unsigned long long	 left;		/* Content-Length bytes still to read */
 	struct httpp_chunked	 chunk;
@@ -202,6 +203,7 @@ client_reset(struct client *cl)
 	cl->body = NULL;
 	cl->body_len = 0;
 	cl->left = 0;
+	cl->head = 0;
 	cl->chunked = 0;
 	cl->too_large = 0;
 	cl->skip = 0;
@@ -365,7 +367,10 @@ client_reason(int status)
 /*
  * Write a complete response; body is moved out.  No Content-Type header
  * when ctype is NULL or empty: an upstream answer without one is relayed
- * without one, not labelled as JSON it may not be.
+ * without one, not labelled as JSON it may not be.  RFC 9110 9.3.2: the
+ * answer to a HEAD carries the head it would have had, Content-Length
+ * included, and no body.  A body not sent is drained (zeroed), so the
+ * connection stays in step.
  */
 void
 client_respond(struct client *cl, int status, const char *ctype, struct evbuffer *body,
@@ -411,7 +416,9 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	jbody_sink_flush(&k);
 	cl->retry_after = 0;
 	cl->www_auth = 0;
-	if (body != NULL)
+	if (body != NULL && cl->head)
+		wipe_drain(body, len);
+	else if (body != NULL)
 		evbuffer_add_buffer(out, body);
 	cl->served++;
 	if (close_after) {
@@ -729,6 +736,7 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	cl->method = strndup(m.method, m.method_len);
 	cl->target = strndup(m.target, m.target_len);
 	cl->keepalive = m.keepalive;
+	cl->head = m.method_len == 4 && memcmp(m.method, "HEAD", 4) == 0;
 	cl->chunked = m.chunked;
 	cl->left = m.content_length > 0 ? (unsigned long long)m.content_length : 0;
 	cl->max_body = c->max_body_bytes;
