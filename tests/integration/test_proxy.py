@@ -899,6 +899,40 @@ def upstream_answer_without_content_type_gets_none():
 
 
 @test
+def upstream_204_and_304_relayed_without_content_length():
+    """RFC 9110 8.6: a 204 or 304 has no body and must not carry
+    Content-Length; the proxy relays the upstream's status with neither, keeps
+    X-Request-Id, and the keep-alive connection answers the next request."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        post = b"POST /api-gateway/orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+        for mode, status in (("status204", 204), ("status304", 304)):
+            s.fault(mode, count=1)
+            data = raw(p.target, post + b"\r\n{}" + post + b"Connection: close\r\n\r\n{}")
+            hd, sep, rest = data.partition(b"\r\n\r\n")
+            assert_true(sep, mode + ": no complete answer head")
+            lines = hd.decode("latin-1").split("\r\n")
+            h = {l.partition(":")[0].strip().lower(): l.partition(":")[2].strip()
+                 for l in lines[1:]}
+            assert_eq(int(lines[0].split(" ")[1]), status, mode + ": relayed status")
+            assert_true("content-length" not in h,
+                        "%s: Content-Length: %s sent" % (mode, h.get("content-length")))
+            assert_true("transfer-encoding" not in h, mode + ": Transfer-Encoding sent")
+            assert_true(h.get("x-request-id"), mode + ": X-Request-Id")
+            assert_true(rest.startswith(b"HTTP/1.1 200 "),
+                        mode + ": the next answer does not follow the head")
+            assert_eq(envelope(parse_http(rest)[2]).get("success"), True,
+                      mode + ": the request behind it")
+            rec = st.audit_for(h["x-request-id"])
+            assert_eq((rec["status"], rec["upstream_status"], rec["bytes_out"], rec["error"]),
+                      (status, status, 0, None), mode + ": audited")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
 def upstream_self_connect_is_a_connect_failure():
     # Nothing listens on a loopback port of the ephemeral range: the kernel may
     # pick that very port as the source, and connect() "succeeds" against
