@@ -55,6 +55,7 @@ struct client {
 	char			*method;
 	char			*target;
 	int			 keepalive;
+	int			 head;		/* a HEAD request: answers carry no body */
 	int			 chunked;
 	unsigned long long	 left;		/* Content-Length bytes still to read */
 	struct httpp_chunked	 chunk;
@@ -202,6 +203,7 @@ client_reset(struct client *cl)
 	cl->body = NULL;
 	cl->body_len = 0;
 	cl->left = 0;
+	cl->head = 0;
 	cl->chunked = 0;
 	cl->too_large = 0;
 	cl->skip = 0;
@@ -346,6 +348,7 @@ client_reason(int status)
 	case 200: return "OK";
 	case 201: return "Created";
 	case 204: return "No Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -365,7 +368,12 @@ client_reason(int status)
 /*
  * Write a complete response; body is moved out.  No Content-Type header
  * when ctype is NULL or empty: an upstream answer without one is relayed
- * without one, not labelled as JSON it may not be.
+ * without one, not labelled as JSON it may not be.  RFC 9110 9.3.2: the
+ * answer to a HEAD carries the head it would have had, Content-Length
+ * included, and no body.  RFC 9110 8.6, 15.3.5, 15.4.5: a 1xx, 204 or 304
+ * has neither body nor Content-Length (a 304's would be the
+ * representation's, which the proxy does not know).  A body not sent is
+ * drained (zeroed), so the connection stays in step.
  */
 void
 client_respond(struct client *cl, int status, const char *ctype, struct evbuffer *body,
@@ -374,6 +382,7 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	struct evbuffer	*out = cl->out;
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
 	int		 was_empty = evbuffer_get_length(out) == 0;
+	int		 nolen = status < 200 || status == 204 || status == 304;
 	struct jbody_sink k;
 	char		 num[FMT_UINT_MAX];
 
@@ -391,8 +400,10 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 		JBODY_PUT_LIT(&k, "\r\nContent-Type: ");
 		jbody_put_str(&k, ctype);
 	}
-	JBODY_PUT_LIT(&k, "\r\nContent-Length: ");
-	jbody_put_uint(&k, len);
+	if (!nolen) {
+		JBODY_PUT_LIT(&k, "\r\nContent-Length: ");
+		jbody_put_uint(&k, len);
+	}
 	JBODY_PUT_LIT(&k, "\r\nX-Request-Id: ");
 	jbody_put_str(&k, reqid);
 	JBODY_PUT_LIT(&k, "\r\n");
@@ -411,7 +422,9 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	jbody_sink_flush(&k);
 	cl->retry_after = 0;
 	cl->www_auth = 0;
-	if (body != NULL)
+	if (body != NULL && (nolen || cl->head))
+		wipe_drain(body, len);
+	else if (body != NULL)
 		evbuffer_add_buffer(out, body);
 	cl->served++;
 	if (close_after) {
@@ -729,6 +742,7 @@ client_read_head(struct client *cl, struct evbuffer *in)
 	cl->method = strndup(m.method, m.method_len);
 	cl->target = strndup(m.target, m.target_len);
 	cl->keepalive = m.keepalive;
+	cl->head = m.method_len == 4 && memcmp(m.method, "HEAD", 4) == 0;
 	cl->chunked = m.chunked;
 	cl->left = m.content_length > 0 ? (unsigned long long)m.content_length : 0;
 	cl->max_body = c->max_body_bytes;

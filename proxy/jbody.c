@@ -965,6 +965,22 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	return rc;
 }
 
+/* The form of a string nonce's raw token tok[0..len) read as a number. */
+int
+jbody_nonce_digits(const char *tok, size_t len, unsigned long long *v)
+{
+	int	kind;
+
+	if (len < 3 || tok[0] != '"' || tok[len - 1] != '"')
+		return JBODY_NONCE_STRING;	/* "" or not a token */
+	kind = jbody_nonce_number(tok + 1, len - 2, v);
+	if (kind == JBODY_NONCE_OTHER)
+		return JBODY_NONCE_STRING;	/* a non-digit, or an escape's '\\' */
+	if (len - 2 > JBODY_NONCE_DIGITS_MAX)
+		return JBODY_NONCE_BIG;		/* zero-padded past 20 digits too */
+	return kind;
+}
+
 /* Write "\"nonce\":N" (plus ',' unless empty) to dst; returns its length. */
 size_t
 jbody_nonce_member(char *dst, size_t dstlen, unsigned long long nonce,

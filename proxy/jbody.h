@@ -82,6 +82,7 @@ void	 jbody_put_uint(struct jbody_sink *, unsigned long long);
 
 #define JBODY_OBJECT	0x01	/* the top-level value must be an object */
 #define JBODY_NONCE_MAX	32	/* dst size that fits any jbody_nonce_member */
+#define JBODY_NONCE_DIGITS_MAX	20	/* digits of 2^64 - 1 */
 
 /*
  * What the top-level nonce's value is (jbody.nonce_kind).  Only the form is
@@ -125,6 +126,16 @@ struct jbody {
 int	 jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
 	    const char **why);
+/*
+ * The form of a string nonce as an API that reads numeric strings as
+ * numbers would see it.  tok[0..len) is the raw token, quotes included
+ * (jbody.nonce_at, nonce_len).  JBODY_NONCE_INT, with *v its value, if
+ * between the quotes there are 1 to JBODY_NONCE_DIGITS_MAX ASCII digits as
+ * sent (leading zeros allowed; no sign, blank or escape: "\u0031" is not a
+ * digit) and the value fits in 64 bits; JBODY_NONCE_BIG if only digits but
+ * more of them or a larger value; else JBODY_NONCE_STRING (*v undefined).
+ */
+int	 jbody_nonce_digits(const char *tok, size_t len, unsigned long long *v);
 /*
  * The member spliced in right after the top-level '{' when the caller sent
  * no nonce: "\"nonce\":N", followed by ',' unless the object is empty.

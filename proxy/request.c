@@ -33,7 +33,8 @@
 #define REQ_NONCE_NONE		0	/* none was used (yet) */
 #define REQ_NONCE_OURS		1	/* inserted: nonce */
 #define REQ_NONCE_CALLER	2	/* the caller's integer: nonce */
-#define REQ_NONCE_CALLER_STR	3	/* the caller's string: jb.nonce_at */
+#define REQ_NONCE_CALLER_STR	3	/* the caller's string: jb.nonce_at (its
+					   value in nonce if nonce_digits) */
 
 struct request {
 	TAILQ_ENTRY(request)	 entry;
@@ -56,6 +57,7 @@ struct request {
 	size_t			 member_len;
 	unsigned long long	 nonce;
 	int			 nonce_from;	/* REQ_NONCE_* */
+	int			 nonce_digits;	/* the caller's string is digits: jb.nonce_num */
 	struct up_xfer		*xfer;
 	int			 waiting_audit;
 	struct caller		*caller;	/* named caller, or NULL */
@@ -276,8 +278,8 @@ request_reject(struct client *cl, const char *method, const char *path, size_t b
 
 	request_client_id(cl, id);
 	env = request_envelope(status, name, msg, id);
-	request_audit_unforwarded(cl, id, method, path, bytes_in,
-	    env ? evbuffer_get_length(env) : 0, status, name);
+	request_audit_unforwarded(cl, id, method, path, bytes_in,	/* a HEAD gets no body */
+	    env && strcmp(method, "HEAD") != 0 ? evbuffer_get_length(env) : 0, status, name);
 	client_respond(cl, status, "application/json", env, id, close_after);
 	if (env != NULL)
 		evbuffer_free(env);
@@ -679,14 +681,22 @@ request_take_rate(struct request *r)
  * A caller's own top-level nonce goes upstream as sent, so it must be one
  * this profile's counter can account for: a JSON integer (digits only) that
  * fits in 64 bits and is at most a day ahead of the clock in ms (it raises
- * the counter), or a string (the API takes unique strings, which have no
- * order to keep).  Anything else (1.5, 17e11, -1, true, a second nonce
- * member) the API may read as a number the counter never saw: 400.
+ * the counter), or a string.  A string of digits only, as sent, is held to
+ * the integer's rules and counted like one: an API may read it as that
+ * number.  Other strings (a UUID) have no order to keep.  Anything else
+ * (1.5, 17e11, -1, true, a second nonce member) the API may read as a
+ * number the counter never saw: 400.
  */
 static int
-request_check_nonce(struct request *r)
+request_check_nonce(struct request *r, const char *body)
 {
-	switch (r->jb.nonce_kind) {
+	int	kind = r->jb.nonce_kind;
+
+	if (kind == JBODY_NONCE_STRING &&
+	    (kind = jbody_nonce_digits(body + r->jb.nonce_at, r->jb.nonce_len,
+	    &r->jb.nonce_num)) == JBODY_NONCE_INT)
+		r->nonce_digits = 1;
+	switch (kind) {
 	case JBODY_NONCE_STRING:
 		return 0;
 	case JBODY_NONCE_INT:
@@ -742,7 +752,7 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
 		return -1;
 	}
-	if (r->jb.has_nonce && request_check_nonce(r) == -1)
+	if (r->jb.has_nonce && request_check_nonce(r, p) == -1)
 		return -1;
 	if (r->caller != NULL && (request_check_fields(r, p, len) == -1 ||
 	    request_take_rate(r) == -1))
@@ -751,15 +761,15 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 503, "PROXY_KEY_UNAVAILABLE", why);
 		return -1;
 	}
-	if (r->jb.nonce_kind == JBODY_NONCE_STRING)
-		r->nonce_from = REQ_NONCE_CALLER_STR;	/* no order to keep: nothing to count */
-	else if (r->jb.nonce_kind == JBODY_NONCE_INT) {
+	if (r->jb.nonce_kind == JBODY_NONCE_INT || r->nonce_digits) {
 		/* raise the counter, so that later inserted nonces stay above the caller's */
 		if (nonce_observe(r->gen->nonces[r->profile], r->jb.nonce_num, &cause) == -1)
 			return request_nonce_unavailable(r, cause);
 		r->nonce = r->jb.nonce_num;
-		r->nonce_from = REQ_NONCE_CALLER;
-	} else {
+		r->nonce_from = r->nonce_digits ? REQ_NONCE_CALLER_STR : REQ_NONCE_CALLER;
+	} else if (r->jb.nonce_kind == JBODY_NONCE_STRING)
+		r->nonce_from = REQ_NONCE_CALLER_STR;	/* no order to keep: nothing to count */
+	else {
 		if (nonce_next(r->gen->nonces[r->profile], log_now_ms(), &r->nonce, &cause) == -1)
 			return request_nonce_unavailable(r, cause);
 		r->nonce_from = REQ_NONCE_OURS;

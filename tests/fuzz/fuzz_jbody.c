@@ -133,6 +133,27 @@ fuzz_check_splice(const char *buf, size_t len, const struct jbody *jb)
 	free(s);
 }
 
+/* A string nonce is counted (INT or BIG) exactly when it is digits as sent. */
+static void
+fuzz_check_digits(const char *tok, size_t len)
+{
+	unsigned long long	v, w = 0;
+	size_t			i;
+	int			kind = jbody_nonce_digits(tok, len, &v), digits = len > 2;
+
+	for (i = 1; i + 1 < len; i++)
+		if (tok[i] < '0' || tok[i] > '9')
+			digits = 0;
+	if (digits != (kind != JBODY_NONCE_STRING))
+		abort();
+	if (kind != JBODY_NONCE_INT)
+		return;
+	for (i = 1; i + 1 < len; i++)
+		w = w * 10 + (unsigned)(tok[i] - '0');
+	if (len - 2 > JBODY_NONCE_DIGITS_MAX || v != w)
+		abort();
+}
+
 /* Quoting any bytes must give one valid JSON string. */
 static void
 fuzz_check_quote(const char *buf, size_t len)
@@ -195,6 +216,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (jb.nonce_len < 2 || jb.nonce_at + jb.nonce_len > size ||
 	    buf[jb.nonce_at] != '"' || buf[jb.nonce_at + jb.nonce_len - 1] != '"'))
 		abort();
+	if (rc == 0 && jb.nonce_kind == JBODY_NONCE_STRING)
+		fuzz_check_digits(buf + jb.nonce_at, jb.nonce_len);
 	fuzz_check_quote(buf, size);
 	return 0;
 }

@@ -346,7 +346,8 @@ class Sim:
                     raise
 
     def fault(self, mode, **kw):
-        """Set the fault: mode none|delay|close|close_mid|status500|garbage|huge|no_ctype,
+        """Set the fault: mode none|delay|close|close_mid|status500|garbage|huge|no_ctype|
+        status204|status304 (no body, no Content-Type, no Content-Length),
         kw ms=, bytes=, count= (0/absent: until changed)."""
         d = {"mode": mode}
         d.update(kw)

@@ -807,6 +807,87 @@ def refusals_by_the_head_keep_the_connection():
         assert_eq(rig.stop(), 0, "exit code")
 
 
+def head_answer(data, what):
+    """The answer to a HEAD at the start of data: (status, headers, the bytes
+    after its head).  RFC 9110 9.3.2: no body, whatever Content-Length says."""
+    hd, sep, rest = data.partition(b"\r\n\r\n")
+    assert_true(sep, "%s: no complete answer head (%d bytes)" % (what, len(data)))
+    lines = hd.decode("latin-1").split("\r\n")
+    h = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        h[k.strip().lower()] = v.strip()
+    return int(lines[0].split(" ", 2)[1]), h, rest
+
+
+@test
+def head_requests_get_no_body():
+    """Every answer the proxy writes to a HEAD (405, and the earlier 400 and
+    401 refusals) has the status and headers it would have for a GET, but no
+    body: a keep-alive caller finds the next answer right after the head."""
+    s = sim()
+    rig = Rig(s, "headmethod")
+    tok = "head-test-" + "%032x" % random.getrandbits(128)
+    p = rig.start(**{"caller.reports": {"token_sha256": hashlib.sha256(tok.encode()).hexdigest(),
+                                        "profiles": "merchant"},
+                     "caller.root": {"uid": 0}})
+    auth = "Authorization: Bearer " + tok
+    try:
+        nxt = head(path="/api-gateway/test-signature", cl=9, body=b'{"seq":2}', extra=[auth])
+        for what, path in (("405 routed", "/api-gateway/orders"), ("405 no route", "/nope/x")):
+            s.reset()
+            got, _, _ = talk(p.target, head(path=path, method="HEAD", extra=[auth]) + nxt, 1.5)
+            st, h, rest = head_answer(got, what)
+            assert_eq(st, 405, what + ": status")
+            assert_eq(h.get("allow"), "POST", what + ": Allow")
+            assert_true(h.get("connection") is None, what + ": kept alive")
+            assert_true(rest.startswith(b"HTTP/1.1 200 "),
+                        "%s: the next answer does not follow the head (%d stray bytes?)"
+                        % (what, len(rest.partition(b"HTTP/1.1 ")[0])))
+            resps = parse_responses(rest)
+            assert_eq([r[0] for r in resps], [200], what + ": the request behind it answered")
+            assert_eq(json.loads(ok200(resps[0], what)["receivedBody"]).get("seq"), 2,
+                      what + ": its own answer")
+            rec = rig.outcome(h.get("x-request-id"))
+            assert_eq((rec["method"], rec["status"], rec["error"], rec["bytes_out"]),
+                      ("HEAD", 405, "PROXY_METHOD_NOT_ALLOWED", 0), what + ": audited")
+        # refusals that close: the head, then nothing but the close
+        for what, req, status, name in (
+                ("400 bad host", head(method="HEAD", host="evil.example", extra=[auth]), 400,
+                 "PROXY_BAD_HOST"),
+                ("400 absolute-form", head(path="http://localhost/api-gateway/orders",
+                                           method="HEAD", extra=[auth]), 400, "PROXY_BAD_TARGET"),
+                ("401 unknown caller", head(method="HEAD", extra=["Authorization: Bearer x"]),
+                 401, "PROXY_UNKNOWN_CALLER")):
+            got, closed, _ = talk(p.target, req + (nxt if status == 401 else b""), 1.5)
+            st, h, rest = head_answer(got, what)
+            assert_eq(st, status, what + ": status")
+            assert_true(int(h.get("content-length", "0")) > 0, what + ": Content-Length kept")
+            if status == 401:
+                assert_eq(h.get("www-authenticate"), "Bearer", what + ": WWW-Authenticate")
+                assert_true(rest.startswith(b"HTTP/1.1 200 "),
+                            what + ": the next answer does not follow the head")
+            else:
+                assert_eq(h.get("connection", "").lower(), "close", what + ": closes")
+                assert_eq(len(rest), 0, what + ": body bytes after the head")
+                assert_true(closed, what + ": closed")
+            rec = rig.outcome(h.get("x-request-id"))
+            assert_eq((rec["status"], rec["error"]), (status, name), what + ": audited")
+        # an HTTP client library reads HEAD answers without a body
+        c = http.client.HTTPConnection(p.host, p.port, timeout=5)
+        c.request("HEAD", "/api-gateway/orders", headers={"Authorization": "Bearer " + tok})
+        r = c.getresponse()
+        assert_eq((r.status, r.read()), (405, b""), "http.client HEAD")
+        c.request("POST", "/api-gateway/orders", body=b"{}",
+                  headers={"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+        r = c.getresponse()
+        assert_eq(r.status, 200, "http.client: POST after HEAD on the same connection")
+        r.read()
+        c.close()
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
 @test
 def browser_cross_site_post_is_refused():
     """A web page open in a browser on the same host can POST to

@@ -485,6 +485,71 @@ def caller_nonce_must_be_an_integer_within_a_day():
         assert_eq(st.stop(), 0, "exit code")
 
 
+@test
+def caller_digit_string_nonce_counts_like_an_integer():
+    """A caller's string nonce of ASCII digits only, as sent ("1795000000000",
+    leading zeros allowed) is what an API reading numeric strings as numbers
+    takes for that number: it is held to the integer rules (at most a day
+    ahead, 20 digits, 64 bits) and raises the profile's counter, so a later
+    inserted nonce is above it.  It still goes upstream byte for byte as a
+    string and the audit records its raw token.  Other strings (a UUID, or
+    digits written with an escape) are not counted."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "first")
+        last = int(s.records()[-1]["nonce"])
+        day, hour = 86400000, 3600000
+        n0 = rec_count(s)
+        big = "PROXY_NONCE_TOO_LARGE"
+        for what, tok in (("ten days ahead", b'"%d"' % (last + 10 * day)),
+                          ("2^64", b'"18446744073709551616"'),
+                          ("23 digits", b'"99999999999999999999999"'),
+                          ("21 digits, zero-padded", b'"%021d"' % 1)):
+            _, rid = proxy_error(request(p.target, "/api-gateway/orders",
+                                         b'{"nonce":%s}' % tok), 400, big, what)
+            rec = st.audit_for(rid)
+            assert_eq((rec["error"], rec["nonce"]), (big, None), what + ": audit outcome")
+        assert_eq(rec_count(s), n0, "no refused string nonce was forwarded")
+        # an hour ahead: forwarded as sent, then inserted nonces stay above it
+        ahead = last + hour
+        body = b'{"a":1, "nonce" : "%d"}' % ahead
+        resp = request(p.target, "/api-gateway/orders", body)
+        ok(resp, "digit string an hour ahead")
+        rec = s.records()[-1]
+        assert_eq((rec["nonce"], rec["nonce_type"]), (str(ahead), "string"),
+                  "forwarded as a string")
+        assert_true(rec["body"].encode() == body, "forwarded byte for byte")
+        for phase in ("request", "outcome"):
+            a = st.audit_for(resp[1]["x-request-id"], phase)
+            assert_eq((a.get("nonce"), a.get("nonce_from")), (str(ahead), "caller"),
+                      phase + " audit line of the digit string")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after it")
+        after = int(s.records()[-1]["nonce"])
+        assert_true(after > ahead, "inserted nonce is not above the caller's digit string"
+                    " (%d ahead)" % (ahead - after))
+        # leading zeros: counted by value
+        padded = after + hour
+        ok(request(p.target, "/api-gateway/orders", b'{"nonce":"000%d"}' % padded),
+           "zero-padded digit string")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after the padded one")
+        after = int(s.records()[-1]["nonce"])
+        assert_true(after > padded, "inserted nonce is not above the zero-padded string")
+        # not digits as sent: forwarded, not counted (and not limited)
+        far = after + 10 * day
+        for what, tok in (("escaped digit", b'"\\u0031%d"' % far),
+                          ("uuid", b'"%s"' % str(uuid.uuid4()).encode()),
+                          ("signed", b'"+%d"' % far), ("blank", b'" %d"' % far)):
+            ok(request(p.target, "/api-gateway/orders", b'{"nonce":%s}' % tok), what)
+            assert_eq(s.records()[-1]["nonce_type"], "string", what + " forwarded as a string")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after other strings")
+        now = int(s.records()[-1]["nonce"])
+        assert_true(after < now < after + day, "a string that is not digits moved the counter")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 def _concurrent_load(p, n_threads, per):
     """n_threads keep-alive clients, half merchant, half partner; failures."""
     failures = []
@@ -829,6 +894,40 @@ def upstream_answer_without_content_type_gets_none():
         ok(request(p.target, "/api-gateway/orders", b"{}"), "next answer has its type")
         proxy_error(request(p.target, "/nowhere", b"{}"), 404, "PROXY_NO_ROUTE",
                     "proxy-made answer")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def upstream_204_and_304_relayed_without_content_length():
+    """RFC 9110 8.6: a 204 or 304 has no body and must not carry
+    Content-Length; the proxy relays the upstream's status with neither, keeps
+    X-Request-Id, and the keep-alive connection answers the next request."""
+    s = sim()
+    st = Setup(s)
+    p = st.start()
+    try:
+        post = b"POST /api-gateway/orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+        for mode, status in (("status204", 204), ("status304", 304)):
+            s.fault(mode, count=1)
+            data = raw(p.target, post + b"\r\n{}" + post + b"Connection: close\r\n\r\n{}")
+            hd, sep, rest = data.partition(b"\r\n\r\n")
+            assert_true(sep, mode + ": no complete answer head")
+            lines = hd.decode("latin-1").split("\r\n")
+            h = {l.partition(":")[0].strip().lower(): l.partition(":")[2].strip()
+                 for l in lines[1:]}
+            assert_eq(int(lines[0].split(" ")[1]), status, mode + ": relayed status")
+            assert_true("content-length" not in h,
+                        "%s: Content-Length: %s sent" % (mode, h.get("content-length")))
+            assert_true("transfer-encoding" not in h, mode + ": Transfer-Encoding sent")
+            assert_true(h.get("x-request-id"), mode + ": X-Request-Id")
+            assert_true(rest.startswith(b"HTTP/1.1 200 "),
+                        mode + ": the next answer does not follow the head")
+            assert_eq(envelope(parse_http(rest)[2]).get("success"), True,
+                      mode + ": the request behind it")
+            rec = st.audit_for(h["x-request-id"])
+            assert_eq((rec["status"], rec["upstream_status"], rec["bytes_out"], rec["error"]),
+                      (status, status, 0, None), mode + ": audited")
     finally:
         assert_eq(st.stop(), 0, "exit code")
 

@@ -523,6 +523,30 @@ def fault_no_ctype():
     assert_eq(h.get("content-type"), "application/json", "count=1: typed again")
 
 @test
+def fault_status204_and_status304():
+    """status204/status304: the request is checked and recorded as usual,
+    the answer is that status with no body, no Content-Type and no
+    Content-Length (RFC 9110), and the keep-alive connection goes on."""
+    s = sim()
+    c = s.connection()
+    try:
+        for mode, status in (("status204", 204), ("status304", 304)):
+            s.fault(mode, count=1)
+            st, h, body = s.post("/api-gateway/orders", body_for(), conn=c)
+            assert_eq((st, body), (status, b""), mode + ": status and body")
+            assert_true("content-length" not in h, mode + ": Content-Length sent")
+            assert_true("content-type" not in h, mode + ": Content-Type sent")
+            ok_response(s.post("/api-gateway/orders", body_for(), conn=c),
+                        mode + ": count=1, then the planned answer on the same connection")
+    finally:
+        c.close()
+    recs = s.records()
+    assert_eq([(r["status"], r["fault"], r["result"]) for r in recs],
+              [(204, "status204", "ok"), (200, None, "ok"),
+               (304, "status304", "ok"), (200, None, "ok")], "records")
+
+
+@test
 def fault_huge():
     s = sim()
     s.fault("huge", bytes=100000, count=1)

@@ -23,6 +23,8 @@ static const char *const sim_fault_names[] = {
 	[SIM_FAULT_GARBAGE] = "garbage",
 	[SIM_FAULT_HUGE] = "huge",
 	[SIM_FAULT_NO_CTYPE] = "no_ctype",
+	[SIM_FAULT_STATUS204] = "status204",
+	[SIM_FAULT_STATUS304] = "status304",
 };
 
 #define SIM_NFAULTS	(sizeof(sim_fault_names) / sizeof(sim_fault_names[0]))

@@ -527,6 +527,12 @@ sim_fault_body(const struct sim_fault *f, int *status, const char **ctype,
 		sim_error_body(b, 500, "INTERNAL_ERROR",
 		    "Internal server error (simulated).");
 		break;
+	case SIM_FAULT_STATUS204:
+	case SIM_FAULT_STATUS304:
+		/* no body, no Content-Type; evhttp adds no Content-Length */
+		*status = f->mode == SIM_FAULT_STATUS204 ? 204 : 304;
+		*ctype = NULL;
+		break;
 	case SIM_FAULT_GARBAGE:
 		*status = 200;
 		*ctype = "text/html";
@@ -588,7 +594,8 @@ sim_api(struct sim *sim, struct evhttp_request *req, const char *path)
 	status = sim_plan(req, path, &ck, body, len, b, sim);
 	f = sim_fault_take(sim);
 	if (f.mode == SIM_FAULT_STATUS500 || f.mode == SIM_FAULT_GARBAGE ||
-	    f.mode == SIM_FAULT_HUGE)
+	    f.mode == SIM_FAULT_HUGE || f.mode == SIM_FAULT_STATUS204 ||
+	    f.mode == SIM_FAULT_STATUS304)
 		sim_fault_body(&f, &status, &ctype, b);
 	if (f.mode == SIM_FAULT_NO_CTYPE)
 		ctype = NULL;	/* the planned answer, without a Content-Type header */

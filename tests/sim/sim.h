@@ -38,6 +38,8 @@ enum sim_fault_mode {
 	SIM_FAULT_GARBAGE,
 	SIM_FAULT_HUGE,
 	SIM_FAULT_NO_CTYPE,
+	SIM_FAULT_STATUS204,
+	SIM_FAULT_STATUS304,
 };
 
 struct sim_fault {

@@ -216,6 +216,62 @@ test_nonce_kind(void)
 	check_nonce("{\"nonce\":\"x\",\"nonce\":1}", JBODY_NONCE_DUP, 0, NULL);
 }
 
+/* A string nonce's raw token read as digits: kind, and value if INT. */
+static void
+check_digits(const char *tok, int kind, unsigned long long num)
+{
+	unsigned long long	v = 12345;
+	int			got = jbody_nonce_digits(tok, strlen(tok), &v);
+
+	if (got != kind)
+		fprintf(stderr, "digits kind of %s: %d, expected %d\n", tok, got,
+		    kind);
+	CHECK(got == kind);
+	if (kind == JBODY_NONCE_INT)
+		CHECK(v == num);
+}
+
+static void
+test_nonce_digits(void)
+{
+	struct jbody	 jb;
+	const char	*why, *in;
+	unsigned long long v = 0;
+
+	check_digits("\"1795000000000\"", JBODY_NONCE_INT, 1795000000000ULL);
+	check_digits("\"0\"", JBODY_NONCE_INT, 0);
+	check_digits("\"7\"", JBODY_NONCE_INT, 7);
+	check_digits("\"000042\"", JBODY_NONCE_INT, 42);	/* leading zeros: the value */
+	check_digits("\"18446744073709551615\"", JBODY_NONCE_INT,
+	    18446744073709551615ULL);
+	check_digits("\"00000000000000000001\"", JBODY_NONCE_INT, 1);	/* 20 digits */
+	check_digits("\"000000000000000000001\"", JBODY_NONCE_BIG, 0);	/* 21 */
+	check_digits("\"18446744073709551616\"", JBODY_NONCE_BIG, 0);
+	check_digits("\"99999999999999999999999\"", JBODY_NONCE_BIG, 0);
+	check_digits("\"\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"-1\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"+1\"", JBODY_NONCE_STRING, 0);
+	check_digits("\" 1\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"1 \"", JBODY_NONCE_STRING, 0);
+	check_digits("\"1.0\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"1e3\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"0x10\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"\\u0031\"", JBODY_NONCE_STRING, 0);	/* an escape, not a digit */
+	check_digits("\"1\\u0030\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"9999999999999999999999x\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"dbe834b7-aa27-4554-9c25-95cd542a7efe\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"\xd9\xa1\"", JBODY_NONCE_STRING, 0);	/* ARABIC-INDIC ONE */
+	check_digits("\"", JBODY_NONCE_STRING, 0);
+	check_digits("", JBODY_NONCE_STRING, 0);
+	check_digits("12", JBODY_NONCE_STRING, 0);	/* not a string token */
+	/* on the token jbody_scan points at */
+	in = "{\"a\":1, \"nonce\" : \"1795000000001\" }";
+	CHECK(jbody_scan(in, strlen(in), JBODY_OBJECT, DEPTH, NULL, NULL, &jb, &why) == 0);
+	CHECK(jb.nonce_kind == JBODY_NONCE_STRING);
+	CHECK(jbody_nonce_digits(in + jb.nonce_at, jb.nonce_len, &v) == JBODY_NONCE_INT &&
+	    v == 1795000000001ULL);
+}
+
 /* Scan in must fail with the reason want, with and without output. */
 static void
 check_bad(const char *in, size_t len, int flags, unsigned depth,
@@ -834,6 +890,7 @@ main(void)
 	test_splice();
 	test_jbody_fields();
 	test_nonce_kind();
+	test_nonce_digits();
 	test_invalid();
 	test_accepted_edges();
 	test_copy();
