@@ -1039,6 +1039,8 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		px->gen = NULL;
 	}
 	if (px->gen == NULL) {
+		if (errs.n == 0)	/* nothing said why: an allocation failed */
+			conf_errs_add(&errs, "%s: out of memory", conf_path);
 		for (i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.line[i]);
 		conf_errs_clear(&errs);
