@@ -13,8 +13,8 @@ struct policy;
 #define CONF_DEFAULT_PATH	"/etc/ocp-proxy/ocp-proxy.ini"
 #define CONF_MAX_PROFILES	32
 #define CONF_MAX_ROUTES		16
-/* inih keeps 49 bytes of a section name; "profile." + 41 could be a cut longer one */
-#define CONF_MAX_PROFILE_NAME	40
+/* bytes of NAME in [profile.NAME]: as for [caller.NAME] (POLICY_NAME_MAX) */
+#define CONF_MAX_PROFILE_NAME	64
 #define CONF_MAX_KEYS		48	/* schema keys outside [profile.*] and [caller.*] */
 
 enum conf_bodies { BODIES_REDACTED, BODIES_NONE };

@@ -1534,6 +1534,98 @@ def check_mode_lines_keys_and_sections():
           "public_key source")
 
 
+def key_line(text, section, key):
+    """The 1-based number of the line of key in [section] of text."""
+    lines = text.splitlines()
+    for n in range(line_of(text, "[%s]" % section), len(lines)):
+        if lines[n].startswith(key + " ="):
+            return n + 1
+        if lines[n].startswith("["):
+            break
+    raise AssertionError("no %s in [%s]" % (key, section))
+
+
+def check_lines(st, name, text, env=None):
+    """-t on text, expected to fail: its stderr lines (nothing else there)."""
+    path = write_file(os.path.join(st.dir, name), text)
+    rc, out, err = run_proxy(["-t", "-c", path], env=env)
+    assert_eq(rc, 1, name + " exit code (stderr: %s)" % err[-300:])
+    assert_not_contains(out, "OK", name + ": not OK")
+    no_secrets(out + err, name)
+    return path, err.splitlines()
+
+
+@test
+def text_after_a_section_header_is_refused():
+    """inih ignores what follows a header's ']': "[listen]junk" or
+    "[profile.a] [profile.b]" must not pass silently.  Only blanks and a ';'
+    comment may follow; refused at -t, at start and on SIGHUP."""
+    s = sim()
+    st = Setup(s, "hdrtext")
+    base = st.ini()
+    for name, header, section in (("junk.ini", "[listen]junk", "listen"),
+                                  ("word.ini", "[listen] trailing", "listen"),
+                                  ("hash.ini", "[log] # not a comment", "log"),
+                                  ("two.ini", "[profile.merchant] [profile.evil]",
+                                   "profile.merchant")):
+        old = "[%s]" % section
+        text = base.replace(old + "\n", header + "\n", 1)
+        assert_true(text != base, name + ": header replaced")
+        path, lines = check_lines(st, name, text)
+        assert_eq(lines, ["%s:%d: [%s]: text after the section header (only a ';' comment "
+                          "may follow the ']')" % (path, line_of(text, header), section)],
+                  name + ": one line at the header")
+    # a ';' comment (with or without blanks before it) is fine
+    text = base.replace("[listen]\n", "[listen] ; the front end\n", 1).replace(
+        "[log]\n", "[log];levels\n", 1)
+    rc, out, err = run_proxy(["-t", "-c", write_file(os.path.join(st.dir, "c.ini"), text)])
+    assert_eq((rc, err), (0, ""), "-t with ';' comments after headers")
+    rc, err = refused_start(base.replace("[listen]\n", "[listen]junk\n", 1), "start")
+    assert_eq(rc, 1, "start refused")
+    assert_contains(err, "[listen]: text after the section header", "start names it")
+    p = st.start()
+    try:
+        write_file(p.conf, base.replace("[profile.partner]\n",
+                                        "[profile.partner] [profile.evil]\n", 1))
+        log = reload_outcome(p, "reload with text after a header")
+        assert_contains(log, "[profile.partner]: text after the section header",
+                        "reload names the header")
+        assert_contains(log, "reload refused", "reload refused")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "old config serves")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def profile_and_caller_names_up_to_64_characters():
+    """docs: profile and caller names have at most 64 characters.  64 pass
+    -t (a caller naming the profile); 65 and 128 are refused at the header,
+    not cut to fit inih's section buffer."""
+    s = sim()
+    st = Setup(s, "names")
+    n64 = "p" * 64
+    text = st.ini(profile_merchant=None, **{
+        "profile." + n64: {"public_key": MERCHANT_PUBLIC,
+                           "secret": "file:" + st.merchant_secret, "routes": "/api-gateway/"},
+        "caller." + "c" * 64: {"uid": str(os.getuid()), "profiles": n64}})
+    rc, out, err = run_proxy(["-t", "-c", write_file(os.path.join(st.dir, "64.ini"), text)])
+    assert_eq((rc, err), (0, ""), "-t with 64-character names")
+    assert_contains(out, "1 named caller(s)", "the caller is taken")
+    for name, header, msg in (
+            ("p65.ini", "profile." + "p" * 65, "profile names use letters, digits, '-' and "
+             "'_' only, at most 64 of them"),
+            ("c65.ini", "caller." + "c" * 65, "caller names use letters, digits, '-' and '_' "
+             "only (at most 64)"),
+            ("c128.ini", "caller." + "c" * 128, "caller names use letters, digits, '-' and "
+             "'_' only (at most 64)")):
+        text = st.ini(**{header: {"uid": "1001"} if header.startswith("caller") else
+                         {"public_key": "pk-" + name, "secret": "file:" + st.merchant_secret,
+                          "routes": "/" + name + "/"}})
+        path, lines = check_lines(st, name, text)
+        assert_eq(lines, ["%s:%d: [%s]: %s" % (path, line_of(text, "[" + header + "]"),
+                                               header, msg)], name)
+
+
 # ------------------------------------------------------------------ 12b one instance
 
 def refused_start(ini_text, what):
