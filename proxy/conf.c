@@ -934,6 +934,14 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 				conf_pproblem(errs, c, p, "public_key", "a vault: source needs "
 				    "[vault] address");
 		}
+		/* equal text, literal or the same source: the same key (loaded ones: gen_load) */
+		for (j = 0; j < i && p->public_key != NULL && *p->public_key != '\0'; j++)
+			if (c->profiles[j].public_key != NULL &&
+			    strcmp(p->public_key, c->profiles[j].public_key) == 0) {
+				conf_pproblem(errs, c, p, "public_key", CONF_SAME_PUBLIC_KEY,
+				    c->profiles[j].name);
+				break;
+			}
 		for (j = 0; j < i; j++)
 			for (k = 0; k < p->nroutes; k++)
 				for (l = 0; l < c->profiles[j].nroutes; l++)

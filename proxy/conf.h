@@ -132,6 +132,13 @@ void		 conf_errs_profile(struct conf_errs *, const struct conf *,
 /* A cause "[section] key ..." (upstream.c, vault.c) placed at that key's line. */
 void		 conf_errs_cause(struct conf_errs *, const struct conf *, const char *section,
 		    const char *cause);
+/*
+ * Two profiles with one key pair would each count nonces of their own, and
+ * the API refuses the second use of a nonce: the message (%s: the earlier
+ * profile) for the later profile's public_key, also used by gen_load().
+ */
+#define CONF_SAME_PUBLIC_KEY	"the same public key as [profile.%s]: one section serves " \
+				"one API key pair (list several routes prefixes in one profile instead)"
 /* The profile whose routes hold the longest prefix of path, or NULL. */
 const struct conf_profile *conf_route(const struct conf *, const char *path, size_t len,
 		    size_t *index);

@@ -1626,6 +1626,59 @@ def profile_and_caller_names_up_to_64_characters():
                                                header, msg)], name)
 
 
+SAME_PAIR = ("the same public key as [profile.merchant]: one section serves one API key "
+             "pair (list several routes prefixes in one profile instead)")
+
+
+@test
+def two_profiles_with_one_key_pair_are_refused():
+    """Two [profile.*] sections with one public key would each keep a nonce
+    counter of their own (the API refuses reused nonces): refused at -t, at
+    start and on SIGHUP (the running config kept), at the later profile's
+    public_key line, whether the key is literal or loaded from a source; the
+    key itself is not printed."""
+    s = sim()
+    st = Setup(s, "samepair")
+    pub = write_file(os.path.join(st.dir, "merchant.pub"), MERCHANT_PUBLIC + "\n")
+    var = "OCP_IT_PUB_%s" % uuid.uuid4().hex[:8]
+    env = dict(os.environ, **{var: MERCHANT_PUBLIC})
+    for name, source, e in (("literal.ini", MERCHANT_PUBLIC, None),
+                            ("file.ini", "file:" + pub, None),
+                            ("env.ini", "env:" + var, env)):
+        text = st.ini(profile_partner={"public_key": source})
+        path, lines = check_lines(st, name, text, env=e)
+        want = "%s:%d: [profile.partner] public_key: %s" % (
+            path, key_line(text, "profile.partner", "public_key"), SAME_PAIR)
+        assert_eq(lines, [want], name + ": one line at the partner's public_key")
+        assert_not_contains("\n".join(lines), MERCHANT_PUBLIC, name + ": key printed")
+    # a third profile names the first it shares the pair with
+    text = st.ini(profile_third={"public_key": "file:" + pub, "routes": "/third/",
+                                 "secret": "file:" + st.merchant_secret})
+    path, lines = check_lines(st, "third.ini", text)
+    assert_eq(lines, ["%s:%d: [profile.third] public_key: %s" % (
+        path, key_line(text, "profile.third", "public_key"), SAME_PAIR)], "third profile")
+    # start
+    rc, err = refused_start(st.ini(profile_partner={"public_key": "file:" + pub}), "start")
+    assert_eq(rc, 1, "start refused")
+    assert_contains(err, "[profile.partner] public_key: " + SAME_PAIR, "start names it")
+    # SIGHUP: refused, the running pairs keep signing
+    p = st.start()
+    try:
+        for over in ({"public_key": "file:" + pub}, {"public_key": MERCHANT_PUBLIC}):
+            write_file(p.conf, st.ini(profile_partner=over))
+            log = reload_outcome(p, "reload with one pair in two profiles")
+            assert_contains(log, "[profile.partner] public_key: " + SAME_PAIR,
+                            "reload names the profile")
+            assert_contains(log, "reload refused", "reload refused")
+            ok(request(p.target, "/partner/api/get-users", b"{}"), "partner after it")
+            assert_eq(s.records()[-1]["public_key"], PARTNER_PUBLIC, "partner pair kept")
+            ok(request(p.target, "/api-gateway/orders", b"{}"), "merchant after it")
+            assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC, "merchant pair kept")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
 # ------------------------------------------------------------------ 12b one instance
 
 def refused_start(ini_text, what):
@@ -1855,12 +1908,13 @@ def refused_reload_onto_a_new_state_dir_leaves_nothing_there():
     s = sim()
     a = Setup(s, "mv-refused")
     new = subdir("mv-refused-new")
+    # the partner's pair moves to "third" (one profile per pair)
     third = {"public_key": PARTNER_PUBLIC, "secret": "file:" + a.partner_secret,
              "routes": "/partner/api/get-user"}
     p = a.start()
     try:
         ok(request(p.target, "/api-gateway/orders", b"{}"), "before")
-        write_file(p.conf, a.ini(state={"dir": new}, profile_third=third,
+        write_file(p.conf, a.ini(state={"dir": new}, profile_third=third, profile_partner=None,
                                  profile_merchant={"secret": "file:" +
                                                    os.path.join(a.dir, "missing")}))
         err = reload_outcome(p, "refused reload onto a new dir")
@@ -1868,7 +1922,7 @@ def refused_reload_onto_a_new_state_dir_leaves_nothing_there():
         assert_true(not lock_held(new), "the new dir is not kept locked")
         assert_true(lock_held(a.state), "the old dir is still locked")
 
-        write_file(p.conf, a.ini(profile_third=third))
+        write_file(p.conf, a.ini(profile_third=third, profile_partner=None))
         err = reload_outcome(p, "reload adding the profile, same dir")
         assert_contains(err, "reloaded ", "reloaded")
         ok(request(p.target, "/partner/api/get-user", b"{}"), "the new profile")

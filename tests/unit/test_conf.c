@@ -273,6 +273,15 @@ static const struct ccase cases[] = {
 	{ "sixteen routes", "[profile.main]\npublic_key = pk\nsecret = env:X\nroutes = "
 	  "/1,/2,/3,/4,/5,/6,/7,/8,/9,/10,/11,/12,/13,/14,/15,/16\n", Z(nprofiles, 1) },
 	{ "routes list", PROF PROF2("/api/v1/partner, /api/v2 ,/x"), Z(nprofiles, 2) },
+	{ "same literal public key", PROF "[profile.partner]\npublic_key = pk_test_fake\n"
+	  "secret = env:P\nroutes = /p\n", E("[profile.partner] public_key: the same public key "
+	  "as [profile.main]: one section serves one API key pair", 6) },
+	{ "same public key source", "[profile.a]\npublic_key = file:/etc/ocp/pk\nsecret = env:A\n"
+	  "routes = /a\n[profile.b]\nsecret = env:B\npublic_key = file:/etc/ocp/pk\n"
+	  "routes = /b\n", E("[profile.b] public_key: the same public key as [profile.a]", 7) },
+	{ "same public key: the first earlier profile", PROF PROF2("/p") "[profile.c]\n"
+	  "public_key = pk_test_partner\nsecret = env:C\nroutes = /c\n",
+	  E("[profile.c] public_key: the same public key as [profile.partner]", 10) },
 	{ "duplicate route", PROF PROF2("/api/v2, /api/v1"),
 	  E("[profile.partner] routes: /api/v1 is also a route of profile main", 8) },
 	{ "duplicate profile key", "[profile.main]\npublic_key = pk\npublic_key = pk2\n"
