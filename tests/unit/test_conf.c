@@ -282,6 +282,10 @@ static const struct ccase cases[] = {
 	{ "same public key: the first earlier profile", PROF PROF2("/p") "[profile.c]\n"
 	  "public_key = pk_test_partner\nsecret = env:C\nroutes = /c\n",
 	  E("[profile.c] public_key: the same public key as [profile.partner]", 10) },
+	{ "bare empty routes", "[profile.main]\npublic_key = pk\nsecret = env:X\nroutes =\n",
+	  E("[profile.main] routes: needs at least one route", 4) },
+	{ "empty routes with a comment", "[profile.main]\npublic_key = pk\nsecret = env:X\n"
+	  "routes =   ; none yet\n", E("[profile.main] routes: needs at least one route", 4) },
 	{ "duplicate route", PROF PROF2("/api/v2, /api/v1"),
 	  E("[profile.partner] routes: /api/v1 is also a route of profile main", 8) },
 	{ "duplicate profile key", "[profile.main]\npublic_key = pk\npublic_key = pk2\n"
