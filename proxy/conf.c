@@ -116,8 +116,14 @@ static const struct conf_key conf_schema[] = {
 #define NKEYS	(sizeof(conf_schema) / sizeof(conf_schema[0]))
 _Static_assert(NKEYS <= CONF_MAX_KEYS, "raise CONF_MAX_KEYS");
 
-/* inih's section buffer (MAX_SECTION): longer names are cut to 49 bytes */
+/*
+ * inih's section buffer (MAX_SECTION): it cuts longer names to 49 bytes, so
+ * the reader keeps the whole name of the header it saw (a line holds at most
+ * 198 characters) and the handler only matches inih's cut form against it.
+ */
 #define CONF_INI_SECTION	50
+#define CONF_SECT_NAME		256
+_Static_assert(CONF_MAX_PROFILE_NAME <= POLICY_NAME_MAX, "a caller's profiles item must fit");
 
 static const struct {
 	const char *name, *help;
@@ -136,8 +142,9 @@ struct conf_parse {
 	int		 lineno;
 	int		 toolong;
 	int		 prev_key;	/* inih would take an indented line as more value */
-	/* the section keys now go to, as inih names it */
+	/* the section keys now go to, as inih names it (cut), and whole */
 	char		 sect[CONF_INI_SECTION];
+	char		 sect_name[CONF_SECT_NAME];
 	int		 sect_seen;	/* 0 before the first header */
 	int		 sect_ok;	/* its header passed: take its keys */
 	size_t		 sect_prof;	/* [profile.NAME]: the profile */
@@ -537,7 +544,8 @@ conf_section(struct conf_parse *p, const char *name, int line)
 	const char	*why = NULL;
 	size_t		 i;
 
-	snprintf(p->sect, sizeof(p->sect), "%s", name);
+	snprintf(p->sect, sizeof(p->sect), "%s", name);		/* cut as inih does */
+	snprintf(p->sect_name, sizeof(p->sect_name), "%s", name);
 	p->sect_seen = 1;
 	p->sect_ok = 0;
 	if (strncmp(name, "profile.", 8) == 0) {
@@ -590,6 +598,7 @@ conf_handler(void *user, const char *section, const char *name, const char *valu
 		conf_section(p, section, p->lineno);
 	if (!p->sect_ok)
 		return 1;	/* the header's problem is reported */
+	section = p->sect_name;		/* inih's may be cut */
 	if (strncmp(section, "profile.", 8) == 0) {
 		conf_profile_key(p, &p->c->profiles[p->sect_prof], name, value);
 		return 1;
@@ -638,13 +647,15 @@ conf_ini_find(const char *s, const char *chars)
 /*
  * See section headers as inih does (inih calls the handler for keys only,
  * so an empty section would pass unseen): skip a BOM and blanks, comments
- * and indented value continuations; "[NAME]" cut to inih's 49 bytes.
+ * and indented value continuations; "[NAME]" whole (inih cuts it to 49
+ * bytes).  inih ignores what follows the ']': only blanks and a ';' comment
+ * may, as after a value ('#' starts a comment only at the start of a line).
  */
 static void
 conf_reader_line(struct conf_parse *p, const char *line)
 {
-	const char	*s = line, *end;
-	char		 name[CONF_INI_SECTION];
+	const char	*s = line, *end, *rest;
+	char		 name[CONF_SECT_NAME];
 	size_t		 n;
 
 	if (p->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
@@ -669,6 +680,11 @@ conf_reader_line(struct conf_parse *p, const char *line)
 	name[n] = '\0';
 	p->prev_key = 0;
 	conf_section(p, name, p->lineno);
+	for (rest = end + 1; isspace((unsigned char)*rest); rest++)
+		;
+	if (*rest != '\0' && *rest != ';')
+		conf_errs_add(p->errs, "%s:%d: [%s]: text after the section header (only a "
+		    "';' comment may follow the ']')", p->name, p->lineno, name);
 }
 
 /* inih reader: counts lines and refuses lines inih would split. */
@@ -918,6 +934,14 @@ conf_validate(struct conf *c, struct conf_errs *errs, const char *name)
 				conf_pproblem(errs, c, p, "public_key", "a vault: source needs "
 				    "[vault] address");
 		}
+		/* equal text, literal or the same source: the same key (loaded ones: gen_load) */
+		for (j = 0; j < i && p->public_key != NULL && *p->public_key != '\0'; j++)
+			if (c->profiles[j].public_key != NULL &&
+			    strcmp(p->public_key, c->profiles[j].public_key) == 0) {
+				conf_pproblem(errs, c, p, "public_key", CONF_SAME_PUBLIC_KEY,
+				    c->profiles[j].name);
+				break;
+			}
 		for (j = 0; j < i; j++)
 			for (k = 0; k < p->nroutes; k++)
 				for (l = 0; l < c->profiles[j].nroutes; l++)

@@ -13,8 +13,8 @@ struct policy;
 #define CONF_DEFAULT_PATH	"/etc/ocp-proxy/ocp-proxy.ini"
 #define CONF_MAX_PROFILES	32
 #define CONF_MAX_ROUTES		16
-/* inih keeps 49 bytes of a section name; "profile." + 41 could be a cut longer one */
-#define CONF_MAX_PROFILE_NAME	40
+/* bytes of NAME in [profile.NAME]: as for [caller.NAME] (POLICY_NAME_MAX) */
+#define CONF_MAX_PROFILE_NAME	64
 #define CONF_MAX_KEYS		48	/* schema keys outside [profile.*] and [caller.*] */
 
 enum conf_bodies { BODIES_REDACTED, BODIES_NONE };
@@ -132,6 +132,13 @@ void		 conf_errs_profile(struct conf_errs *, const struct conf *,
 /* A cause "[section] key ..." (upstream.c, vault.c) placed at that key's line. */
 void		 conf_errs_cause(struct conf_errs *, const struct conf *, const char *section,
 		    const char *cause);
+/*
+ * Two profiles with one key pair would each count nonces of their own, and
+ * the API refuses the second use of a nonce: the message (%s: the earlier
+ * profile) for the later profile's public_key, also used by gen_load().
+ */
+#define CONF_SAME_PUBLIC_KEY	"the same public key as [profile.%s]: one section serves " \
+				"one API key pair (list several routes prefixes in one profile instead)"
 /* The profile whose routes hold the longest prefix of path, or NULL. */
 const struct conf_profile *conf_route(const struct conf *, const char *path, size_t len,
 		    size_t *index);

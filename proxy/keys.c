@@ -36,6 +36,7 @@ struct keyslot {
 	int			 checked;	/* ... and it came */
 	int			 check_ok;	/* ... with a usable key */
 	char			*check_cause;	/* ... or why not (NULL: out of memory) */
+	char			*check_pub;	/* -t: the public key read (not secret) */
 };
 
 static struct keyslot	*slots[CONF_MAX_PROFILES * 2];
@@ -201,13 +202,33 @@ keys_check_done(struct keyslot *s, int ok, char *cause)
 		event_base_loopbreak(check_base);
 }
 
+/*
+ * The name of another profile of the running generation whose key has the
+ * public key pub, or NULL: a Vault version that would make two profiles
+ * share one pair (each with nonces of its own) is refused.
+ */
+static const char *
+keys_same_public(const struct keyslot *s, const char *pub)
+{
+	const struct gen	*g = ocp != NULL ? ocp->gen : NULL;
+	const struct keyslot	*o;
+	size_t			 i;
+
+	for (i = 0; g != NULL && i < g->conf->nprofiles; i++) {
+		o = g->slots[i];
+		if (o != NULL && o != s && o->cur != NULL && strcmp(o->cur->public_key, pub) == 0)
+			return o->name;
+	}
+	return NULL;
+}
+
 /* A new version of a Vault secret (or a failed read). */
 static void
 keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, const char *err)
 {
 	struct keyslot	*s = arg;
 	struct pkey	*k;
-	const char	*detail;
+	const char	*detail, *other;
 	char		*cause = NULL, why[48];
 	int		 pub;
 
@@ -240,8 +261,17 @@ keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, 
 		return;
 	}
 	if (s->checking) {
+		free(s->check_pub);
+		s->check_pub = strdup(k->public_key);
 		pkey_unref(k);
 		keys_check_done(s, 1, NULL);
+		return;
+	}
+	if ((other = keys_same_public(s, k->public_key)) != NULL) {
+		log_err("profile %s: Vault secret version %llu has the same public key as "
+		    "profile %s: one section serves one API key pair; %s%s", s->name, version,
+		    other, s->cur ? "keeping key " : "no key loaded", s->cur ? s->cur->fp : "");
+		pkey_unref(k);
 		return;
 	}
 	s->version = version;
@@ -427,6 +457,8 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 		return -1;
 	}
 	if (check_only) {
+		free(s->check_pub);
+		s->check_pub = strdup(k->public_key);
 		pkey_unref(k);
 		free(src);
 		return 0;
@@ -532,6 +564,19 @@ keys_drop_staged(void)
 	}
 }
 
+/* The public key the slot will serve once the load just made is taken, or NULL. */
+const char *
+keys_pending_public(const struct keyslot *s)
+{
+	if (s->check_pub != NULL)
+		return s->check_pub;
+	if (s->staged != NULL)
+		return s->staged->public_key;
+	if (s->staged_vault.secret != NULL)
+		return NULL;	/* a new Vault source: known once fetched */
+	return s->cur != NULL ? s->cur->public_key : NULL;
+}
+
 /* 1 if the slot's key may be served now. */
 static int
 keys_servable(const struct keyslot *s)
@@ -604,6 +649,7 @@ keys_free_all(void)
 		free(slots[i]->pub_field);
 		free(slots[i]->pub_literal);
 		free(slots[i]->check_cause);
+		free(slots[i]->check_pub);
 		free(slots[i]);
 	}
 	nslots = 0;

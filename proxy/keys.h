@@ -47,6 +47,12 @@ void		 keys_check_wait(struct event_base *, unsigned long long ms);
  */
 int		 keys_check_result(const struct keyslot *, char **cause);
 void		 keys_drop_staged(void);
+/*
+ * The public key the slot serves once the load just made is taken: the one
+ * -t read or fetched, a staged one, else the current one; NULL while not
+ * known (a Vault key not fetched yet).  To refuse two profiles with one pair.
+ */
+const char	*keys_pending_public(const struct keyslot *);
 /* A reference to the key for a new request, or NULL with *why (503). */
 struct pkey	*keys_acquire(struct keyslot *, const char **why);
 /* Fingerprint of the current key for logs ("-" when none). */

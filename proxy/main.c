@@ -195,9 +195,7 @@ main(int argc, char **argv)
 		if (px.dns == NULL)
 			px.dns = evdns_base_new(px.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	}
-	if (proxy_init(&px, conf, check) == -1) {
-		if (check)
-			fprintf(stderr, "%s: configuration check failed\n", conf);
+	if (proxy_init(&px, conf, check) == -1) {	/* one line per problem printed */
 		proxy_nonces_close();
 		proxy_free_audit_key(&px);
 		keys_free_all();	/* its Vault watches first */

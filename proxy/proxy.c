@@ -327,6 +327,31 @@ gen_check_vault_keys(struct proxy *px, const struct conf *c, struct gen *g,
 }
 
 /*
+ * Two profiles whose sources gave one public key (conf.c refused equal text):
+ * each would count nonces of its own, and the API refuses a nonce used twice.
+ * Reported at the later profile's public_key; the keys are never printed.
+ */
+static void
+gen_check_same_keys(const struct conf *c, const struct gen *g, struct conf_errs *errs)
+{
+	const char	*a, *b;
+	size_t		 i, j;
+
+	for (i = 1; i < c->nprofiles; i++) {
+		if (g->slots[i] == NULL || (b = keys_pending_public(g->slots[i])) == NULL)
+			continue;
+		for (j = 0; j < i; j++) {
+			if (g->slots[j] == NULL || (a = keys_pending_public(g->slots[j])) == NULL ||
+			    strcmp(a, b) != 0)
+				continue;
+			conf_errs_profile(errs, c, &c->profiles[i], "public_key",
+			    CONF_SAME_PUBLIC_KEY, c->profiles[j].name);
+			break;
+		}
+	}
+}
+
+/*
  * Build a generation from a parsed conf: keys, nonces, redaction, pool.
  * With -t the conf may hold refused keys (conf_load_check): what depends on
  * one is skipped, the rest still checked.
@@ -393,6 +418,8 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 	}
 	if (check_only && px->vault != NULL)
 		gen_check_vault_keys(px, c, g, errs);
+	if (!key_gate)
+		gen_check_same_keys(c, g, errs);
 	if (errs->n != before) {
 		g->conf = NULL;		/* the caller still owns c */
 		gen_unref(g);
@@ -1076,6 +1103,8 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 		px->gen = NULL;
 	}
 	if (px->gen == NULL) {
+		if (errs.n == 0)	/* nothing said why: an allocation failed */
+			conf_errs_add(&errs, "%s: out of memory", conf_path);
 		for (i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.line[i]);
 		conf_errs_clear(&errs);

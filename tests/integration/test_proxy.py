@@ -1574,8 +1574,8 @@ def check_mode_lines_keys_and_sections():
         rc, out, err = run_proxy(["-t", "-c", path])
         assert_eq(rc, 1, name + " exit code (stderr: %s)" % err[-300:])
         no_secrets(out + err, name)
-        lines = [l for l in err.splitlines() if l.startswith(path) and
-                 not l.endswith("configuration check failed")]
+        # one line per problem and nothing else (exit 1 says the check failed)
+        lines = err.splitlines()
         for l in lines:
             m = problem.match(l)
             assert_true(m and m.group(1) == path, "FILE:LINE: [section] key: in %r" % l)
@@ -1631,6 +1631,151 @@ def check_mode_lines_keys_and_sections():
     found = check("pub.ini", text)
     where(found, line_of(text, "public_key = env:"), "profile.partner", " public_key",
           "public_key source")
+
+
+def key_line(text, section, key):
+    """The 1-based number of the line of key in [section] of text."""
+    lines = text.splitlines()
+    for n in range(line_of(text, "[%s]" % section), len(lines)):
+        if lines[n].startswith(key + " ="):
+            return n + 1
+        if lines[n].startswith("["):
+            break
+    raise AssertionError("no %s in [%s]" % (key, section))
+
+
+def check_lines(st, name, text, env=None):
+    """-t on text, expected to fail: its stderr lines (nothing else there)."""
+    path = write_file(os.path.join(st.dir, name), text)
+    rc, out, err = run_proxy(["-t", "-c", path], env=env)
+    assert_eq(rc, 1, name + " exit code (stderr: %s)" % err[-300:])
+    assert_not_contains(out, "OK", name + ": not OK")
+    no_secrets(out + err, name)
+    return path, err.splitlines()
+
+
+@test
+def text_after_a_section_header_is_refused():
+    """inih ignores what follows a header's ']': "[listen]junk" or
+    "[profile.a] [profile.b]" must not pass silently.  Only blanks and a ';'
+    comment may follow; refused at -t, at start and on SIGHUP."""
+    s = sim()
+    st = Setup(s, "hdrtext")
+    base = st.ini()
+    for name, header, section in (("junk.ini", "[listen]junk", "listen"),
+                                  ("word.ini", "[listen] trailing", "listen"),
+                                  ("hash.ini", "[log] # not a comment", "log"),
+                                  ("two.ini", "[profile.merchant] [profile.evil]",
+                                   "profile.merchant")):
+        old = "[%s]" % section
+        text = base.replace(old + "\n", header + "\n", 1)
+        assert_true(text != base, name + ": header replaced")
+        path, lines = check_lines(st, name, text)
+        assert_eq(lines, ["%s:%d: [%s]: text after the section header (only a ';' comment "
+                          "may follow the ']')" % (path, line_of(text, header), section)],
+                  name + ": one line at the header")
+    # a ';' comment (with or without blanks before it) is fine
+    text = base.replace("[listen]\n", "[listen] ; the front end\n", 1).replace(
+        "[log]\n", "[log];levels\n", 1)
+    rc, out, err = run_proxy(["-t", "-c", write_file(os.path.join(st.dir, "c.ini"), text)])
+    assert_eq((rc, err), (0, ""), "-t with ';' comments after headers")
+    rc, err = refused_start(base.replace("[listen]\n", "[listen]junk\n", 1), "start")
+    assert_eq(rc, 1, "start refused")
+    assert_contains(err, "[listen]: text after the section header", "start names it")
+    p = st.start()
+    try:
+        write_file(p.conf, base.replace("[profile.partner]\n",
+                                        "[profile.partner] [profile.evil]\n", 1))
+        log = reload_outcome(p, "reload with text after a header")
+        assert_contains(log, "[profile.partner]: text after the section header",
+                        "reload names the header")
+        assert_contains(log, "reload refused", "reload refused")
+        ok(request(p.target, "/partner/api/get-users", b"{}"), "old config serves")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def profile_and_caller_names_up_to_64_characters():
+    """docs: profile and caller names have at most 64 characters.  64 pass
+    -t (a caller naming the profile); 65 and 128 are refused at the header,
+    not cut to fit inih's section buffer."""
+    s = sim()
+    st = Setup(s, "names")
+    n64 = "p" * 64
+    text = st.ini(profile_merchant=None, **{
+        "profile." + n64: {"public_key": MERCHANT_PUBLIC,
+                           "secret": "file:" + st.merchant_secret, "routes": "/api-gateway/"},
+        "caller." + "c" * 64: {"uid": str(os.getuid()), "profiles": n64}})
+    rc, out, err = run_proxy(["-t", "-c", write_file(os.path.join(st.dir, "64.ini"), text)])
+    assert_eq((rc, err), (0, ""), "-t with 64-character names")
+    assert_contains(out, "1 named caller(s)", "the caller is taken")
+    for name, header, msg in (
+            ("p65.ini", "profile." + "p" * 65, "profile names use letters, digits, '-' and "
+             "'_' only, at most 64 of them"),
+            ("c65.ini", "caller." + "c" * 65, "caller names use letters, digits, '-' and '_' "
+             "only (at most 64)"),
+            ("c128.ini", "caller." + "c" * 128, "caller names use letters, digits, '-' and "
+             "'_' only (at most 64)")):
+        text = st.ini(**{header: {"uid": "1001"} if header.startswith("caller") else
+                         {"public_key": "pk-" + name, "secret": "file:" + st.merchant_secret,
+                          "routes": "/" + name + "/"}})
+        path, lines = check_lines(st, name, text)
+        assert_eq(lines, ["%s:%d: [%s]: %s" % (path, line_of(text, "[" + header + "]"),
+                                               header, msg)], name)
+
+
+SAME_PAIR = ("the same public key as [profile.merchant]: one section serves one API key "
+             "pair (list several routes prefixes in one profile instead)")
+
+
+@test
+def two_profiles_with_one_key_pair_are_refused():
+    """Two [profile.*] sections with one public key would each keep a nonce
+    counter of their own (the API refuses reused nonces): refused at -t, at
+    start and on SIGHUP (the running config kept), at the later profile's
+    public_key line, whether the key is literal or loaded from a source; the
+    key itself is not printed."""
+    s = sim()
+    st = Setup(s, "samepair")
+    pub = write_file(os.path.join(st.dir, "merchant.pub"), MERCHANT_PUBLIC + "\n")
+    var = "OCP_IT_PUB_%s" % uuid.uuid4().hex[:8]
+    env = dict(os.environ, **{var: MERCHANT_PUBLIC})
+    for name, source, e in (("literal.ini", MERCHANT_PUBLIC, None),
+                            ("file.ini", "file:" + pub, None),
+                            ("env.ini", "env:" + var, env)):
+        text = st.ini(profile_partner={"public_key": source})
+        path, lines = check_lines(st, name, text, env=e)
+        want = "%s:%d: [profile.partner] public_key: %s" % (
+            path, key_line(text, "profile.partner", "public_key"), SAME_PAIR)
+        assert_eq(lines, [want], name + ": one line at the partner's public_key")
+        assert_not_contains("\n".join(lines), MERCHANT_PUBLIC, name + ": key printed")
+    # a third profile names the first it shares the pair with
+    text = st.ini(profile_third={"public_key": "file:" + pub, "routes": "/third/",
+                                 "secret": "file:" + st.merchant_secret})
+    path, lines = check_lines(st, "third.ini", text)
+    assert_eq(lines, ["%s:%d: [profile.third] public_key: %s" % (
+        path, key_line(text, "profile.third", "public_key"), SAME_PAIR)], "third profile")
+    # start
+    rc, err = refused_start(st.ini(profile_partner={"public_key": "file:" + pub}), "start")
+    assert_eq(rc, 1, "start refused")
+    assert_contains(err, "[profile.partner] public_key: " + SAME_PAIR, "start names it")
+    # SIGHUP: refused, the running pairs keep signing
+    p = st.start()
+    try:
+        for over in ({"public_key": "file:" + pub}, {"public_key": MERCHANT_PUBLIC}):
+            write_file(p.conf, st.ini(profile_partner=over))
+            log = reload_outcome(p, "reload with one pair in two profiles")
+            assert_contains(log, "[profile.partner] public_key: " + SAME_PAIR,
+                            "reload names the profile")
+            assert_contains(log, "reload refused", "reload refused")
+            ok(request(p.target, "/partner/api/get-users", b"{}"), "partner after it")
+            assert_eq(s.records()[-1]["public_key"], PARTNER_PUBLIC, "partner pair kept")
+            ok(request(p.target, "/api-gateway/orders", b"{}"), "merchant after it")
+            assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC, "merchant pair kept")
+        no_secrets(p.stderr_text(), "stderr")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
 
 
 # ------------------------------------------------------------------ 12b one instance
@@ -1862,12 +2007,13 @@ def refused_reload_onto_a_new_state_dir_leaves_nothing_there():
     s = sim()
     a = Setup(s, "mv-refused")
     new = subdir("mv-refused-new")
+    # the partner's pair moves to "third" (one profile per pair)
     third = {"public_key": PARTNER_PUBLIC, "secret": "file:" + a.partner_secret,
              "routes": "/partner/api/get-user"}
     p = a.start()
     try:
         ok(request(p.target, "/api-gateway/orders", b"{}"), "before")
-        write_file(p.conf, a.ini(state={"dir": new}, profile_third=third,
+        write_file(p.conf, a.ini(state={"dir": new}, profile_third=third, profile_partner=None,
                                  profile_merchant={"secret": "file:" +
                                                    os.path.join(a.dir, "missing")}))
         err = reload_outcome(p, "refused reload onto a new dir")
@@ -1875,7 +2021,7 @@ def refused_reload_onto_a_new_state_dir_leaves_nothing_there():
         assert_true(not lock_held(new), "the new dir is not kept locked")
         assert_true(lock_held(a.state), "the old dir is still locked")
 
-        write_file(p.conf, a.ini(profile_third=third))
+        write_file(p.conf, a.ini(profile_third=third, profile_partner=None))
         err = reload_outcome(p, "reload adding the profile, same dir")
         assert_contains(err, "reloaded ", "reloaded")
         ok(request(p.target, "/partner/api/get-user", b"{}"), "the new profile")

@@ -196,9 +196,29 @@ static const struct ccase cases[] = {
 	  E("[profile.a b]: profile names use letters", 5) },
 	{ "indented [x] after a key is more value", "[listen]\nmax_json_depth = 2\n  [x]\n"
 	  PROF, E("[listen] max_json_depth: duplicate key", 3) },
-	{ "section name cut like inih", PROF "[0123456789012345678901234567890123456789"
-	  "0123456789]\n", E("[0123456789012345678901234567890123456789012345678]: "
+	{ "section name whole, not cut like inih", PROF "[0123456789012345678901234567890123456789"
+	  "0123456789]\n", E("[01234567890123456789012345678901234567890123456789]: "
 	  "unknown section", 5) },
+
+	/* inih ignores what follows the ']': only blanks and a ';' comment may */
+	{ "text after a header", "[listen]junk\n" PROF,
+	  E("[listen]: text after the section header", 1) },
+	{ "word after a header", "[listen] trailing\nmax_json_depth = 3\n" PROF,
+	  E("[listen]: text after the section header", 1) },
+	{ "second header after a header", "[profile.main] [profile.evil]\n"
+	  "public_key = pk\nsecret = env:X\nroutes = /a\n",
+	  E("[profile.main]: text after the section header", 1) },
+	{ "']' after a header", "[listen]]\n" PROF, E("[listen]: text after the section", 1) },
+	{ "'#' after a header is no comment", PROF "[log] # verbose\nlevel = debug\n",
+	  E("[log]: text after the section header", 5) },
+	{ "';' comment after a header", "[listen] ; the front\nmax_json_depth = 3\n" PROF,
+	  U(max_json_depth, 3) },
+	{ "';' right after a header", "[listen];front\nmax_json_depth = 4\n" PROF,
+	  U(max_json_depth, 4) },
+	{ "blanks after a header", "[listen] \t \nmax_json_depth = 5\n" PROF,
+	  U(max_json_depth, 5) },
+	{ "text after an empty section's header", PROF "[audit] x\n",
+	  E("[audit]: text after the section header", 5) },
 
 	/* post-parse problems carry the key's line */
 	{ "url line", "[listen]\naddress = 127.0.0.1:1\n\n[upstream]\nca_file =\n"
@@ -253,6 +273,19 @@ static const struct ccase cases[] = {
 	{ "sixteen routes", "[profile.main]\npublic_key = pk\nsecret = env:X\nroutes = "
 	  "/1,/2,/3,/4,/5,/6,/7,/8,/9,/10,/11,/12,/13,/14,/15,/16\n", Z(nprofiles, 1) },
 	{ "routes list", PROF PROF2("/api/v1/partner, /api/v2 ,/x"), Z(nprofiles, 2) },
+	{ "same literal public key", PROF "[profile.partner]\npublic_key = pk_test_fake\n"
+	  "secret = env:P\nroutes = /p\n", E("[profile.partner] public_key: the same public key "
+	  "as [profile.main]: one section serves one API key pair", 6) },
+	{ "same public key source", "[profile.a]\npublic_key = file:/etc/ocp/pk\nsecret = env:A\n"
+	  "routes = /a\n[profile.b]\nsecret = env:B\npublic_key = file:/etc/ocp/pk\n"
+	  "routes = /b\n", E("[profile.b] public_key: the same public key as [profile.a]", 7) },
+	{ "same public key: the first earlier profile", PROF PROF2("/p") "[profile.c]\n"
+	  "public_key = pk_test_partner\nsecret = env:C\nroutes = /c\n",
+	  E("[profile.c] public_key: the same public key as [profile.partner]", 10) },
+	{ "bare empty routes", "[profile.main]\npublic_key = pk\nsecret = env:X\nroutes =\n",
+	  E("[profile.main] routes: needs at least one route", 4) },
+	{ "empty routes with a comment", "[profile.main]\npublic_key = pk\nsecret = env:X\n"
+	  "routes =   ; none yet\n", E("[profile.main] routes: needs at least one route", 4) },
 	{ "duplicate route", PROF PROF2("/api/v2, /api/v1"),
 	  E("[profile.partner] routes: /api/v1 is also a route of profile main", 8) },
 	{ "duplicate profile key", "[profile.main]\npublic_key = pk\npublic_key = pk2\n"
@@ -616,18 +649,53 @@ test_profile_limits(void)
 	conf_errs_clear(&e);
 
 	/*
-	 * Two long names with a common start are never merged into one profile.
-	 * (inih cuts section names at 49 bytes, so today these two become one
-	 * profile with duplicate keys; either way the config must not load as
-	 * a single profile.)
+	 * Two long names with a common start are never merged into one profile
+	 * (inih cuts section names at 49 bytes; the reader keeps them whole).
 	 */
 	memset(name, 'n', 65);
 	name[65] = '\0';
-	snprintf(text, cap, "[profile.%s1]\npublic_key = pk\nsecret = env:X\nroutes = /a\n"
-	    "[profile.%s2]\npublic_key = pk\nsecret = env:Y\nroutes = /b\n", name + 20,
+	snprintf(text, cap, "[profile.%s1]\npublic_key = pk1\nsecret = env:X\nroutes = /a\n"
+	    "[profile.%s2]\npublic_key = pk2\nsecret = env:Y\nroutes = /b\n", name + 20,
 	    name + 20);
 	c = conf_load_string(text, NAME, &e);
-	CHECK(c == NULL || c->nprofiles == 2);
+	CHECK(c != NULL && c->nprofiles == 2);
+	if (c != NULL && c->nprofiles == 2) {
+		CHECK(strlen(c->profiles[0].name) == 46 && c->profiles[0].name[45] == '1');
+		CHECK(strlen(c->profiles[1].name) == 46 && c->profiles[1].name[45] == '2');
+	}
+	conf_free(c);
+	conf_errs_clear(&e);
+
+	/* names of profiles and callers: at most 64 characters, as documented */
+	name[64] = '\0';
+	snprintf(text, cap, "[profile.%s]\npublic_key = pk\nsecret = env:X\nroutes = /a\n"
+	    "[caller.%s]\nuid = 1001\nprofiles = %s\n", name, name, name);
+	c = conf_load_string(text, NAME, &e);
+	CHECK(c != NULL && e.n == 0 && c->nprofiles == 1 &&
+	    strlen(c->profiles[0].name) == CONF_MAX_PROFILE_NAME);
+	conf_free(c);
+	conf_errs_clear(&e);
+	snprintf(text, cap, PROF "[profile.%sx]\npublic_key = pk\nsecret = env:X\nroutes = /a\n",
+	    name);
+	c = conf_load_string(text, NAME, &e);
+	CHECK(c == NULL && e.n == 1);
+	CHECK(errs_find(&e, NAME ":5: [profile.") == 0 &&
+	    errs_find(&e, "x]: profile names use letters, digits, '-' and '_' only, at most 64") == 0);
+	conf_free(c);
+	conf_errs_clear(&e);
+	snprintf(text, cap, PROF "[caller.%sx]\nuid = 1001\n", name);
+	c = conf_load_string(text, NAME, &e);
+	CHECK(c == NULL && e.n == 1);
+	CHECK(errs_find(&e, NAME ":5: [caller.") == 0 &&
+	    errs_find(&e, "x]: caller names use letters, digits, '-' and '_' only (at most 64)") == 0);
+	conf_free(c);
+	conf_errs_clear(&e);
+	/* 128: not cut to inih's 42 and taken */
+	memset(name, 'c', 64);
+	name[64] = '\0';
+	snprintf(text, cap, PROF "[caller.%s%s]\nuid = 1001\n", name, name);
+	c = conf_load_string(text, NAME, &e);
+	CHECK(c == NULL && e.n == 1 && errs_find(&e, "caller names use letters") == 0);
 	conf_free(c);
 	conf_errs_clear(&e);
 	free(text);
