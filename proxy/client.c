@@ -639,7 +639,8 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 		    "only origin-form targets (/path) are accepted: this is not an open proxy", 1);
 		return -1;
 	}
-	if (m->host == NULL || !client_host_ok(cl, m->host, m->host_len)) {
+	/* RFC 9112 3.2: Host is required in HTTP/1.1; an HTTP/1.0 request may lack it */
+	if (m->host == NULL ? m->minor != 0 : !client_host_ok(cl, m->host, m->host_len)) {
 		client_refuse(cl, 400, "PROXY_BAD_HOST",
 		    "the Host header must name this proxy (localhost or its listen address)", 1);
 		return -1;

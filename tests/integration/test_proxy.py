@@ -1344,6 +1344,14 @@ def not_an_open_proxy():
                        b"Connection: close\r\nContent-Length: 2\r\n\r\n{}" % host)
             ok(parse_http(data), "Host " + host.decode())
         assert_eq(rec_count(s), 3, "the three good requests were forwarded")
+        # HTTP/1.0 does not require Host (RFC 9112 3.2); a foreign one is still refused
+        data = raw(p.target, b"POST /api-gateway/orders HTTP/1.0\r\n"
+                   b"Content-Length: 2\r\n\r\n{}")
+        ok(parse_http(data), "HTTP/1.0 without Host")
+        data = raw(p.target, b"POST /api-gateway/orders HTTP/1.0\r\nHost: evil.example\r\n"
+                   b"Content-Length: 2\r\n\r\n{}")
+        proxy_error(parse_http(data), 400, ("PROXY_BAD_HOST",), "HTTP/1.0, foreign Host")
+        assert_eq(rec_count(s), 4, "the HTTP/1.0 request without Host was forwarded")
     finally:
         assert_eq(st.stop(), 0, "exit code")
 
