@@ -1282,11 +1282,12 @@ fscan_detail(const char *rule, const struct field_rule *r)
 	char	*s;
 	int	 n;
 
-	if (r == NULL || strcmp(rule, POLICY_R_BODY) == 0)
-		return strdup(strcmp(rule, POLICY_R_BODY) == 0 ?
-		    "the body must be one JSON object" : "out of memory");
-	if (strcmp(rule, POLICY_R_DUP) == 0)
+	if (strcmp(rule, POLICY_R_BODY) == 0)
+		return strdup("the body must be one JSON object");
+	if (strcmp(rule, POLICY_R_DUP) == 0)	/* no field rule behind it */
 		return strdup("the body names a top-level member more than once");
+	if (r == NULL)
+		return strdup("out of memory");
 	if (strcmp(rule, POLICY_R_MISSING) == 0)
 		n = asprintf(&s, "%s is required", r->field);
 	else if (strcmp(rule, POLICY_R_DECIMAL) == 0)

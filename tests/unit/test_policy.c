@@ -591,6 +591,13 @@ test_fields(void)
 		    &detail) == -1);
 		CHECK_STREQ(detail, "currency must be a string, one of USDT|USDC");
 		free(detail);
+		detail = NULL;
+		b2 = "{\"amount\":\"5\",\"currency\":\"USDT\",\"amount\":\"50000\"}";
+		CHECK(policy_check_fields(policy_caller(p, 1), WD, b2, strlen(b2), &rule,
+		    &detail) == -1);
+		CHECK_STREQ(rule, POLICY_R_DUP);
+		CHECK_STREQ(detail, "the body names a top-level member more than once");
+		free(detail);
 	}
 
 	CHECK_STREQ(F("{\"currency\":\"USDT\"}"), POLICY_R_MISSING);
