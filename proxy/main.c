@@ -222,7 +222,7 @@ main(int argc, char **argv)
 			    px.gen->conf->nprofiles, nvault);
 		if (policy_ncallers(px.gen->conf->policy) == 0)
 			printf("no [caller.*] section: any local process that can reach %s "
-			    "may use every profile\n", px.gen->conf->listen_address);
+			    "may call every profile\n", px.gen->conf->listen_address);
 		else
 			printf("%zu named caller(s); every other process is refused (401)\n",
 			    policy_ncallers(px.gen->conf->policy));
