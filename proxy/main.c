@@ -8,13 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/dns.h>
-#include <event2/event.h>
-
 #include "audit_verify.h"
 #include "conf.h"
-#include "keys.h"
-#include "vault.h"
 #include "log.h"
 #include "ocp-proxy.h"
 #include "policy.h"
@@ -185,25 +180,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_libevent();
-	if (!check) {
-		/* 3 priorities: work at 1 (the default), "the loop is idle" at 2 */
-		if ((px.base = event_base_new()) == NULL ||
-		    event_base_priority_init(px.base, 3) == -1)
-			fatalx("cannot create the event loop");
-		px.dns = evdns_base_new(px.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (px.dns == NULL)
-			px.dns = evdns_base_new(px.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	}
+	if (!check && proxy_base_new(&px) == -1)
+		fatalx("cannot create the event loop");
 	if (proxy_init(&px, conf, check) == -1) {	/* one line per problem printed */
-		proxy_nonces_close();
-		proxy_free_audit_key(&px);
-		keys_free_all();	/* its Vault watches first */
-		vault_free(px.vault);
-		if (px.dns != NULL)
-			evdns_base_free(px.dns, 0);
-		if (px.base != NULL)
-			event_base_free(px.base);
+		proxy_free(&px);
 		return 1;
 	}
 	if (check) {
@@ -221,32 +201,15 @@ main(int argc, char **argv)
 			    "them from Vault\n", conf, px.gen->conf->nprofiles,
 			    px.gen->conf->nprofiles, nvault);
 		if (policy_ncallers(px.gen->conf->policy) == 0)
-			printf("no [caller.*] section: any local process that can reach %s "
-			    "may call every profile\n", px.gen->conf->listen_address);
+			printf(OCP_NO_CALLERS "\n", px.gen->conf->listen_address);
 		else
 			printf("%zu named caller(s); every other process is refused (401)\n",
 			    policy_ncallers(px.gen->conf->policy));
-		gen_unref(px.gen);
-		proxy_nonces_close();
-		proxy_free_audit_key(&px);
-		keys_free_all();
-		vault_free(px.vault);
-		if (px.dns != NULL)
-			evdns_base_free(px.dns, 0);
-		if (px.base != NULL)
-			event_base_free(px.base);
+		proxy_free(&px);
 		return 0;
 	}
 	proxy_run(&px);
-	gen_unref(px.gen);
-	proxy_nonces_close();
-	proxy_free_audit_key(&px);
-	keys_free_all();
-	if (px.vault != NULL)
-		vault_free(px.vault);
-	if (px.dns != NULL)
-		evdns_base_free(px.dns, 0);
-	event_base_free(px.base);
+	proxy_free(&px);
 	/*
 	 * A requested stop exits 0, also when requests still running at
 	 * shutdown_timeout_ms were cut: that bound is part of the contract, each cut

@@ -13,6 +13,7 @@
 #define OCP_LISTEN_BACKLOG	511
 #define OCP_ACCEPT_BACKOFF_MS	1000	/* pause accepting after EMFILE */
 #define OCP_STATE_LOCK		"ocp-proxy.lock"	/* in [state] dir: one instance per dir */
+#define OCP_STATE_TAIL		"audit.tail"	/* in [state] dir: the audit trail's tail */
 
 struct event_base;
 struct evdns_base;
@@ -89,8 +90,13 @@ struct proxy {
 extern struct proxy	*ocp;
 
 /* proxy.c */
+/* The warning when no [caller.*] is configured (%s: the address), in the log and -t. */
+#define OCP_NO_CALLERS	"no [caller.*] section: any local process that can reach %s may " \
+			"call every profile"
+int		 proxy_base_new(struct proxy *);
 int		 proxy_init(struct proxy *, const char *conf_path, int check_only);
 void		 proxy_run(struct proxy *);
+void		 proxy_free(struct proxy *);
 struct gen	*gen_load(struct proxy *, struct conf *, int check_only,
 		    struct conf_errs *);
 void		 gen_unref(struct gen *);

@@ -200,6 +200,13 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 	return 0;
 }
 
+/* DIR/NAME into buf; -1 if it does not fit. */
+static int
+proxy_state_file(const char *dir, const char *name, char *buf, size_t len)
+{
+	return (size_t)snprintf(buf, len, "%s/%s", dir, name) >= len ? -1 : 0;
+}
+
 /*
  * One instance per state directory: its nonce reservations and audit tail
  * must have a single writer, or nonces repeat.  An exclusive flock on
@@ -220,8 +227,7 @@ proxy_lock_state(const struct conf *c, struct conf_errs *errs)
 
 	if (gen_check_state(c, errs) == -1)
 		return -1;
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->state_dir, OCP_STATE_LOCK) >=
-	    sizeof(path)) {
+	if (proxy_state_file(c->state_dir, OCP_STATE_LOCK, path, sizeof(path)) == -1) {
 		conf_errs_key(errs, c, "state", "dir", "%s: path too long", c->state_dir);
 		return -1;
 	}
@@ -270,8 +276,7 @@ proxy_state_moved(const struct proxy *px, const struct conf *c)
 
 	if (strcmp(c->state_dir, px->gen->conf->state_dir) == 0)
 		return 0;
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->state_dir, OCP_STATE_LOCK) >=
-	    sizeof(path))
+	if (proxy_state_file(c->state_dir, OCP_STATE_LOCK, path, sizeof(path)) == -1)
 		return 1;	/* proxy_lock_state says why */
 	return fstat(px->state_lock, &held) == -1 || stat(path, &st) == -1 ||
 	    held.st_dev != st.st_dev || held.st_ino != st.st_ino;
@@ -767,8 +772,7 @@ proxy_log_callers(const struct proxy *px, const struct conf *c)
 	char	id[POLICY_DESCRIBE_MAX];
 
 	if (n == 0) {	/* the address bound (a changed one applies only after a restart) */
-		log_warn("no [caller.*] section: any local process that can reach %s may call "
-		    "every profile", px->listen_desc ? px->listen_desc : c->listen_address);
+		log_warn(OCP_NO_CALLERS, px->listen_desc ? px->listen_desc : c->listen_address);
 		return;
 	}
 	for (i = 0; i < n; i++) {
@@ -791,7 +795,7 @@ proxy_reload(struct proxy *px)
 	struct gen		*g = NULL, *old;
 	struct nonce		*moved[NONCE_TAB_MAX];
 	enum log_level		 lvl;
-	char			*cause = NULL, *tail;
+	char			*cause = NULL, tail[4096];
 	const char		*why;
 	size_t			 i, mark = nnonce;
 	int			 lock = -1, new_trail = 0;
@@ -858,10 +862,8 @@ proxy_reload(struct proxy *px)
 		proxy_nonces_commit(mark, moved);
 	/* the state dir's copy of the tail follows the trail written now */
 	if ((lock != -1 || new_trail) &&
-	    asprintf(&tail, "%s/audit.tail", g->conf->state_dir) != -1) {
+	    proxy_state_file(g->conf->state_dir, OCP_STATE_TAIL, tail, sizeof(tail)) == 0)
 		audit_set_tail(px->audit, tail);
-		free(tail);
-	}
 	if (lock != -1) {
 		close(px->state_lock);
 		px->state_lock = lock;
@@ -1034,15 +1036,46 @@ proxy_check_vault(const struct conf *c, char **cause)
 static int
 proxy_check_vault_client(struct proxy *px, const struct conf *c, char **cause)
 {
-	if ((px->base = event_base_new()) == NULL)
+	if (proxy_base_new(px) == -1)
 		return (*cause = NULL, -1);
+	if ((px->vault = vault_new(px->base, px->dns, c, cause)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* The event loop and resolver of the daemon, and of -t's Vault client. */
+int
+proxy_base_new(struct proxy *px)
+{
+	/* 3 priorities: work at 1 (the default), "the loop is idle" at 2 */
+	if ((px->base = event_base_new()) == NULL ||
+	    event_base_priority_init(px->base, 3) == -1)
+		return -1;
 	px->dns = evdns_base_new(px->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (px->dns == NULL)
 		px->dns = evdns_base_new(px->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if ((px->vault = vault_new(px->base, px->dns, c, cause)) == NULL)
-		return -1;
 	return 0;
+}
+
+/* Free what proxy_init (and proxy_run) leave: after a stop, a -t, a refused start. */
+void
+proxy_free(struct proxy *px)
+{
+	if (px->gen != NULL)
+		gen_unref(px->gen);
+	px->gen = NULL;
+	proxy_nonces_close();
+	proxy_free_audit_key(px);
+	keys_free_all();	/* its Vault watches before the client */
+	vault_free(px->vault);
+	px->vault = NULL;
+	if (px->dns != NULL)
+		evdns_base_free(px->dns, 0);
+	px->dns = NULL;
+	if (px->base != NULL)
+		event_base_free(px->base);
+	px->base = NULL;
 }
 
 /* Start-up in a fixed order: config, keys, audit, sockets, loop. */
@@ -1057,7 +1090,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	size_t			 i;
 	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
 	unsigned long long	 wd;
-	char			*tail;
+	char			 tail[4096];
 
 	ocp = px;
 	TAILQ_INIT(&px->clients);
@@ -1117,11 +1150,9 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		fatalx("no randomness");
 	signer_hex(rnd, sizeof(rnd), px->boot);
-	if (asprintf(&tail, "%s/audit.tail", px->gen->conf->state_dir) == -1)
-		tail = NULL;
 	px->audit = audit_open(px->base, px->gen->conf->audit_path, px->gen->conf->audit_sync,
-	    px->audit_key, tail, &cause);
-	free(tail);
+	    px->audit_key, proxy_state_file(px->gen->conf->state_dir, OCP_STATE_TAIL, tail,
+	    sizeof(tail)) == 0 ? tail : NULL, &cause);
 	if (px->audit == NULL)
 		fatalx("audit: %s", cause ? cause : "cannot open");
 	if (px->audit_key == NULL)
