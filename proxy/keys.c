@@ -186,20 +186,35 @@ keys_from_kv(const struct keyslot *s, const struct vault_kv *kv, unsigned long l
 	return k;
 }
 
+/* -t: whether a Vault key keys_load() started still awaits its answer. */
+static int
+keys_check_pending(void)
+{
+	size_t	i;
+
+	for (i = 0; i < nslots; i++)
+		if (slots[i]->checking && !slots[i]->checked)
+			return 1;
+	return 0;
+}
+
 /* -t: the first answer for a checked slot; stop the loop once every one came. */
 static void
 keys_check_done(struct keyslot *s, int ok, char *cause)
 {
-	size_t	i;
-
 	s->checked = 1;
 	s->check_ok = ok;
 	s->check_cause = cause;
-	for (i = 0; i < nslots; i++)
-		if (slots[i]->checking && !slots[i]->checked)
-			return;
-	if (check_base != NULL)
+	if (!keys_check_pending() && check_base != NULL)
 		event_base_loopbreak(check_base);
+}
+
+/* -t: the public key a checked source gave (for keys_pending_public). */
+static void
+keys_check_public(struct keyslot *s, const struct pkey *k)
+{
+	free(s->check_pub);
+	s->check_pub = strdup(k->public_key);
 }
 
 /*
@@ -261,8 +276,7 @@ keys_vault_cb(void *arg, const struct vault_kv *kv, unsigned long long version, 
 		return;
 	}
 	if (s->checking) {
-		free(s->check_pub);
-		s->check_pub = strdup(k->public_key);
+		keys_check_public(s, k);
 		pkey_unref(k);
 		keys_check_done(s, 1, NULL);
 		return;
@@ -457,8 +471,7 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 		return -1;
 	}
 	if (check_only) {
-		free(s->check_pub);
-		s->check_pub = strdup(k->public_key);
+		keys_check_public(s, k);
 		pkey_unref(k);
 		free(src);
 		return 0;
@@ -488,10 +501,7 @@ keys_check_wait(struct event_base *base, unsigned long long ms)
 	struct timeval	 tv;
 	size_t		 i;
 
-	for (i = 0; i < nslots; i++)
-		if (slots[i]->checking && !slots[i]->checked)
-			break;
-	if (i == nslots)
+	if (!keys_check_pending())
 		return;
 	if ((deadline = evtimer_new(base, keys_check_deadline, base)) == NULL)
 		return;
