@@ -365,6 +365,20 @@ client_reason(int status)
 	}
 }
 
+/* RFC 9110 8.6, 15.3.5, 15.4.5: a 1xx, 204 or 304 has no body. */
+static int
+client_status_bodiless(int status)
+{
+	return status < 200 || status == 204 || status == 304;
+}
+
+/* The body bytes client_respond sends of len: none to a HEAD or with a bodiless status. */
+size_t
+client_body_len(const struct client *cl, int status, size_t len)
+{
+	return cl->head || client_status_bodiless(status) ? 0 : len;
+}
+
 /*
  * Write a complete response; body is moved out.  No Content-Type header
  * when ctype is NULL or empty: an upstream answer without one is relayed
@@ -382,7 +396,7 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	struct evbuffer	*out = cl->out;
 	size_t		 len = body ? evbuffer_get_length(body) : 0;
 	int		 was_empty = evbuffer_get_length(out) == 0;
-	int		 nolen = status < 200 || status == 204 || status == 304;
+	int		 nolen = client_status_bodiless(status);
 	struct jbody_sink k;
 	char		 num[FMT_UINT_MAX];
 
@@ -422,7 +436,7 @@ client_respond(struct client *cl, int status, const char *ctype, struct evbuffer
 	jbody_sink_flush(&k);
 	cl->retry_after = 0;
 	cl->www_auth = 0;
-	if (body != NULL && (nolen || cl->head))
+	if (body != NULL && client_body_len(cl, status, len) == 0)
 		wipe_drain(body, len);
 	else if (body != NULL)
 		evbuffer_add_buffer(out, body);

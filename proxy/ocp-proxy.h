@@ -122,6 +122,7 @@ struct gen	*client_take(struct client *, struct caller **, int *entered, const c
 /* The profile whose route the path is on, for an audit line (NULL if none). */
 const char	*client_profile(const struct client *);
 const char	*client_request_id(const struct client *);
+size_t		 client_body_len(const struct client *, int status, size_t len);
 /* The caller's name and identity for an audit line ("-" / NULL if none). */
 void		 client_caller_info(const struct client *, const char **name, const char **id);
 /* Ask for a Retry-After / WWW-Authenticate header on the next response. */

@@ -279,7 +279,7 @@ request_reject(struct client *cl, const char *method, const char *path, size_t b
 	request_client_id(cl, id);
 	env = request_envelope(status, name, msg, id);
 	request_audit_unforwarded(cl, id, method, path, bytes_in,	/* a HEAD gets no body */
-	    env && strcmp(method, "HEAD") != 0 ? evbuffer_get_length(env) : 0, status, name);
+	    client_body_len(cl, status, env ? evbuffer_get_length(env) : 0), status, name);
 	client_respond(cl, status, "application/json", env, id, close_after);
 	if (env != NULL)
 		evbuffer_free(env);
