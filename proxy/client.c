@@ -490,7 +490,7 @@ static int
 client_host_ok(const struct client *cl, const char *h, size_t len)
 {
 	static const char *const names[] = { "localhost", "127.0.0.1", "[::1]" };
-	const char	*listen = cl->px->listen_desc, *colon;
+	const char	*listen = cl->px->lsock.desc, *colon;
 	size_t		 i, hl = len;
 
 	if (len > 0 && h[len - 1] != ']' && (colon = memrchr(h, ':', len)) != NULL) {

@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 #include "audit.h"
 #include "audit_verify.h"
+#include "fmt.h"
 #include "keys.h"
 #include "log.h"
 #include "nonce.h"
@@ -514,7 +516,8 @@ proxy_accept_error(struct evconnlistener *l, void *arg)
  * Whether a process listens on the unix socket at sun: a connect that
  * succeeds or finds the backlog full (EAGAIN) says so; ECONNREFUSED is a
  * socket file left behind by a process gone, ENOENT one removed meanwhile.
- * Anything else (EACCES: not ours to connect to) cannot tell: -1.
+ * Anything else (EACCES: not ours to connect to) cannot tell: -1; no socket
+ * to try with: -2 (errno says why for both).
  */
 static int
 proxy_unix_live(const struct sockaddr_un *sun)
@@ -522,7 +525,7 @@ proxy_unix_live(const struct sockaddr_un *sun)
 	int	fd, rc, err;
 
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-		fatalx("socket: %s", strerror(errno));
+		return -2;
 	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN ||
 	    errno == EINPROGRESS)
 		rc = 1;
@@ -538,71 +541,128 @@ proxy_unix_live(const struct sockaddr_un *sun)
 
 /* Remove our socket file, unless someone else's has replaced it meanwhile. */
 static void
-proxy_unlink_unix(struct proxy *px)
+proxy_lsock_unlink(const struct lsock *ls)
 {
 	struct stat	st;
 
-	if (px->unix_path != NULL && lstat(px->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-	    st.st_dev == px->unix_dev && st.st_ino == px->unix_ino)
-		unlink(px->unix_path);
+	if (ls->unix_path != NULL && lstat(ls->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == ls->unix_dev && st.st_ino == ls->unix_ino)
+		unlink(ls->unix_path);
 }
 
-/* Bind a unix socket with no window in which it is more open than configured. */
+/* Close a listening socket (free its listener first) and remove its file if ours. */
+static void
+proxy_lsock_close(struct lsock *ls)
+{
+	if (ls->fd != -1)
+		close(ls->fd);
+	proxy_lsock_unlink(ls);
+	free(ls->desc);
+	free(ls->unix_path);
+	memset(ls, 0, sizeof(*ls));
+	ls->fd = -1;
+}
+
+/* A listening socket could not be made: undo what was, -1 with the cause (errno kept). */
 static int
-proxy_listen_unix(struct proxy *px, const struct conf *c)
+proxy_lsock_fail(struct lsock *ls, char **cause, const char *fmt, ...)
+{
+	va_list	ap;
+	int	err = errno;
+
+	va_start(ap, fmt);
+	if (vasprintf(cause, fmt, ap) == -1)
+		*cause = NULL;
+	va_end(ap);
+	proxy_lsock_close(ls);
+	errno = err;
+	return -1;
+}
+
+/*
+ * Give a unix socket file socket_group (when set; else gid, -1: as it is)
+ * and socket_mode.  -1 with the cause.
+ */
+static int
+proxy_unix_perms(const char *path, const struct conf *c, gid_t gid, char **cause)
+{
+	struct group	*gr;
+	char		*end;
+
+	if (*c->socket_group != '\0') {
+		gr = getgrnam(c->socket_group);
+		gid = gr ? gr->gr_gid : (gid_t)strtoul(c->socket_group, &end, 10);
+		if (gr == NULL && (*end != '\0' || end == c->socket_group))
+			return (*cause = fmt_alloc("[listen] socket_group: no group %s",
+			    c->socket_group), -1);
+	}
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1)
+		return (*cause = fmt_alloc("[listen] socket_group: chown %s: %s", path,
+		    strerror(errno)), -1);
+	if (chmod(path, (mode_t)c->socket_mode) == -1)
+		return (*cause = fmt_alloc("listen %s: %s", path, strerror(errno)), -1);
+	return 0;
+}
+
+/*
+ * Bind a unix socket with no window in which it is more open than
+ * configured.  -1 with the cause, and nothing left behind.
+ */
+static int
+proxy_listen_unix(const struct conf *c, struct lsock *ls, char **cause)
 {
 	struct sockaddr_un	 sun;
 	struct stat		 st;
 	const char		*path = c->listen_address + 5;
 	mode_t			 old;
-	int			 fd;
+	int			 rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
-		fatalx("[listen] address: unix socket path too long");
+		return proxy_lsock_fail(ls, cause, "[listen] address: unix socket path too long");
 	strcpy(sun.sun_path, path);
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			fatalx("[listen] address: %s exists and is not a socket", path);
+			return proxy_lsock_fail(ls, cause, "[listen] address: %s exists and is "
+			    "not a socket", path);
 		/* never take over a live instance's socket: it would lose its callers */
-		switch (proxy_unix_live(&sun)) {
-		case 1:
-			fatalx("[listen] address: unix:%s: another process is listening on it",
-			    path);
-		case -1:
-			fatalx("[listen] address: unix:%s: cannot tell whether another process "
-			    "is listening on it: %s", path, strerror(errno));
-		}
+		if ((rc = proxy_unix_live(&sun)) == 1)
+			return proxy_lsock_fail(ls, cause, "[listen] address: unix:%s: another "
+			    "process is listening on it", path);
+		if (rc == -1)
+			return proxy_lsock_fail(ls, cause, "[listen] address: unix:%s: cannot "
+			    "tell whether another process is listening on it: %s", path,
+			    strerror(errno));
+		if (rc == -2)
+			return proxy_lsock_fail(ls, cause, "socket: %s", strerror(errno));
 		unlink(path);
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-		fatalx("socket: %s", strerror(errno));
+	if ((ls->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		return proxy_lsock_fail(ls, cause, "socket: %s", strerror(errno));
 	old = umask((mode_t)(~c->socket_mode & 0777));
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		umask(old);
-		fatalx("bind %s: %s", path, strerror(errno));
-	}
+	rc = bind(ls->fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
+	if (rc == -1)
+		return proxy_lsock_fail(ls, cause, "bind %s: %s", path, strerror(errno));
 	if (lstat(path, &st) == -1)
-		fatalx("listen %s: %s", path, strerror(errno));
-	px->unix_dev = st.st_dev;
-	px->unix_ino = st.st_ino;
-	if (*c->socket_group != '\0') {
-		struct group *gr = getgrnam(c->socket_group);
-		char *end;
-		gid_t gid = gr ? gr->gr_gid : (gid_t)strtoul(c->socket_group, &end, 10);
-		if (gr == NULL && (*end != '\0' || end == c->socket_group))
-			fatalx("[listen] socket_group: no group %s", c->socket_group);
-		if (chown(path, (uid_t)-1, gid) == -1)
-			fatalx("[listen] socket_group: chown %s: %s", path, strerror(errno));
+		return proxy_lsock_fail(ls, cause, "listen %s: %s", path, strerror(errno));
+	if ((ls->unix_path = strdup(path)) == NULL) {
+		unlink(path);	/* just bound: ours */
+		return proxy_lsock_fail(ls, cause, "out of memory");
 	}
-	if (chmod(path, (mode_t)c->socket_mode) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
-		fatalx("listen %s: %s", path, strerror(errno));
-	px->listen_unix = 1;
-	px->unix_path = strdup(path);
-	px->listen_desc = strdup(c->listen_address);
-	return fd;
+	ls->unix_dev = st.st_dev;
+	ls->unix_ino = st.st_ino;
+	ls->unix_gid = st.st_gid;
+	if (proxy_unix_perms(path, c, (gid_t)-1, cause) == -1) {
+		proxy_lsock_close(ls);
+		return -1;
+	}
+	if (listen(ls->fd, OCP_LISTEN_BACKLOG) == -1)
+		return proxy_lsock_fail(ls, cause, "listen %s: %s", path, strerror(errno));
+	if ((ls->desc = strdup(c->listen_address)) == NULL)
+		return proxy_lsock_fail(ls, cause, "out of memory");
+	return 0;
 }
 
 /*
@@ -636,18 +696,22 @@ proxy_unix_dir_check(const struct conf *c, struct conf_errs *errs)
 	return -1;
 }
 
-/* Bind a TCP socket and learn the port actually bound (port 0 in tests). */
+/*
+ * Bind a TCP socket and learn the port actually bound (port 0 in tests).
+ * -1 with the cause (errno of a failed bind kept), nothing left open.
+ */
 static int
-proxy_listen_tcp(struct proxy *px, const struct conf *c)
+proxy_listen_tcp(const struct conf *c, struct lsock *ls, char **cause)
 {
 	struct addrinfo		 hints, *ai;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl = sizeof(ss);
 	char			*host, *port, desc[128];
-	int			 fd, one = 1, rc;
+	int			 one = 1, rc, err;
 
-	host = strdup(c->listen_address);
-	port = strrchr(host, ':');
+	if ((host = strdup(c->listen_address)) == NULL)
+		return proxy_lsock_fail(ls, cause, "out of memory");
+	port = strrchr(host, ':');	/* conf.c checked there is one */
 	*port++ = '\0';
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
 		memmove(host, host + 1, strlen(host));
@@ -657,20 +721,41 @@ proxy_listen_tcp(struct proxy *px, const struct conf *c)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0)
-		fatalx("[listen] address %s: %s", c->listen_address, gai_strerror(rc));
+	rc = getaddrinfo(host, port, &hints, &ai);
 	free(host);
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		fatalx("socket: %s", strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
-		fatalx("bind %s: %s", c->listen_address, strerror(errno));
+	if (rc != 0)
+		return proxy_lsock_fail(ls, cause, "[listen] address %s: %s", c->listen_address,
+		    gai_strerror(rc));
+	if ((ls->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		err = errno;
+		freeaddrinfo(ai);
+		return proxy_lsock_fail(ls, cause, "socket: %s", strerror(err));
+	}
+	setsockopt(ls->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(ls->fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+	    listen(ls->fd, OCP_LISTEN_BACKLOG) == -1 ? -1 : 0;
+	err = errno;
 	freeaddrinfo(ai);
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	errno = err;
+	if (rc == -1)
+		return proxy_lsock_fail(ls, cause, "bind %s: %s", c->listen_address, strerror(err));
+	getsockname(ls->fd, (struct sockaddr *)&ss, &sl);
 	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
-	px->listen_desc = strdup(desc);
-	return fd;
+	if ((ls->desc = strdup(desc)) == NULL)
+		return proxy_lsock_fail(ls, cause, "out of memory");
+	return 0;
+}
+
+/* Bind [listen] address into ls: 0, or -1 with the cause and nothing left behind. */
+static int
+proxy_lsock_open(const struct conf *c, struct lsock *ls, char **cause)
+{
+	memset(ls, 0, sizeof(*ls));
+	ls->fd = -1;
+	*cause = NULL;
+	if (strncmp(c->listen_address, "unix:", 5) == 0)
+		return proxy_listen_unix(c, ls, cause);
+	return proxy_listen_tcp(c, ls, cause);
 }
 
 /* 1 for a unix socket or a loopback address (127/8, ::1, ::ffff:127/104). */
@@ -712,7 +797,7 @@ proxy_exposure_check(const struct proxy *px, const struct conf *c, const char **
 	return -1;
 }
 
-/* A socket passed by systemd (ocp-proxy.socket), or -1. */
+/* Take the socket passed by systemd (ocp-proxy.socket) into px->lsock; -1 if none. */
 static int
 proxy_activated_fd(struct proxy *px, const struct conf *c)
 {
@@ -733,35 +818,53 @@ proxy_activated_fd(struct proxy *px, const struct conf *c)
 		fatalx("LISTEN_FDS: fd 3 is not a socket");
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
-	px->listen_unix = ss.ss_family == AF_UNIX;
+	px->listen_activated = 1;
 	px->listen_exposed = !proxy_sockaddr_local((struct sockaddr *)&ss);
 	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
-	px->listen_desc = strdup(desc);
+	px->lsock.fd = fd;
+	if ((px->lsock.desc = strdup(desc)) == NULL)
+		fatalx("out of memory");
 	if (proxy_exposure_check(px, c, &why) == -1)
 		fatalx("socket activation: the socket passed by systemd, %s, %s", desc, why);
 	log_info("using the socket passed by systemd (socket activation)");
 	return fd;
 }
 
-/* Set up the listener (or take a socket-activated one). */
+/* A listener accepting on fd for px (the caller keeps the fd); NULL if none. */
+static struct evconnlistener *
+proxy_listener_new(struct proxy *px, int fd, unsigned flags)
+{
+	struct evconnlistener	*l;
+
+	l = evconnlistener_new(px->base, proxy_accept_cb, px, LEV_OPT_CLOSE_ON_EXEC | flags,
+	    -1, fd);
+	if (l != NULL)
+		evconnlistener_set_error_cb(l, proxy_accept_error);
+	return l;
+}
+
+/* Stop listening: no more accepts, the socket closed and its file removed if ours. */
+static void
+proxy_listen_close(struct proxy *px)
+{
+	if (px->listener != NULL)
+		evconnlistener_free(px->listener);
+	px->listener = NULL;
+	proxy_lsock_close(&px->lsock);
+}
+
+/* Set up the listener (or take a socket-activated one); start-up fails here. */
 static void
 proxy_listen(struct proxy *px, const struct conf *c)
 {
-	int	fd;
+	char	*cause = NULL;
 
-	if ((fd = proxy_activated_fd(px, c)) != -1)
-		;
-	else if (strncmp(c->listen_address, "unix:", 5) == 0)
-		fd = proxy_listen_unix(px, c);
-	else
-		fd = proxy_listen_tcp(px, c);
-	px->listener = evconnlistener_new(px->base, proxy_accept_cb, px,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (px->listener == NULL)
-		fatalx("cannot listen on %s", px->listen_desc);
-	evconnlistener_set_error_cb(px->listener, proxy_accept_error);
+	if (proxy_activated_fd(px, c) == -1 && proxy_lsock_open(c, &px->lsock, &cause) == -1)
+		fatalx("%s", cause ? cause : "out of memory");
+	if ((px->listener = proxy_listener_new(px, px->lsock.fd, 0)) == NULL)
+		fatalx("cannot listen on %s", px->lsock.desc);
 	px->accept_pause = evtimer_new(px->base, proxy_accept_resume, px);
-	log_info("listening on %s", px->listen_desc);
+	log_info("listening on %s", px->lsock.desc);
 }
 
 /* Say at every start and reload who may call. */
@@ -772,7 +875,7 @@ proxy_log_callers(const struct proxy *px, const struct conf *c)
 	char	id[POLICY_DESCRIBE_MAX];
 
 	if (n == 0) {	/* the address bound (a changed one applies only after a restart) */
-		log_warn(OCP_NO_CALLERS, px->listen_desc ? px->listen_desc : c->listen_address);
+		log_warn(OCP_NO_CALLERS, px->lsock.desc ? px->lsock.desc : c->listen_address);
 		return;
 	}
 	for (i = 0; i < n; i++) {
@@ -811,7 +914,7 @@ proxy_reload(struct proxy *px)
 		log_warn("[audit] chain_key changed: takes effect only after a restart");
 	if (c != NULL && proxy_exposure_check(px, c, &why) == -1) {
 		conf_errs_add(&errs, "%s: [listen]: the socket passed by systemd, %s, %s", c->path,
-		    px->listen_desc, why);
+		    px->lsock.desc, why);
 		conf_free(c);
 		c = NULL;
 	}
@@ -937,11 +1040,7 @@ proxy_stop(struct proxy *px)
 	px->stopping = 1;
 	notify_send("STOPPING=1");
 	log_info("shutting down: %u request(s) in flight", px->inflight);
-	if (px->listener != NULL) {
-		evconnlistener_free(px->listener);
-		px->listener = NULL;
-		proxy_unlink_unix(px);
-	}
+	proxy_listen_close(px);
 	client_close_idle(px);
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
@@ -1095,6 +1194,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	ocp = px;
 	TAILQ_INIT(&px->clients);
 	TAILQ_INIT(&px->requests);
+	px->lsock.fd = -1;
 	px->conf_path = conf_path;
 	/* -t goes on past a refused key, to report every problem in one run */
 	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
@@ -1207,11 +1307,7 @@ proxy_run(struct proxy *px)
 	for (i = 0; i < sizeof(px->sig) / sizeof(px->sig[0]); i++)
 		if (px->sig[i] != NULL)
 			event_free(px->sig[i]);
-	if (px->listener != NULL)
-		evconnlistener_free(px->listener);
-	if (px->listener != NULL)
-		proxy_unlink_unix(px);
-	px->listener = NULL;
+	proxy_listen_close(px);
 	if (px->accept_pause != NULL)
 		event_free(px->accept_pause);
 	if (px->drain_timer != NULL)
@@ -1226,7 +1322,5 @@ proxy_run(struct proxy *px)
 		event_free(log_flush_ev);
 	log_flush_ev = NULL;
 	client_free_all(px);
-	free(px->listen_desc);
-	free(px->unix_path);
 }
 
