@@ -867,6 +867,124 @@ proxy_listen(struct proxy *px, const struct conf *c)
 	log_info("listening on %s", px->lsock.desc);
 }
 
+/*
+ * What a reload prepares for [listen] before it is taken: the socket of a
+ * changed address.  Dropped if the reload is refused.
+ */
+struct listen_stage {
+	struct lsock		 ls;
+	struct evconnlistener	*l;		/* on ls, disabled until taken */
+};
+
+/* The port of a "HOST:PORT" address; 0 for a unix one. */
+static unsigned long
+proxy_addr_port(const char *addr)
+{
+	const char	*colon = strrchr(addr, ':');
+
+	if (strncmp(addr, "unix:", 5) == 0 || colon == NULL)
+		return 0;
+	return strtoul(colon + 1, NULL, 10);
+}
+
+/* A reload's [listen] problem at the key its cause names, else at address. */
+static void
+proxy_listen_blame(struct conf_errs *errs, const struct conf *c, const char *cause,
+    const char *hint)
+{
+	if (cause == NULL)
+		conf_errs_key(errs, c, "listen", "address", "out of memory");
+	else if (strncmp(cause, "[listen] ", 9) == 0)
+		conf_errs_cause(errs, c, "listen", cause);
+	else
+		conf_errs_key(errs, c, "listen", "address", "%s%s", cause, hint);
+}
+
+/*
+ * Reload: bind a changed [listen] address now, before the reload is taken,
+ * so that a refusal leaves the running listener as it is (a socket passed by
+ * systemd stays).  0 (st->l made, or nothing to bind), or -1 with a line in
+ * errs and nothing left behind.
+ */
+static int
+proxy_listen_stage(struct proxy *px, const struct conf *c, struct listen_stage *st,
+    struct conf_errs *errs)
+{
+	char		*cause = NULL;
+	unsigned long	 port = proxy_addr_port(c->listen_address);
+	int		 err;
+
+	if (px->listener == NULL || px->listen_activated)	/* stopping, or systemd's */
+		return 0;
+	if (strcmp(c->listen_address, px->gen->conf->listen_address) == 0)
+		return 0;
+	if (strncmp(c->listen_address, "unix:", 5) == 0 && proxy_unix_dir_check(c, errs) == -1)
+		return -1;
+	if (proxy_lsock_open(c, &st->ls, &cause) == -1) {
+		err = errno;	/* in use by our own socket?  (SO_REUSEPORT would split callers) */
+		proxy_listen_blame(errs, c, cause, err == EADDRINUSE && port != 0 &&
+		    port == proxy_addr_port(px->lsock.desc) ? " (the running listener holds that "
+		    "port: a move to an address that overlaps it needs a restart)" : "");
+		free(cause);
+		return -1;
+	}
+	if ((st->l = proxy_listener_new(px, st->ls.fd, LEV_OPT_DISABLED)) == NULL) {
+		conf_errs_key(errs, c, "listen", "address", "cannot listen on %s", st->ls.desc);
+		proxy_lsock_close(&st->ls);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Accept what waits in the old socket's queue before it is closed: those
+ * callers have connected already (up to max_connections).
+ */
+static void
+proxy_accept_queued(struct proxy *px)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl;
+	int			 fd;
+
+	while (px->nclients < px->gen->conf->max_connections) {
+		sl = sizeof(ss);
+		fd = accept4(px->lsock.fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1)
+			break;
+		proxy_accept_cb(px->listener, fd, (struct sockaddr *)&ss, (int)sl, px);
+	}
+}
+
+/*
+ * The reload is taken: a new listener replaces the running one (enabled by
+ * proxy_maybe_done unless accepting is paused).  Connections accepted on the
+ * old one are served on until they close.
+ */
+static void
+proxy_listen_commit(struct proxy *px, struct listen_stage *st)
+{
+	if (st->l == NULL)
+		return;
+	proxy_accept_queued(px);
+	log_info("listening on %s (was %s)", st->ls.desc, px->lsock.desc);
+	proxy_listen_close(px);
+	px->lsock = st->ls;
+	px->listener = st->l;
+	st->l = NULL;
+}
+
+/* The reload is refused: drop what proxy_listen_stage made. */
+static void
+proxy_listen_unstage(struct proxy *px, struct listen_stage *st)
+{
+	if (st->l != NULL)
+		evconnlistener_free(st->l);
+	st->l = NULL;
+	proxy_lsock_close(&st->ls);
+}
+
 /* Say at every start and reload who may call. */
 static void
 proxy_log_callers(const struct proxy *px, const struct conf *c)
@@ -874,7 +992,7 @@ proxy_log_callers(const struct proxy *px, const struct conf *c)
 	size_t	i, n = policy_ncallers(c->policy);
 	char	id[POLICY_DESCRIBE_MAX];
 
-	if (n == 0) {	/* the address bound (a changed one applies only after a restart) */
+	if (n == 0) {	/* the address bound (also one a reload moved to) */
 		log_warn(OCP_NO_CALLERS, px->lsock.desc ? px->lsock.desc : c->listen_address);
 		return;
 	}
@@ -897,6 +1015,7 @@ proxy_reload(struct proxy *px)
 	struct conf		*c;
 	struct gen		*g = NULL, *old;
 	struct nonce		*moved[NONCE_TAB_MAX];
+	struct listen_stage	 lst;
 	enum log_level		 lvl;
 	char			*cause = NULL, tail[4096];
 	const char		*why;
@@ -905,9 +1024,9 @@ proxy_reload(struct proxy *px)
 
 	notify_send("RELOADING=1");
 	log_info("reloading %s", px->conf_path);
-	if ((c = conf_load(px->conf_path, &errs)) != NULL &&
+	if ((c = conf_load(px->conf_path, &errs)) != NULL && px->listen_activated &&
 	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
-		log_warn("[listen] address changed: takes effect only after a restart");
+		log_warn("[listen] address changed: the socket passed by systemd stays in use");
 	if (c != NULL && !vault_conf_same(c, px->gen->conf))
 		log_warn("[vault] connection settings changed: take effect only after a restart");
 	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
@@ -925,6 +1044,8 @@ proxy_reload(struct proxy *px)
 		c = NULL;
 	}
 	memset(moved, 0, sizeof(moved));
+	memset(&lst, 0, sizeof(lst));
+	lst.ls.fd = -1;
 	if (c != NULL && proxy_state_moved(px, c) &&
 	    (lock = proxy_lock_state(c, &errs)) == -1) {
 		conf_free(c);
@@ -932,7 +1053,8 @@ proxy_reload(struct proxy *px)
 	}
 	if (c != NULL && (g = gen_load(px, c, 0, &errs)) == NULL)
 		conf_free(c);
-	if (g != NULL && lock != -1 && proxy_nonces_stage(c, mark, moved, &errs) == -1) {
+	if (g != NULL && ((lock != -1 && proxy_nonces_stage(c, mark, moved, &errs) == -1) ||
+	    proxy_listen_stage(px, c, &lst, &errs) == -1)) {
 		gen_unref(g);
 		g = NULL;
 	}
@@ -976,17 +1098,20 @@ proxy_reload(struct proxy *px)
 	audit_set_sync(px->audit, g->conf->audit_sync);
 	if (log_level_parse(g->conf->log_level, &lvl) == 0)
 		log_set_level(lvl);
+	proxy_listen_commit(px, &lst);
 	old = px->gen;
 	policy_inherit(g->conf->policy, old->conf->policy);
 	proxy_log_callers(px, g->conf);
 	keys_commit_staged();
 	px->gen = g;
 	gen_unref(old);		/* requests in flight keep theirs */
+	proxy_maybe_done(px);	/* a new listener, a higher max_connections */
 	log_info("reloaded %s", px->conf_path);
 	notify_send("READY=1");
 	return;
 
 refused:
+	proxy_listen_unstage(px, &lst);
 	keys_drop_staged();
 	for (i = 0; i < mark; i++)
 		nonce_close(moved[i]);

@@ -1569,7 +1569,7 @@ class ActivatedProxy:
 
     def __init__(self, rig, sock, listen_pid="$$", **over):
         self.dir = subdir("activated")
-        conf = write_file(os.path.join(self.dir, "ocp-proxy.ini"), rig.ini(**over))
+        self.conf = conf = write_file(os.path.join(self.dir, "ocp-proxy.ini"), rig.ini(**over))
         self.stderr_path = os.path.join(self.dir, "stderr")
         fd = sock.fileno()
         script = ('exec 3<&%d %d<&-; LISTEN_PID=%s LISTEN_FDS=1 exec "$@"' % (fd, fd, listen_pid)
@@ -1664,6 +1664,42 @@ def socket_activation_serves_on_fd_3():
         ls.close()
         assert_eq(ap.wait_listening(), "127.0.0.1:%d" % other,
                   "LISTEN_PID of another process is ignored")
+        assert_eq(ap.stop(), 0, "exit code")
+    finally:
+        ls.close()
+
+
+@test
+def socket_activation_keeps_the_passed_socket_when_the_address_changes():
+    """A changed [listen] address cannot apply to a socket systemd passed: the
+    reload says so and is taken, nothing else is bound, the passed socket
+    serves on."""
+    s = sim()
+    rig = Rig(s, "activation-reload")
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    port = ls.getsockname()[1]
+    moved = free_port()
+    try:
+        ap = ActivatedProxy(rig, ls, listen={"address": "127.0.0.1:%d" % free_port()})
+        ls.close()
+        ap.wait_listening()
+        before = len(ap.stderr_text())
+        write_file(ap.conf, rig.ini(listen={"address": "127.0.0.1:%d" % moved}))
+        os.kill(ap.pid, signal.SIGHUP)
+        wait_for(lambda: "reloaded " in ap.stderr_text()[before:], 10, "reloaded")
+        err = ap.stderr_text()[before:]
+        assert_true("[listen] address changed: the socket passed by systemd stays in use"
+                    in err, "the warning says why: %s" % harness.scrub(err)[-400:])
+        assert_true("listening on" not in err, "nothing else listens")
+        ok200(request(port, "/api-gateway/orders", b"{}"), "the passed socket serves on")
+        try:
+            socket.create_connection(("127.0.0.1", moved), timeout=1).close()
+            raise AssertionError("the new address was bound")
+        except ConnectionRefusedError:
+            pass
         assert_eq(ap.stop(), 0, "exit code")
     finally:
         ls.close()
