@@ -869,11 +869,15 @@ proxy_listen(struct proxy *px, const struct conf *c)
 
 /*
  * What a reload prepares for [listen] before it is taken: the socket of a
- * changed address.  Dropped if the reload is refused.
+ * changed address, or the former mode and group of the socket file whose
+ * socket_mode / socket_group it changed.  Dropped (undone) if it is refused.
  */
 struct listen_stage {
 	struct lsock		 ls;
 	struct evconnlistener	*l;		/* on ls, disabled until taken */
+	int			 perms;		/* the file had these: */
+	mode_t			 mode;
+	gid_t			 gid;
 };
 
 /* The port of a "HOST:PORT" address; 0 for a unix one. */
@@ -900,6 +904,53 @@ proxy_listen_blame(struct conf_errs *errs, const struct conf *c, const char *cau
 		conf_errs_key(errs, c, "listen", "address", "%s%s", cause, hint);
 }
 
+/* Give the socket file back the mode and group it had before the reload. */
+static void
+proxy_perms_undo(const struct proxy *px, struct listen_stage *st)
+{
+	const char	*path = px->lsock.unix_path;
+
+	if (!st->perms)
+		return;
+	st->perms = 0;
+	if (chown(path, (uid_t)-1, st->gid) == -1 || chmod(path, st->mode) == -1)
+		log_warn("unix:%s: cannot restore its mode and group: %s", path, strerror(errno));
+}
+
+/*
+ * Reload, same unix socket: apply a changed socket_mode or socket_group to
+ * its file now (undone if the reload is refused); empty socket_group is the
+ * group the file was made with.  -1 with a line in errs.
+ */
+static int
+proxy_perms_stage(struct proxy *px, const struct conf *c, struct listen_stage *st,
+    struct conf_errs *errs)
+{
+	const struct conf	*o = px->gen->conf;
+	const struct lsock	*ls = &px->lsock;
+	struct stat		 sb;
+	char			*cause = NULL;
+
+	if (ls->unix_path == NULL || (c->socket_mode == o->socket_mode &&
+	    strcmp(c->socket_group, o->socket_group) == 0))
+		return 0;
+	if (lstat(ls->unix_path, &sb) == -1 || !S_ISSOCK(sb.st_mode) ||
+	    sb.st_dev != ls->unix_dev || sb.st_ino != ls->unix_ino) {
+		log_warn("[listen] socket_mode, socket_group: unix:%s is not the socket this "
+		    "proxy made any more: left as it is", ls->unix_path);
+		return 0;
+	}
+	st->perms = 1;
+	st->mode = sb.st_mode & 07777;
+	st->gid = sb.st_gid;
+	if (proxy_unix_perms(ls->unix_path, c, ls->unix_gid, &cause) == 0)
+		return 0;
+	proxy_perms_undo(px, st);
+	proxy_listen_blame(errs, c, cause, "");
+	free(cause);
+	return -1;
+}
+
 /*
  * Reload: bind a changed [listen] address now, before the reload is taken,
  * so that a refusal leaves the running listener as it is (a socket passed by
@@ -917,7 +968,7 @@ proxy_listen_stage(struct proxy *px, const struct conf *c, struct listen_stage *
 	if (px->listener == NULL || px->listen_activated)	/* stopping, or systemd's */
 		return 0;
 	if (strcmp(c->listen_address, px->gen->conf->listen_address) == 0)
-		return 0;
+		return proxy_perms_stage(px, c, st, errs);
 	if (strncmp(c->listen_address, "unix:", 5) == 0 && proxy_unix_dir_check(c, errs) == -1)
 		return -1;
 	if (proxy_lsock_open(c, &st->ls, &cause) == -1) {
@@ -965,6 +1016,7 @@ proxy_accept_queued(struct proxy *px)
 static void
 proxy_listen_commit(struct proxy *px, struct listen_stage *st)
 {
+	st->perms = 0;
 	if (st->l == NULL)
 		return;
 	proxy_accept_queued(px);
@@ -975,7 +1027,7 @@ proxy_listen_commit(struct proxy *px, struct listen_stage *st)
 	st->l = NULL;
 }
 
-/* The reload is refused: drop what proxy_listen_stage made. */
+/* The reload is refused: drop what proxy_listen_stage made or changed. */
 static void
 proxy_listen_unstage(struct proxy *px, struct listen_stage *st)
 {
@@ -983,6 +1035,7 @@ proxy_listen_unstage(struct proxy *px, struct listen_stage *st)
 		evconnlistener_free(st->l);
 	st->l = NULL;
 	proxy_lsock_close(&st->ls);
+	proxy_perms_undo(px, st);
 }
 
 /* Say at every start and reload who may call. */

@@ -7,6 +7,7 @@ stripping, open-proxy refusals, SIGHUP reload, SIGTERM drain, upstream
 keep-alive, -t/-V/-h and the audit record format."""
 
 import fcntl
+import grp
 import hashlib
 import http.client
 import json
@@ -2157,11 +2158,27 @@ def sighup_onto_a_taken_port_is_refused():
         assert_eq(st.stop(), 0, "exit code")
 
 
+def other_group(gid):
+    """A group other than gid the socket can be given (as root), or None."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("nogroup", "daemon"):
+        try:
+            g = grp.getgrnam(name)
+        except KeyError:
+            continue
+        if g.gr_gid != gid:
+            return g
+    return None
+
+
 @test
 def sighup_moves_between_tcp_and_a_unix_socket():
     """TCP -> unix socket (in a private dir, with socket_mode) -> TCP: each
     move serves at once, the socket file is made with its mode and removed
-    once the proxy moves away from it."""
+    once the proxy moves away from it; a changed socket_mode or socket_group
+    on the same path is applied to the file (undone when the reload is
+    refused)."""
     s = sim()
     st = Setup(s, "tcp-unix")
     sock = os.path.join(st.dir, "ocp.sock")
@@ -2179,6 +2196,35 @@ def sighup_moves_between_tcp_and_a_unix_socket():
         ok(request("unix:" + sock, "/api-gateway/orders", b"{}"), "served on the unix socket")
         connection_refused(tcp, "the TCP port")
         ok(request(tcp, "/api-gateway/orders", b"{}", conn=kept), "keep-alive TCP connection")
+
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0600"}))
+        err = reload_outcome(p, "reload with a new socket_mode")
+        assert_contains(err, "reloaded ", "reloaded")
+        assert_eq(os.lstat(sock).st_ino, sb.st_ino, "the same socket file")
+        assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(0o600), "socket_mode applied")
+        other = other_group(sb.st_gid)
+        if other is not None:       # root: chown to any group, then back to the first one
+            write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0600",
+                                              "socket_group": other.gr_name}))
+            assert_contains(reload_outcome(p, "reload with a socket_group"), "reloaded ",
+                            "reloaded with a socket_group")
+            assert_eq(os.lstat(sock).st_gid, other.gr_gid, "socket_group applied")
+            write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0600"}))
+            assert_contains(reload_outcome(p, "reload without socket_group"), "reloaded ",
+                            "reloaded without a socket_group")
+            assert_eq(os.lstat(sock).st_gid, sb.st_gid, "back to the group it was made with")
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0660",
+                                          "socket_group": "ocp-no-such-group"}))
+        err = refused_for(p, "reload with an unknown socket_group")
+        assert_contains(err, "[listen] socket_group: no group ocp-no-such-group", "says why")
+        assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(0o600), "socket_mode kept")
+        assert_eq(os.lstat(sock).st_gid, sb.st_gid, "group kept")
+        # refused after the mode was applied (the new audit path cannot be opened): undone
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0640"},
+                                  audit={"path": os.path.join(st.dir, "no-dir", "a.jsonl")}))
+        err = reload_outcome(p, "reload refused by its audit path")
+        assert_contains(err, "reload refused: audit", "refused by the audit path")
+        assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(0o600), "socket_mode restored")
 
         back = "127.0.0.1:%d" % free_port()
         write_file(p.conf, st.ini(listen={"address": back}))
