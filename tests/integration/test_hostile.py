@@ -1629,15 +1629,29 @@ def socket_activation_refuses_a_non_loopback_socket_without_callers():
             ls.close()
 
 
-@test
-def socket_activation_serves_on_fd_3():
-    s = sim()
-    rig = Rig(s, "activation")
+def loopback_listener():
+    """(a listening loopback socket for ActivatedProxy, its port)."""
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
     ls.listen(16)
-    port = ls.getsockname()[1]
+    return ls, ls.getsockname()[1]
+
+
+def not_bound(port, what):
+    """Nothing listens on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        raise AssertionError(what)
+    except ConnectionRefusedError:
+        pass
+
+
+@test
+def socket_activation_serves_on_fd_3():
+    s = sim()
+    rig = Rig(s, "activation")
+    ls, port = loopback_listener()
     other = free_port()
     try:
         ap = ActivatedProxy(rig, ls, listen={"address": "127.0.0.1:%d" % other})
@@ -1646,11 +1660,7 @@ def socket_activation_serves_on_fd_3():
         assert_eq(addr, "127.0.0.1:%d" % port, "listening on the passed socket")
         assert_true("socket activation" in ap.stderr_text(), "socket activation logged")
         ok200(request(port, "/api-gateway/orders", b"{}"), "served on the passed socket")
-        try:
-            socket.create_connection(("127.0.0.1", other), timeout=1).close()
-            raise AssertionError("the configured address was bound as well")
-        except ConnectionRefusedError:
-            pass
+        not_bound(other, "the configured address was bound as well")
         with open("/proc/%d/environ" % ap.pid, "rb") as f:
             assert_true(b"LISTEN_FDS=" in f.read(),
                         "sanity: LISTEN_FDS was in the initial environment")
@@ -1676,11 +1686,7 @@ def socket_activation_keeps_the_passed_socket_when_the_address_changes():
     serves on."""
     s = sim()
     rig = Rig(s, "activation-reload")
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(16)
-    port = ls.getsockname()[1]
+    ls, port = loopback_listener()
     moved = free_port()
     try:
         ap = ActivatedProxy(rig, ls, listen={"address": "127.0.0.1:%d" % free_port()})
@@ -1695,11 +1701,7 @@ def socket_activation_keeps_the_passed_socket_when_the_address_changes():
                     in err, "the warning says why: %s" % harness.scrub(err)[-400:])
         assert_true("listening on" not in err, "nothing else listens")
         ok200(request(port, "/api-gateway/orders", b"{}"), "the passed socket serves on")
-        try:
-            socket.create_connection(("127.0.0.1", moved), timeout=1).close()
-            raise AssertionError("the new address was bound")
-        except ConnectionRefusedError:
-            pass
+        not_bound(moved, "the new address was bound")
         assert_eq(ap.stop(), 0, "exit code")
     finally:
         ls.close()
