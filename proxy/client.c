@@ -52,6 +52,7 @@ struct client {
 	size_t			 read_high;	/* pause reading with this much input */
 	enum client_state	 state;
 	char			 peer[96];
+	char			 listen[64];	/* the address it connected to ("unix:..." cut) */
 	char			*method;
 	char			*target;
 	int			 keepalive;
@@ -334,6 +335,8 @@ client_accept(struct proxy *px, int fd, const char *peer, const struct policy_pe
 	cl->px = px;
 	cl->cred = *cred;
 	fmt_copy(cl->peer, sizeof(cl->peer), peer);
+	/* a reload may move the listener: this connection keeps the Host it was made for */
+	fmt_copy(cl->listen, sizeof(cl->listen), px->lsock.desc);
 	TAILQ_INSERT_TAIL(&px->clients, cl, entry);
 	px->nclients++;
 	/* pipelined input beyond one full request waits until it is consumed */
@@ -490,7 +493,7 @@ static int
 client_host_ok(const struct client *cl, const char *h, size_t len)
 {
 	static const char *const names[] = { "localhost", "127.0.0.1", "[::1]" };
-	const char	*listen = cl->px->listen_desc, *colon;
+	const char	*listen = cl->listen, *colon;
 	size_t		 i, hl = len;
 
 	if (len > 0 && h[len - 1] != ']' && (colon = memrchr(h, ':', len)) != NULL) {

@@ -50,6 +50,16 @@ struct gen {
 	struct redact_set *redact;
 };
 
+/* A listening socket: one the proxy bound, or the one systemd passed. */
+struct lsock {
+	int		 fd;		/* -1: none */
+	char		*desc;		/* "127.0.0.1:8780" or "unix:/path" */
+	char		*unix_path;	/* the socket file we bound, or NULL */
+	dev_t		 unix_dev;	/* only that file is removed: another */
+	ino_t		 unix_ino;	/* may have replaced it meanwhile */
+	gid_t		 unix_gid;	/* its group as bound (empty socket_group) */
+};
+
 struct client;
 TAILQ_HEAD(clientq, client);
 TAILQ_HEAD(requestq, request);
@@ -62,13 +72,10 @@ struct proxy {
 	struct secret		*audit_secret;	/* [audit] chain_key */
 	struct signer		*audit_key;
 	const char		*conf_path;
-	struct evconnlistener	*listener;
-	char			*listen_desc;	/* "127.0.0.1:8780" or "unix:/path" */
-	int			 listen_unix;
-	int			 listen_exposed;	/* a socket passed by systemd, not loopback */
-	char			*unix_path;
-	dev_t			 unix_dev;	/* the socket file we bound: only it */
-	ino_t			 unix_ino;	/* is removed at exit */
+	struct evconnlistener	*listener;	/* accepts on lsock (which owns the fd) */
+	struct lsock		 lsock;
+	int			 listen_activated;	/* lsock was passed by systemd */
+	int			 listen_exposed;	/* ... and is not loopback */
 	struct event		*accept_pause;
 	struct clientq		 clients;
 	struct requestq		 requests;

@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 #include "audit.h"
 #include "audit_verify.h"
+#include "fmt.h"
 #include "keys.h"
 #include "log.h"
 #include "nonce.h"
@@ -514,7 +516,8 @@ proxy_accept_error(struct evconnlistener *l, void *arg)
  * Whether a process listens on the unix socket at sun: a connect that
  * succeeds or finds the backlog full (EAGAIN) says so; ECONNREFUSED is a
  * socket file left behind by a process gone, ENOENT one removed meanwhile.
- * Anything else (EACCES: not ours to connect to) cannot tell: -1.
+ * Anything else (EACCES: not ours to connect to) cannot tell: -1; no socket
+ * to try with: -2 (errno says why for both).
  */
 static int
 proxy_unix_live(const struct sockaddr_un *sun)
@@ -522,7 +525,7 @@ proxy_unix_live(const struct sockaddr_un *sun)
 	int	fd, rc, err;
 
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-		fatalx("socket: %s", strerror(errno));
+		return -2;
 	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN ||
 	    errno == EINPROGRESS)
 		rc = 1;
@@ -538,71 +541,128 @@ proxy_unix_live(const struct sockaddr_un *sun)
 
 /* Remove our socket file, unless someone else's has replaced it meanwhile. */
 static void
-proxy_unlink_unix(struct proxy *px)
+proxy_lsock_unlink(const struct lsock *ls)
 {
 	struct stat	st;
 
-	if (px->unix_path != NULL && lstat(px->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-	    st.st_dev == px->unix_dev && st.st_ino == px->unix_ino)
-		unlink(px->unix_path);
+	if (ls->unix_path != NULL && lstat(ls->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == ls->unix_dev && st.st_ino == ls->unix_ino)
+		unlink(ls->unix_path);
 }
 
-/* Bind a unix socket with no window in which it is more open than configured. */
+/* Close a listening socket (free its listener first) and remove its file if ours. */
+static void
+proxy_lsock_close(struct lsock *ls)
+{
+	if (ls->fd != -1)
+		close(ls->fd);
+	proxy_lsock_unlink(ls);
+	free(ls->desc);
+	free(ls->unix_path);
+	memset(ls, 0, sizeof(*ls));
+	ls->fd = -1;
+}
+
+/* A listening socket could not be made: undo what was, -1 with the cause (errno kept). */
 static int
-proxy_listen_unix(struct proxy *px, const struct conf *c)
+proxy_lsock_fail(struct lsock *ls, char **cause, const char *fmt, ...)
+{
+	va_list	ap;
+	int	err = errno;
+
+	va_start(ap, fmt);
+	if (vasprintf(cause, fmt, ap) == -1)
+		*cause = NULL;
+	va_end(ap);
+	proxy_lsock_close(ls);
+	errno = err;
+	return -1;
+}
+
+/*
+ * Give a unix socket file socket_group (when set; else gid, -1: as it is)
+ * and socket_mode.  -1 with the cause.
+ */
+static int
+proxy_unix_perms(const char *path, const struct conf *c, gid_t gid, char **cause)
+{
+	struct group	*gr;
+	char		*end;
+
+	if (*c->socket_group != '\0') {
+		gr = getgrnam(c->socket_group);
+		gid = gr ? gr->gr_gid : (gid_t)strtoul(c->socket_group, &end, 10);
+		if (gr == NULL && (*end != '\0' || end == c->socket_group))
+			return (*cause = fmt_alloc("[listen] socket_group: no group %s",
+			    c->socket_group), -1);
+	}
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1)
+		return (*cause = fmt_alloc("[listen] socket_group: chown %s: %s", path,
+		    strerror(errno)), -1);
+	if (chmod(path, (mode_t)c->socket_mode) == -1)
+		return (*cause = fmt_alloc("listen %s: %s", path, strerror(errno)), -1);
+	return 0;
+}
+
+/*
+ * Bind a unix socket with no window in which it is more open than
+ * configured.  -1 with the cause, and nothing left behind.
+ */
+static int
+proxy_listen_unix(const struct conf *c, struct lsock *ls, char **cause)
 {
 	struct sockaddr_un	 sun;
 	struct stat		 st;
 	const char		*path = c->listen_address + 5;
 	mode_t			 old;
-	int			 fd;
+	int			 rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
-		fatalx("[listen] address: unix socket path too long");
+		return proxy_lsock_fail(ls, cause, "[listen] address: unix socket path too long");
 	strcpy(sun.sun_path, path);
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			fatalx("[listen] address: %s exists and is not a socket", path);
+			return proxy_lsock_fail(ls, cause, "[listen] address: %s exists and is "
+			    "not a socket", path);
 		/* never take over a live instance's socket: it would lose its callers */
-		switch (proxy_unix_live(&sun)) {
-		case 1:
-			fatalx("[listen] address: unix:%s: another process is listening on it",
-			    path);
-		case -1:
-			fatalx("[listen] address: unix:%s: cannot tell whether another process "
-			    "is listening on it: %s", path, strerror(errno));
-		}
+		if ((rc = proxy_unix_live(&sun)) == 1)
+			return proxy_lsock_fail(ls, cause, "[listen] address: unix:%s: another "
+			    "process is listening on it", path);
+		if (rc == -1)
+			return proxy_lsock_fail(ls, cause, "[listen] address: unix:%s: cannot "
+			    "tell whether another process is listening on it: %s", path,
+			    strerror(errno));
+		if (rc == -2)
+			return proxy_lsock_fail(ls, cause, "socket: %s", strerror(errno));
 		unlink(path);
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-		fatalx("socket: %s", strerror(errno));
+	if ((ls->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		return proxy_lsock_fail(ls, cause, "socket: %s", strerror(errno));
 	old = umask((mode_t)(~c->socket_mode & 0777));
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		umask(old);
-		fatalx("bind %s: %s", path, strerror(errno));
-	}
+	rc = bind(ls->fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
+	if (rc == -1)
+		return proxy_lsock_fail(ls, cause, "bind %s: %s", path, strerror(errno));
 	if (lstat(path, &st) == -1)
-		fatalx("listen %s: %s", path, strerror(errno));
-	px->unix_dev = st.st_dev;
-	px->unix_ino = st.st_ino;
-	if (*c->socket_group != '\0') {
-		struct group *gr = getgrnam(c->socket_group);
-		char *end;
-		gid_t gid = gr ? gr->gr_gid : (gid_t)strtoul(c->socket_group, &end, 10);
-		if (gr == NULL && (*end != '\0' || end == c->socket_group))
-			fatalx("[listen] socket_group: no group %s", c->socket_group);
-		if (chown(path, (uid_t)-1, gid) == -1)
-			fatalx("[listen] socket_group: chown %s: %s", path, strerror(errno));
+		return proxy_lsock_fail(ls, cause, "listen %s: %s", path, strerror(errno));
+	if ((ls->unix_path = strdup(path)) == NULL) {
+		unlink(path);	/* just bound: ours */
+		return proxy_lsock_fail(ls, cause, "out of memory");
 	}
-	if (chmod(path, (mode_t)c->socket_mode) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
-		fatalx("listen %s: %s", path, strerror(errno));
-	px->listen_unix = 1;
-	px->unix_path = strdup(path);
-	px->listen_desc = strdup(c->listen_address);
-	return fd;
+	ls->unix_dev = st.st_dev;
+	ls->unix_ino = st.st_ino;
+	ls->unix_gid = st.st_gid;
+	if (proxy_unix_perms(path, c, (gid_t)-1, cause) == -1) {
+		proxy_lsock_close(ls);
+		return -1;
+	}
+	if (listen(ls->fd, OCP_LISTEN_BACKLOG) == -1)
+		return proxy_lsock_fail(ls, cause, "listen %s: %s", path, strerror(errno));
+	if ((ls->desc = strdup(c->listen_address)) == NULL)
+		return proxy_lsock_fail(ls, cause, "out of memory");
+	return 0;
 }
 
 /*
@@ -636,18 +696,22 @@ proxy_unix_dir_check(const struct conf *c, struct conf_errs *errs)
 	return -1;
 }
 
-/* Bind a TCP socket and learn the port actually bound (port 0 in tests). */
+/*
+ * Bind a TCP socket and learn the port actually bound (port 0 in tests).
+ * -1 with the cause (errno of a failed bind kept), nothing left open.
+ */
 static int
-proxy_listen_tcp(struct proxy *px, const struct conf *c)
+proxy_listen_tcp(const struct conf *c, struct lsock *ls, char **cause)
 {
 	struct addrinfo		 hints, *ai;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl = sizeof(ss);
 	char			*host, *port, desc[128];
-	int			 fd, one = 1, rc;
+	int			 one = 1, rc, err;
 
-	host = strdup(c->listen_address);
-	port = strrchr(host, ':');
+	if ((host = strdup(c->listen_address)) == NULL)
+		return proxy_lsock_fail(ls, cause, "out of memory");
+	port = strrchr(host, ':');	/* conf.c checked there is one */
 	*port++ = '\0';
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
 		memmove(host, host + 1, strlen(host));
@@ -657,20 +721,41 @@ proxy_listen_tcp(struct proxy *px, const struct conf *c)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0)
-		fatalx("[listen] address %s: %s", c->listen_address, gai_strerror(rc));
+	rc = getaddrinfo(host, port, &hints, &ai);
 	free(host);
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		fatalx("socket: %s", strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, OCP_LISTEN_BACKLOG) == -1)
-		fatalx("bind %s: %s", c->listen_address, strerror(errno));
+	if (rc != 0)
+		return proxy_lsock_fail(ls, cause, "[listen] address %s: %s", c->listen_address,
+		    gai_strerror(rc));
+	if ((ls->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		err = errno;
+		freeaddrinfo(ai);
+		return proxy_lsock_fail(ls, cause, "socket: %s", strerror(err));
+	}
+	setsockopt(ls->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(ls->fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+	    listen(ls->fd, OCP_LISTEN_BACKLOG) == -1 ? -1 : 0;
+	err = errno;
 	freeaddrinfo(ai);
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	errno = err;
+	if (rc == -1)
+		return proxy_lsock_fail(ls, cause, "bind %s: %s", c->listen_address, strerror(err));
+	getsockname(ls->fd, (struct sockaddr *)&ss, &sl);
 	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
-	px->listen_desc = strdup(desc);
-	return fd;
+	if ((ls->desc = strdup(desc)) == NULL)
+		return proxy_lsock_fail(ls, cause, "out of memory");
+	return 0;
+}
+
+/* Bind [listen] address into ls: 0, or -1 with the cause and nothing left behind. */
+static int
+proxy_lsock_open(const struct conf *c, struct lsock *ls, char **cause)
+{
+	memset(ls, 0, sizeof(*ls));
+	ls->fd = -1;
+	*cause = NULL;
+	if (strncmp(c->listen_address, "unix:", 5) == 0)
+		return proxy_listen_unix(c, ls, cause);
+	return proxy_listen_tcp(c, ls, cause);
 }
 
 /* 1 for a unix socket or a loopback address (127/8, ::1, ::ffff:127/104). */
@@ -712,7 +797,7 @@ proxy_exposure_check(const struct proxy *px, const struct conf *c, const char **
 	return -1;
 }
 
-/* A socket passed by systemd (ocp-proxy.socket), or -1. */
+/* Take the socket passed by systemd (ocp-proxy.socket) into px->lsock; -1 if none. */
 static int
 proxy_activated_fd(struct proxy *px, const struct conf *c)
 {
@@ -733,35 +818,224 @@ proxy_activated_fd(struct proxy *px, const struct conf *c)
 		fatalx("LISTEN_FDS: fd 3 is not a socket");
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
-	px->listen_unix = ss.ss_family == AF_UNIX;
+	px->listen_activated = 1;
 	px->listen_exposed = !proxy_sockaddr_local((struct sockaddr *)&ss);
 	proxy_sockaddr_desc((struct sockaddr *)&ss, desc, sizeof(desc));
-	px->listen_desc = strdup(desc);
+	px->lsock.fd = fd;
+	if ((px->lsock.desc = strdup(desc)) == NULL)
+		fatalx("out of memory");
 	if (proxy_exposure_check(px, c, &why) == -1)
 		fatalx("socket activation: the socket passed by systemd, %s, %s", desc, why);
 	log_info("using the socket passed by systemd (socket activation)");
 	return fd;
 }
 
-/* Set up the listener (or take a socket-activated one). */
+/* A listener accepting on fd for px (the caller keeps the fd); NULL if none. */
+static struct evconnlistener *
+proxy_listener_new(struct proxy *px, int fd, unsigned flags)
+{
+	struct evconnlistener	*l;
+
+	l = evconnlistener_new(px->base, proxy_accept_cb, px, LEV_OPT_CLOSE_ON_EXEC | flags,
+	    -1, fd);
+	if (l != NULL)
+		evconnlistener_set_error_cb(l, proxy_accept_error);
+	return l;
+}
+
+/* Stop listening: no more accepts, the socket closed and its file removed if ours. */
+static void
+proxy_listen_close(struct proxy *px)
+{
+	if (px->listener != NULL)
+		evconnlistener_free(px->listener);
+	px->listener = NULL;
+	proxy_lsock_close(&px->lsock);
+}
+
+/* Set up the listener (or take a socket-activated one); start-up fails here. */
 static void
 proxy_listen(struct proxy *px, const struct conf *c)
 {
-	int	fd;
+	char	*cause = NULL;
 
-	if ((fd = proxy_activated_fd(px, c)) != -1)
-		;
-	else if (strncmp(c->listen_address, "unix:", 5) == 0)
-		fd = proxy_listen_unix(px, c);
-	else
-		fd = proxy_listen_tcp(px, c);
-	px->listener = evconnlistener_new(px->base, proxy_accept_cb, px,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (px->listener == NULL)
-		fatalx("cannot listen on %s", px->listen_desc);
-	evconnlistener_set_error_cb(px->listener, proxy_accept_error);
+	if (proxy_activated_fd(px, c) == -1 && proxy_lsock_open(c, &px->lsock, &cause) == -1)
+		fatalx("%s", cause ? cause : "out of memory");
+	if ((px->listener = proxy_listener_new(px, px->lsock.fd, 0)) == NULL)
+		fatalx("cannot listen on %s", px->lsock.desc);
 	px->accept_pause = evtimer_new(px->base, proxy_accept_resume, px);
-	log_info("listening on %s", px->listen_desc);
+	log_info("listening on %s", px->lsock.desc);
+}
+
+/*
+ * What a reload prepares for [listen] before it is taken: the socket of a
+ * changed address, or the former mode and group of the socket file whose
+ * socket_mode / socket_group it changed.  Dropped (undone) if it is refused.
+ */
+struct listen_stage {
+	struct lsock		 ls;
+	struct evconnlistener	*l;		/* on ls, disabled until taken */
+	int			 perms;		/* the file had these: */
+	mode_t			 mode;
+	gid_t			 gid;
+};
+
+/* The port of a "HOST:PORT" address; 0 for a unix one. */
+static unsigned long
+proxy_addr_port(const char *addr)
+{
+	const char	*colon = strrchr(addr, ':');
+
+	if (strncmp(addr, "unix:", 5) == 0 || colon == NULL)
+		return 0;
+	return strtoul(colon + 1, NULL, 10);
+}
+
+/* A reload's [listen] problem at the key its cause names, else at address. */
+static void
+proxy_listen_blame(struct conf_errs *errs, const struct conf *c, const char *cause,
+    const char *hint)
+{
+	if (cause == NULL)
+		conf_errs_key(errs, c, "listen", "address", "out of memory");
+	else if (strncmp(cause, "[listen] ", 9) == 0)
+		conf_errs_cause(errs, c, "listen", cause);
+	else
+		conf_errs_key(errs, c, "listen", "address", "%s%s", cause, hint);
+}
+
+/* Give the socket file back the mode and group it had before the reload. */
+static void
+proxy_perms_undo(const struct proxy *px, struct listen_stage *st)
+{
+	const char	*path = px->lsock.unix_path;
+
+	if (!st->perms)
+		return;
+	st->perms = 0;
+	if (chown(path, (uid_t)-1, st->gid) == -1 || chmod(path, st->mode) == -1)
+		log_warn("unix:%s: cannot restore its mode and group: %s", path, strerror(errno));
+}
+
+/*
+ * Reload, same unix socket: apply a changed socket_mode or socket_group to
+ * its file now (undone if the reload is refused); empty socket_group is the
+ * group the file was made with.  -1 with a line in errs.
+ */
+static int
+proxy_perms_stage(struct proxy *px, const struct conf *c, struct listen_stage *st,
+    struct conf_errs *errs)
+{
+	const struct conf	*o = px->gen->conf;
+	const struct lsock	*ls = &px->lsock;
+	struct stat		 sb;
+	char			*cause = NULL;
+
+	if (ls->unix_path == NULL || (c->socket_mode == o->socket_mode &&
+	    strcmp(c->socket_group, o->socket_group) == 0))
+		return 0;
+	if (lstat(ls->unix_path, &sb) == -1 || !S_ISSOCK(sb.st_mode) ||
+	    sb.st_dev != ls->unix_dev || sb.st_ino != ls->unix_ino) {
+		log_warn("[listen] socket_mode, socket_group: unix:%s is not the socket this "
+		    "proxy made any more: left as it is", ls->unix_path);
+		return 0;
+	}
+	st->perms = 1;
+	st->mode = sb.st_mode & 07777;
+	st->gid = sb.st_gid;
+	if (proxy_unix_perms(ls->unix_path, c, ls->unix_gid, &cause) == 0)
+		return 0;
+	proxy_perms_undo(px, st);
+	proxy_listen_blame(errs, c, cause, "");
+	free(cause);
+	return -1;
+}
+
+/*
+ * Reload: bind a changed [listen] address now, before the reload is taken,
+ * so that a refusal leaves the running listener as it is (a socket passed by
+ * systemd stays).  0 (st->l made, or nothing to bind), or -1 with a line in
+ * errs and nothing left behind.
+ */
+static int
+proxy_listen_stage(struct proxy *px, const struct conf *c, struct listen_stage *st,
+    struct conf_errs *errs)
+{
+	char		*cause = NULL;
+	unsigned long	 port = proxy_addr_port(c->listen_address);
+	int		 err;
+
+	if (px->listener == NULL || px->listen_activated)	/* stopping, or systemd's */
+		return 0;
+	if (strcmp(c->listen_address, px->gen->conf->listen_address) == 0)
+		return proxy_perms_stage(px, c, st, errs);
+	if (strncmp(c->listen_address, "unix:", 5) == 0 && proxy_unix_dir_check(c, errs) == -1)
+		return -1;
+	if (proxy_lsock_open(c, &st->ls, &cause) == -1) {
+		err = errno;	/* in use by our own socket?  (SO_REUSEPORT would split callers) */
+		proxy_listen_blame(errs, c, cause, err == EADDRINUSE && port != 0 &&
+		    port == proxy_addr_port(px->lsock.desc) ? " (the running listener holds that "
+		    "port: a move to an address that overlaps it needs a restart)" : "");
+		free(cause);
+		return -1;
+	}
+	if ((st->l = proxy_listener_new(px, st->ls.fd, LEV_OPT_DISABLED)) == NULL) {
+		conf_errs_key(errs, c, "listen", "address", "cannot listen on %s", st->ls.desc);
+		proxy_lsock_close(&st->ls);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Accept what waits in the old socket's queue before it is closed: those
+ * callers have connected already (up to max_connections).
+ */
+static void
+proxy_accept_queued(struct proxy *px)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl;
+	int			 fd;
+
+	while (px->nclients < px->gen->conf->max_connections) {
+		sl = sizeof(ss);
+		fd = accept4(px->lsock.fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1)
+			break;
+		proxy_accept_cb(px->listener, fd, (struct sockaddr *)&ss, (int)sl, px);
+	}
+}
+
+/*
+ * The reload is taken: a new listener replaces the running one (enabled by
+ * proxy_maybe_done unless accepting is paused).  Connections accepted on the
+ * old one are served on until they close.
+ */
+static void
+proxy_listen_commit(struct proxy *px, struct listen_stage *st)
+{
+	st->perms = 0;
+	if (st->l == NULL)
+		return;
+	proxy_accept_queued(px);
+	log_info("listening on %s (was %s)", st->ls.desc, px->lsock.desc);
+	proxy_listen_close(px);
+	px->lsock = st->ls;
+	px->listener = st->l;
+	st->l = NULL;
+}
+
+/* The reload is refused: drop what proxy_listen_stage made or changed. */
+static void
+proxy_listen_unstage(struct proxy *px, struct listen_stage *st)
+{
+	if (st->l != NULL)
+		evconnlistener_free(st->l);
+	st->l = NULL;
+	proxy_lsock_close(&st->ls);
+	proxy_perms_undo(px, st);
 }
 
 /* Say at every start and reload who may call. */
@@ -771,8 +1045,8 @@ proxy_log_callers(const struct proxy *px, const struct conf *c)
 	size_t	i, n = policy_ncallers(c->policy);
 	char	id[POLICY_DESCRIBE_MAX];
 
-	if (n == 0) {	/* the address bound (a changed one applies only after a restart) */
-		log_warn(OCP_NO_CALLERS, px->listen_desc ? px->listen_desc : c->listen_address);
+	if (n == 0) {	/* the address bound (also one a reload moved to) */
+		log_warn(OCP_NO_CALLERS, px->lsock.desc ? px->lsock.desc : c->listen_address);
 		return;
 	}
 	for (i = 0; i < n; i++) {
@@ -794,6 +1068,7 @@ proxy_reload(struct proxy *px)
 	struct conf		*c;
 	struct gen		*g = NULL, *old;
 	struct nonce		*moved[NONCE_TAB_MAX];
+	struct listen_stage	 lst;
 	enum log_level		 lvl;
 	char			*cause = NULL, tail[4096];
 	const char		*why;
@@ -802,16 +1077,16 @@ proxy_reload(struct proxy *px)
 
 	notify_send("RELOADING=1");
 	log_info("reloading %s", px->conf_path);
-	if ((c = conf_load(px->conf_path, &errs)) != NULL &&
+	if ((c = conf_load(px->conf_path, &errs)) != NULL && px->listen_activated &&
 	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
-		log_warn("[listen] address changed: takes effect only after a restart");
+		log_warn("[listen] address changed: the socket passed by systemd stays in use");
 	if (c != NULL && !vault_conf_same(c, px->gen->conf))
 		log_warn("[vault] connection settings changed: take effect only after a restart");
 	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
 		log_warn("[audit] chain_key changed: takes effect only after a restart");
 	if (c != NULL && proxy_exposure_check(px, c, &why) == -1) {
 		conf_errs_add(&errs, "%s: [listen]: the socket passed by systemd, %s, %s", c->path,
-		    px->listen_desc, why);
+		    px->lsock.desc, why);
 		conf_free(c);
 		c = NULL;
 	}
@@ -822,6 +1097,8 @@ proxy_reload(struct proxy *px)
 		c = NULL;
 	}
 	memset(moved, 0, sizeof(moved));
+	memset(&lst, 0, sizeof(lst));
+	lst.ls.fd = -1;
 	if (c != NULL && proxy_state_moved(px, c) &&
 	    (lock = proxy_lock_state(c, &errs)) == -1) {
 		conf_free(c);
@@ -829,7 +1106,8 @@ proxy_reload(struct proxy *px)
 	}
 	if (c != NULL && (g = gen_load(px, c, 0, &errs)) == NULL)
 		conf_free(c);
-	if (g != NULL && lock != -1 && proxy_nonces_stage(c, mark, moved, &errs) == -1) {
+	if (g != NULL && ((lock != -1 && proxy_nonces_stage(c, mark, moved, &errs) == -1) ||
+	    proxy_listen_stage(px, c, &lst, &errs) == -1)) {
 		gen_unref(g);
 		g = NULL;
 	}
@@ -873,17 +1151,20 @@ proxy_reload(struct proxy *px)
 	audit_set_sync(px->audit, g->conf->audit_sync);
 	if (log_level_parse(g->conf->log_level, &lvl) == 0)
 		log_set_level(lvl);
+	proxy_listen_commit(px, &lst);
 	old = px->gen;
 	policy_inherit(g->conf->policy, old->conf->policy);
 	proxy_log_callers(px, g->conf);
 	keys_commit_staged();
 	px->gen = g;
 	gen_unref(old);		/* requests in flight keep theirs */
+	proxy_maybe_done(px);	/* a new listener, a higher max_connections */
 	log_info("reloaded %s", px->conf_path);
 	notify_send("READY=1");
 	return;
 
 refused:
+	proxy_listen_unstage(px, &lst);
 	keys_drop_staged();
 	for (i = 0; i < mark; i++)
 		nonce_close(moved[i]);
@@ -937,11 +1218,7 @@ proxy_stop(struct proxy *px)
 	px->stopping = 1;
 	notify_send("STOPPING=1");
 	log_info("shutting down: %u request(s) in flight", px->inflight);
-	if (px->listener != NULL) {
-		evconnlistener_free(px->listener);
-		px->listener = NULL;
-		proxy_unlink_unix(px);
-	}
+	proxy_listen_close(px);
 	client_close_idle(px);
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
@@ -1095,6 +1372,7 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	ocp = px;
 	TAILQ_INIT(&px->clients);
 	TAILQ_INIT(&px->requests);
+	px->lsock.fd = -1;
 	px->conf_path = conf_path;
 	/* -t goes on past a refused key, to report every problem in one run */
 	c = check_only ? conf_load_check(conf_path, &errs) : conf_load(conf_path, &errs);
@@ -1207,11 +1485,7 @@ proxy_run(struct proxy *px)
 	for (i = 0; i < sizeof(px->sig) / sizeof(px->sig[0]); i++)
 		if (px->sig[i] != NULL)
 			event_free(px->sig[i]);
-	if (px->listener != NULL)
-		evconnlistener_free(px->listener);
-	if (px->listener != NULL)
-		proxy_unlink_unix(px);
-	px->listener = NULL;
+	proxy_listen_close(px);
 	if (px->accept_pause != NULL)
 		event_free(px->accept_pause);
 	if (px->drain_timer != NULL)
@@ -1226,7 +1500,5 @@ proxy_run(struct proxy *px)
 		event_free(log_flush_ev);
 	log_flush_ev = NULL;
 	client_free_all(px);
-	free(px->listen_desc);
-	free(px->unix_path);
 }
 

@@ -1569,7 +1569,7 @@ class ActivatedProxy:
 
     def __init__(self, rig, sock, listen_pid="$$", **over):
         self.dir = subdir("activated")
-        conf = write_file(os.path.join(self.dir, "ocp-proxy.ini"), rig.ini(**over))
+        self.conf = conf = write_file(os.path.join(self.dir, "ocp-proxy.ini"), rig.ini(**over))
         self.stderr_path = os.path.join(self.dir, "stderr")
         fd = sock.fileno()
         script = ('exec 3<&%d %d<&-; LISTEN_PID=%s LISTEN_FDS=1 exec "$@"' % (fd, fd, listen_pid)
@@ -1629,15 +1629,29 @@ def socket_activation_refuses_a_non_loopback_socket_without_callers():
             ls.close()
 
 
-@test
-def socket_activation_serves_on_fd_3():
-    s = sim()
-    rig = Rig(s, "activation")
+def loopback_listener():
+    """(a listening loopback socket for ActivatedProxy, its port)."""
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
     ls.listen(16)
-    port = ls.getsockname()[1]
+    return ls, ls.getsockname()[1]
+
+
+def not_bound(port, what):
+    """Nothing listens on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        raise AssertionError(what)
+    except ConnectionRefusedError:
+        pass
+
+
+@test
+def socket_activation_serves_on_fd_3():
+    s = sim()
+    rig = Rig(s, "activation")
+    ls, port = loopback_listener()
     other = free_port()
     try:
         ap = ActivatedProxy(rig, ls, listen={"address": "127.0.0.1:%d" % other})
@@ -1646,11 +1660,7 @@ def socket_activation_serves_on_fd_3():
         assert_eq(addr, "127.0.0.1:%d" % port, "listening on the passed socket")
         assert_true("socket activation" in ap.stderr_text(), "socket activation logged")
         ok200(request(port, "/api-gateway/orders", b"{}"), "served on the passed socket")
-        try:
-            socket.create_connection(("127.0.0.1", other), timeout=1).close()
-            raise AssertionError("the configured address was bound as well")
-        except ConnectionRefusedError:
-            pass
+        not_bound(other, "the configured address was bound as well")
         with open("/proc/%d/environ" % ap.pid, "rb") as f:
             assert_true(b"LISTEN_FDS=" in f.read(),
                         "sanity: LISTEN_FDS was in the initial environment")
@@ -1664,6 +1674,34 @@ def socket_activation_serves_on_fd_3():
         ls.close()
         assert_eq(ap.wait_listening(), "127.0.0.1:%d" % other,
                   "LISTEN_PID of another process is ignored")
+        assert_eq(ap.stop(), 0, "exit code")
+    finally:
+        ls.close()
+
+
+@test
+def socket_activation_keeps_the_passed_socket_when_the_address_changes():
+    """A changed [listen] address cannot apply to a socket systemd passed: the
+    reload says so and is taken, nothing else is bound, the passed socket
+    serves on."""
+    s = sim()
+    rig = Rig(s, "activation-reload")
+    ls, port = loopback_listener()
+    moved = free_port()
+    try:
+        ap = ActivatedProxy(rig, ls, listen={"address": "127.0.0.1:%d" % free_port()})
+        ls.close()
+        ap.wait_listening()
+        before = len(ap.stderr_text())
+        write_file(ap.conf, rig.ini(listen={"address": "127.0.0.1:%d" % moved}))
+        os.kill(ap.pid, signal.SIGHUP)
+        wait_for(lambda: "reloaded " in ap.stderr_text()[before:], 10, "reloaded")
+        err = ap.stderr_text()[before:]
+        assert_true("[listen] address changed: the socket passed by systemd stays in use"
+                    in err, "the warning says why: %s" % harness.scrub(err)[-400:])
+        assert_true("listening on" not in err, "nothing else listens")
+        ok200(request(port, "/api-gateway/orders", b"{}"), "the passed socket serves on")
+        not_bound(moved, "the new address was bound")
         assert_eq(ap.stop(), 0, "exit code")
     finally:
         ls.close()

@@ -7,6 +7,7 @@ stripping, open-proxy refusals, SIGHUP reload, SIGTERM drain, upstream
 keep-alive, -t/-V/-h and the audit record format."""
 
 import fcntl
+import grp
 import hashlib
 import http.client
 import json
@@ -15,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -2061,6 +2063,224 @@ def stopping_never_removes_another_socket():
     finally:
         a.stop()
         assert_eq(b.stop(), 0, "second: exit code")
+
+
+# ------------------------------------------------------------------ 12c reload moves the listener
+
+def refused_for(p, what):
+    """SIGHUP p, expecting a refusal: the log after it."""
+    err = reload_outcome(p, what)
+    assert_contains(err, "reload refused: keeping the running configuration", what + ": refused")
+    assert_not_contains(err, "reloaded ", what + ": not reloaded")
+    return err
+
+
+def connection_refused(target, what):
+    """A new connection to target (port, "host:port", "unix:/path") must fail."""
+    try:
+        conn = connect(target, timeout=2)
+        conn.connect()
+        conn.close()
+    except (ConnectionRefusedError, FileNotFoundError):
+        return
+    raise AssertionError(what + ": a new connection was accepted")
+
+
+@test
+def sighup_moves_the_listener_to_a_new_port():
+    """A changed [listen] address applies on reload: the new port serves
+    signed requests, the old one takes no new connection, and a keep-alive
+    connection made before the reload is served on (its Host, the old listen
+    host 127.0.0.2, still counts as this proxy's)."""
+    s = sim()
+    st = Setup(s, "move")
+    p = st.start(listen={"address": "127.0.0.2:0"})
+    old = p.target
+    kept = connect(old)
+    try:
+        ok(request(old, "/api-gateway/orders", b"{}", conn=kept), "keep-alive, before")
+        new = "127.0.0.1:%d" % free_port()
+        write_file(p.conf, st.ini(listen={"address": new}))
+        err = reload_outcome(p, "reload to a new port")
+        assert_contains(err, "listening on %s (was %s)" % (new, old), "the move is logged")
+        assert_contains(err, "reloaded ", "reloaded")
+        p._set_addr(new)
+        check_signed(s, p, "on the new port")
+        connection_refused(old, "the old port")
+        ok(request(old, "/api-gateway/orders", b"{}", conn=kept), "keep-alive, after the move")
+        assert_eq(s.records()[-1]["public_key"], MERCHANT_PUBLIC, "signed on the old connection")
+        # the same address again: nothing is bound anew
+        err = reload_outcome(p, "reload, address unchanged")
+        assert_contains(err, "reloaded ", "reloaded again")
+        assert_not_contains(err, "listening on", "nothing bound again")
+        ok(request(new, "/partner/api/get-users", b"{}"), "new port after a second reload")
+    finally:
+        kept.close()
+        assert_eq(st.stop(), 0, "exit code")
+    connection_refused(new, "the new port after the stop")
+
+
+@test
+def sighup_onto_a_taken_port_is_refused():
+    """A reload to a port another socket holds is refused with the cause, and
+    the old listener serves on; a move that overlaps the running listener on
+    its own port (127.0.0.1:P to 0.0.0.0:P) cannot be bound while it listens:
+    refused, saying it needs a restart."""
+    s = sim()
+    st = Setup(s, "taken")
+    port = free_port()
+    p = st.start(listen={"address": "127.0.0.1:%d" % port})
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        taken = "127.0.0.1:%d" % holder.getsockname()[1]
+        text = st.ini(listen={"address": taken})
+        write_file(p.conf, text)
+        err = refused_for(p, "reload onto a taken port")
+        assert_contains(err, "%s:%d: [listen] address: bind %s: Address already in use"
+                        % (p.conf, line_of(text, "address = "), taken),
+                        "the file, line, key and cause")
+        assert_not_contains(err, "listening on", "nothing new listens")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "the old port serves on")
+
+        token = hashlib.sha256(b"listen-move-test").hexdigest()
+        write_file(p.conf, st.ini(extra="[caller.net]\ntoken_sha256 = %s\n" % token,
+                                  listen={"address": "0.0.0.0:%d" % port,
+                                          "allow_non_loopback": "yes"}))
+        err = refused_for(p, "reload onto 0.0.0.0 on the same port")
+        assert_contains(err, "[listen] address: bind 0.0.0.0:%d: Address already in use "
+                        "(the running listener holds that port: a move to an address that "
+                        "overlaps it needs a restart)" % port, "the overlap is explained")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "the old port serves on (2)")
+    finally:
+        holder.close()
+        assert_eq(st.stop(), 0, "exit code")
+
+
+def other_group(gid):
+    """A group other than gid the socket can be given (as root), or None."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("nogroup", "daemon"):
+        try:
+            g = grp.getgrnam(name)
+        except KeyError:
+            continue
+        if g.gr_gid != gid:
+            return g
+    return None
+
+
+@test
+def sighup_moves_between_tcp_and_a_unix_socket():
+    """TCP -> unix socket (in a private dir, with socket_mode) -> TCP: each
+    move serves at once, the socket file is made with its mode and removed
+    once the proxy moves away from it; a changed socket_mode or socket_group
+    on the same path is applied to the file (undone when the reload is
+    refused)."""
+    s = sim()
+    st = Setup(s, "tcp-unix")
+    sock = os.path.join(st.dir, "ocp.sock")
+    p = st.start()
+    tcp = p.target
+    kept = connect(tcp)
+    try:
+        ok(request(tcp, "/api-gateway/orders", b"{}", conn=kept), "keep-alive on TCP")
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0660"}))
+        err = reload_outcome(p, "reload to a unix socket")
+        assert_contains(err, "listening on unix:%s (was %s)" % (sock, tcp), "the move is logged")
+        sb = os.lstat(sock)
+        assert_true(stat.S_ISSOCK(sb.st_mode), "a socket file is made")
+        assert_eq(oct(sb.st_mode & 0o777), oct(0o660), "with socket_mode")
+        ok(request("unix:" + sock, "/api-gateway/orders", b"{}"), "served on the unix socket")
+        connection_refused(tcp, "the TCP port")
+        ok(request(tcp, "/api-gateway/orders", b"{}", conn=kept), "keep-alive TCP connection")
+
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0600"}))
+        err = reload_outcome(p, "reload with a new socket_mode")
+        assert_contains(err, "reloaded ", "reloaded")
+        assert_eq(os.lstat(sock).st_ino, sb.st_ino, "the same socket file")
+        assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(0o600), "socket_mode applied")
+        other = other_group(sb.st_gid)
+        if other is not None:       # root: chown to any group, then back to the first one
+            write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0600",
+                                              "socket_group": other.gr_name}))
+            assert_contains(reload_outcome(p, "reload with a socket_group"), "reloaded ",
+                            "reloaded with a socket_group")
+            assert_eq(os.lstat(sock).st_gid, other.gr_gid, "socket_group applied")
+            write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0600"}))
+            assert_contains(reload_outcome(p, "reload without socket_group"), "reloaded ",
+                            "reloaded without a socket_group")
+            assert_eq(os.lstat(sock).st_gid, sb.st_gid, "back to the group it was made with")
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0660",
+                                          "socket_group": "ocp-no-such-group"}))
+        err = refused_for(p, "reload with an unknown socket_group")
+        assert_contains(err, "[listen] socket_group: no group ocp-no-such-group", "says why")
+        assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(0o600), "socket_mode kept")
+        assert_eq(os.lstat(sock).st_gid, sb.st_gid, "group kept")
+        # refused after the mode was applied (the new audit path cannot be opened): undone
+        write_file(p.conf, st.ini(listen={"address": "unix:" + sock, "socket_mode": "0640"},
+                                  audit={"path": os.path.join(st.dir, "no-dir", "a.jsonl")}))
+        err = reload_outcome(p, "reload refused by its audit path")
+        assert_contains(err, "reload refused: audit", "refused by the audit path")
+        assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(0o600), "socket_mode restored")
+
+        back = "127.0.0.1:%d" % free_port()
+        write_file(p.conf, st.ini(listen={"address": back}))
+        err = reload_outcome(p, "reload back to TCP")
+        assert_contains(err, "listening on %s (was unix:%s)" % (back, sock), "moved back")
+        assert_true(not os.path.lexists(sock), "the socket file is removed")
+        ok(request(back, "/api-gateway/orders", b"{}"), "served on TCP again")
+        ok(request(tcp, "/api-gateway/orders", b"{}", conn=kept), "the first connection still")
+    finally:
+        kept.close()
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def sighup_to_a_refused_unix_socket_leaves_nothing_behind():
+    """A reload to a unix path the proxy must not use is refused like any bad
+    config, the TCP listener serves on and nothing is left in the directory:
+    a directory everyone may write to without the sticky bit, a path that is
+    a regular file, a path too long, and an unknown socket_group (the socket
+    was bound: it is removed again)."""
+    s = sim()
+    st = Setup(s, "unix-refused")
+    p = st.start()
+    open_dir = os.path.join(st.dir, "open")
+    os.mkdir(open_dir)
+    os.chmod(open_dir, 0o777)
+    mine = os.path.join(st.dir, "mine")
+    os.mkdir(mine, 0o700)
+    plain = write_file(os.path.join(mine, "plain"), "not a socket")
+    try:
+        cases = (
+            ({"address": "unix:" + os.path.join(open_dir, "ocp.sock")},
+             "[listen] address: unix:%s: the directory %s is writable by everyone without "
+             "the sticky bit" % (os.path.join(open_dir, "ocp.sock"), open_dir)),
+            ({"address": "unix:" + plain}, "[listen] address: %s exists and is not a socket"
+             % plain),
+            ({"address": "unix:" + os.path.join(mine, "x" * 120)},
+             "[listen] address: unix socket path too long"),
+            ({"address": "unix:" + os.path.join(mine, "ocp.sock"),
+              "socket_group": "ocp-no-such-group"},
+             "[listen] socket_group: no group ocp-no-such-group"),
+        )
+        for listen, want in cases:
+            text = st.ini(listen=listen)
+            write_file(p.conf, text)
+            err = refused_for(p, want)
+            errors = [l for l in err.splitlines() if p.conf + ":" in l]
+            assert_eq(len(errors), 1, "one line names the file (%s)" % want)
+            assert_contains(errors[0], want, "the cause")
+            assert_not_contains(err, "listening on", "nothing new listens")
+            ok(request(p.target, "/api-gateway/orders", b"{}"), "TCP serves on")
+        assert_eq(os.listdir(open_dir), [], "nothing left in the open dir")
+        assert_eq(sorted(os.listdir(mine)), ["plain"], "nothing left beside the file")
+        assert_eq(read_bytes(plain), b"not a socket", "the file is untouched")
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
 
 
 # ------------------------------------------------------------------ 13 audit
