@@ -21,7 +21,7 @@ VSIM_OBJ  = $(VSIM_SRC:tests/vault/%.c=$(BUILD)/obj/vsim/%.o)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 
-.PHONY: all deps check unit integration asan asan-build tsan fuzz bench demo clean
+.PHONY: all deps check unit integration asan asan-build tsan tsan-build fuzz bench demo clean
 all: $(BUILD)/ocp-proxy $(BUILD)/ocp-sim $(BUILD)/ocp-vault-sim $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: proxy/%.c proxy/*.h | $(BUILD)/obj
@@ -66,11 +66,14 @@ asan-build:
 asan: deps asan-build
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 OCP_SLOW=2 tests/run-all.sh build/asan
 
-# ThreadSanitizer over the suites that drive the audit sync thread (not part of
-# `make check`: it adds minutes).  Reports go to build/tsan/logs/; any fails it.
-tsan: deps
+# ThreadSanitizer over the suites that drive the audit sync thread, the one
+# thread besides the event loop.  `make check` runs the audit suite under it
+# (stage 5); `make tsan` adds the proxy and hostile suites.  Reports go to
+# build/tsan/logs/; any fails it.
+tsan-build:
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g -fsanitize=thread" \
 	    LDFLAGS="-fsanitize=thread" HARDEN="-fPIE" all
+tsan: deps tsan-build
 	@rm -rf build/tsan/logs; mkdir -p build/tsan/logs; rc=0; \
 	for t in test_audit test_proxy test_hostile; do \
 		TSAN_OPTIONS="log_path=$(CURDIR)/build/tsan/logs/tsan halt_on_error=0" \

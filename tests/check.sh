@@ -3,9 +3,10 @@
 # under AddressSanitizer + UndefinedBehaviorSanitizer, and the proxy's
 # integration suite under valgrind memcheck, then every fuzz target replays its
 # corpus once when clang is there (`make fuzz` installs it).  Sanitizer and
-# valgrind reports go to log files; any report counts as a failure.  Ends with
-# one line "N passed, N failed".
-# Env: OCP_CHECK_ASAN=0 / OCP_CHECK_VALGRIND=0 / OCP_CHECK_FUZZ=0 skip a stage
+# valgrind reports go to log files; any report counts as a failure.  Last, the
+# audit suite runs under ThreadSanitizer.  Ends with one line "N passed, N failed".
+# Env: OCP_CHECK_ASAN=0 / OCP_CHECK_VALGRIND=0 / OCP_CHECK_FUZZ=0 /
+# OCP_CHECK_TSAN=0 skip a stage
 # (said so below).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,6 +80,23 @@ if [ "${OCP_CHECK_FUZZ:-1}" = 1 ]; then
 	fi
 else
 	echo "== stage 4 skipped: OCP_CHECK_FUZZ=0"
+fi
+if [ "${OCP_CHECK_TSAN:-1}" = 1 ]; then
+	# the audit sync thread is the one thread besides the event loop; the audit
+	# suite drives every hand-over (batches, fail-closed, reopen, SIGKILL)
+	echo "== stage 5: audit integration suite under ThreadSanitizer (build/tsan/)"
+	if make --no-print-directory tsan-build >"$logs/tsan-build.log" 2>&1; then
+		mkdir -p "$logs/tsan"
+		TSAN_OPTIONS="log_path=$logs/tsan/tsan halt_on_error=0" OCP_BUILD=build/tsan OCP_SLOW=3 \
+		    timeout 600 python3 tests/integration/test_audit.py >"$logs/tsan.log" 2>&1
+		grep -vE '^ok ' "$logs/tsan.log"
+		add "$logs/tsan.log"
+		reports "$logs/tsan" "thread sanitizer"
+	else
+		tail -n 20 "$logs/tsan-build.log"; echo "tsan build failed"; F=$((F + 1))
+	fi
+else
+	echo "== stage 5 skipped: OCP_CHECK_TSAN=0"
 fi
 echo "(make check took $(( $(date +%s) - t0 )) s)"
 echo "$P passed, $F failed"
