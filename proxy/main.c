@@ -139,7 +139,7 @@ main(int argc, char **argv)
 	};
 	struct proxy	 px;
 	const char	*conf = CONF_DEFAULT_PATH;
-	int		 ch, check = 0;
+	int		 ch, check = 0, rc;
 
 	log_init("ocp-proxy");
 	if (argc == 2 && strcmp(argv[1], "--schema") == 0) {
@@ -209,12 +209,13 @@ main(int argc, char **argv)
 		return 0;
 	}
 	proxy_run(&px);
-	proxy_free(&px);
 	/*
-	 * A requested stop exits 0, also when requests still running at
-	 * shutdown_timeout_ms were cut: that bound is part of the contract, each cut
-	 * request was answered 503 PROXY_SHUTTING_DOWN and audited, and the log says
-	 * how many.  Non-zero would make a supervisor take a requested stop for a crash.
+	 * A requested stop exits 0 when every request finished, and 2 when some
+	 * were still running at shutdown_timeout_ms and had to be cut (each was
+	 * answered 503 PROXY_SHUTTING_DOWN and audited; the log says how many):
+	 * the exit status tells a supervisor or a script that the drain was not clean.
 	 */
-	return 0;
+	rc = px.cut > 0 ? OCP_EXIT_CUT : 0;
+	proxy_free(&px);
+	return rc;
 }

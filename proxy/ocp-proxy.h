@@ -14,6 +14,7 @@
 #define OCP_ACCEPT_BACKOFF_MS	1000	/* pause accepting after EMFILE */
 #define OCP_STATE_LOCK		"ocp-proxy.lock"	/* in [state] dir: one instance per dir */
 #define OCP_STATE_TAIL		"audit.tail"	/* in [state] dir: the audit trail's tail */
+#define OCP_EXIT_CUT		2	/* stopped, but requests were cut at shutdown_timeout_ms */
 
 struct event_base;
 struct evdns_base;
@@ -48,6 +49,7 @@ struct gen {
 	struct nonce	*nonces[CONF_MAX_PROFILES];	/* owned by the nonce table */
 	struct upstream	*up;
 	struct redact_set *redact;
+	int		 keep_conf;	/* conf is proxy.start_conf: not freed with the gen */
 };
 
 /* A listening socket: one the proxy bound, or the one systemd passed. */
@@ -68,6 +70,7 @@ struct proxy {
 	struct event_base	*base;
 	struct evdns_base	*dns;
 	struct gen		*gen;
+	struct conf		*start_conf;	/* the config read at start: restart-only keys */
 	struct audit		*audit;
 	struct secret		*audit_secret;	/* [audit] chain_key */
 	struct signer		*audit_key;
@@ -88,6 +91,7 @@ struct proxy {
 	struct event		*watchdog;
 	struct event		*status_ev;
 	int			 keys_ready;
+	int			 ready_sent;	/* READY=1 told systemd: keys were all up once */
 	struct vault		*vault;
 	int			 state_lock;	/* fd of OCP_STATE_LOCK in the running [state] dir */
 	unsigned long long	 reqseq;

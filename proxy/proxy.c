@@ -139,7 +139,8 @@ gen_unref(struct gen *g)
 	if (g->up != NULL)
 		upstream_unref(g->up);
 	redact_set_free(g->redact);
-	conf_free(g->conf);
+	if (!g->keep_conf)
+		conf_free(g->conf);
 	free(g);
 }
 
@@ -1075,14 +1076,16 @@ proxy_reload(struct proxy *px)
 	size_t			 i, mark = nnonce;
 	int			 lock = -1, new_trail = 0;
 
-	notify_send("RELOADING=1");
+	if (px->ready_sent)	/* before that, systemd still waits for the first READY=1 */
+		notify_send("RELOADING=1");
 	log_info("reloading %s", px->conf_path);
+	/* restart-only keys: compared with what is in effect, the values read at start */
 	if ((c = conf_load(px->conf_path, &errs)) != NULL && px->listen_activated &&
-	    strcmp(c->listen_address, px->gen->conf->listen_address) != 0)
+	    strcmp(c->listen_address, px->start_conf->listen_address) != 0)
 		log_warn("[listen] address changed: the socket passed by systemd stays in use");
-	if (c != NULL && !vault_conf_same(c, px->gen->conf))
+	if (c != NULL && !vault_conf_same(c, px->start_conf))
 		log_warn("[vault] connection settings changed: take effect only after a restart");
-	if (c != NULL && strcmp(c->audit_chain_key, px->gen->conf->audit_chain_key) != 0)
+	if (c != NULL && strcmp(c->audit_chain_key, px->start_conf->audit_chain_key) != 0)
 		log_warn("[audit] chain_key changed: takes effect only after a restart");
 	if (c != NULL && proxy_exposure_check(px, c, &why) == -1) {
 		conf_errs_add(&errs, "%s: [listen]: the socket passed by systemd, %s, %s", c->path,
@@ -1160,7 +1163,8 @@ proxy_reload(struct proxy *px)
 	gen_unref(old);		/* requests in flight keep theirs */
 	proxy_maybe_done(px);	/* a new listener, a higher max_connections */
 	log_info("reloaded %s", px->conf_path);
-	notify_send("READY=1");
+	if (px->ready_sent)
+		notify_send("READY=1");
 	return;
 
 refused:
@@ -1171,7 +1175,8 @@ refused:
 	proxy_nonces_trim(mark);
 	if (lock != -1)
 		close(lock);	/* the new dir is free again */
-	notify_send("READY=1");
+	if (px->ready_sent)
+		notify_send("READY=1");
 }
 
 /* Exit the loop once stopping and nothing is left to finish. */
@@ -1250,23 +1255,36 @@ proxy_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 	notify_send("WATCHDOG=1");
 }
 
-/* Tell systemd and the log when a profile's key becomes (un)available. */
+/*
+ * Tell systemd and the log when a profile's key becomes (un)available.
+ * READY=1 is sent once, the first time every profile has a key: until then
+ * (Vault unreachable at start) the service reports not ready, while it
+ * serves the profiles it can and 503 for the others.  Checked every 50 ms
+ * until then (a healthy start reads Vault in milliseconds), then every second.
+ */
 static void
 proxy_status_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct proxy	*px = arg;
+	struct timeval	 tv = { 1, 0 };
 	int		 ready = keys_all_ready();
 
-	if (ready == px->keys_ready)
-		return;
-	px->keys_ready = ready;
-	if (ready) {
-		log_info("every profile has a servable key");
-		notify_send("STATUS=ready: every profile has a key");
-	} else {
-		log_warn("not ready: a profile has no servable key (503 PROXY_KEY_UNAVAILABLE "
-		    "for it; other profiles keep working)");
-		notify_send("STATUS=degraded: a profile has no servable key");
+	if (ready != px->keys_ready) {
+		px->keys_ready = ready;
+		if (ready) {
+			log_info("every profile has a servable key");
+			notify_send("STATUS=ready: every profile has a key");
+		} else {
+			log_warn("not ready: a profile has no servable key (503 "
+			    "PROXY_KEY_UNAVAILABLE for it; other profiles keep working)");
+			notify_send(px->ready_sent ? "STATUS=degraded: a profile has no servable key" :
+			    "STATUS=starting: waiting for a profile's key (503 for it until then)");
+		}
+	}
+	if (ready && !px->ready_sent) {
+		px->ready_sent = 1;
+		notify_send("READY=1");
+		event_add(px->status_ev, &tv);
 	}
 }
 
@@ -1342,6 +1360,8 @@ proxy_free(struct proxy *px)
 	if (px->gen != NULL)
 		gen_unref(px->gen);
 	px->gen = NULL;
+	conf_free(px->start_conf);
+	px->start_conf = NULL;
 	proxy_nonces_close();
 	proxy_free_audit_key(px);
 	keys_free_all();	/* its Vault watches before the client */
@@ -1423,6 +1443,9 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	}
 	if (check_only)
 		return 0;
+	/* kept for the keys a reload cannot change: what is in effect is what started */
+	px->start_conf = px->gen->conf;
+	px->gen->keep_conf = 1;
 	if (log_level_parse(px->gen->conf->log_level, &lvl) == 0)
 		log_set_level(lvl);
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
@@ -1451,8 +1474,8 @@ proxy_init(struct proxy *px, const char *conf_path, int check_only)
 	px->keys_ready = -1;
 	px->status_ev = event_new(px->base, -1, EV_PERSIST, proxy_status_cb, px);
 	{
-		struct timeval tv1 = { 1, 0 };
-		event_add(px->status_ev, &tv1);
+		struct timeval tv50 = { 0, 50000 };	/* 1 s once READY=1 is sent */
+		event_add(px->status_ev, &tv50);
 	}
 	if ((wd = notify_watchdog_ms()) > 0) {
 		struct timeval tv = { (time_t)(wd / 2000), (suseconds_t)((wd / 2) % 1000) * 1000 };
@@ -1469,8 +1492,7 @@ proxy_run(struct proxy *px)
 {
 	size_t	i;
 
-	notify_send("READY=1");
-	proxy_status_cb(-1, 0, px);
+	proxy_status_cb(-1, 0, px);	/* READY=1 now, or once the keys are there */
 	event_base_dispatch(px->base);
 	if (px->inflight > 0)
 		request_cut_all(px);

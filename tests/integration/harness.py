@@ -29,6 +29,7 @@ import json
 import os
 import random as _random
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -689,6 +690,48 @@ def test(fn):
     """Register fn as a test (run in definition order)."""
     _tests.append(fn)
     return fn
+
+
+class Notify:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self):
+        self.path = os.path.join(subdir("notify"), "n.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.msgs = []          # (monotonic time, text)
+
+    def env(self, **extra):
+        e = dict(os.environ, NOTIFY_SOCKET=self.path)
+        for k in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
+            e.pop(k, None)
+        e.update({k: str(v) for k, v in extra.items()})
+        return e
+
+    def collect(self, seconds):
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                self.msgs.append((time.monotonic(), self.sock.recv(4096).decode()))
+
+    def wait(self, text, timeout=5.0, after=0):
+        """Index of the first message equal to text at or after index after."""
+        end = time.monotonic() + timeout
+        while True:
+            for i in range(after, len(self.msgs)):
+                if text in self.msgs[i][1].split("\n"):
+                    return i
+            if time.monotonic() >= end:
+                raise AssertionError("no %s from the proxy (got %r)"
+                                     % (text, [m for _, m in self.msgs][-8:]))
+            self.collect(0.05)
+
+    def close(self):
+        self.sock.close()
 
 
 def main(argv=None):

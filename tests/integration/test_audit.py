@@ -856,6 +856,32 @@ def reload_to_a_new_audit_path_keeps_the_tail_copy():
     verify_ok(rig, moved, new)
 
 
+@test
+def restart_only_warning_compares_with_the_key_in_effect():
+    """A reload that changes [audit] chain_key warns that it applies only after a
+    restart; a later reload that puts the running key back does not warn again:
+    the comparison is with what is in effect (read at start), not the last file."""
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    other = write_file(os.path.join(rig.dir, "chain2.key"), os.urandom(32).hex() + "\n")
+    want = "[audit] chain_key changed: takes effect only after a restart"
+    try:
+        for n, (ini, warned) in enumerate([
+                (re.sub(r"chain_key = file:\S+", "chain_key = file:" + other, rig.ini), True),
+                (rig.ini, False)]):
+            before = len(p.stderr_text())
+            write_file(p.conf, ini)
+            p.signal(signal.SIGHUP)
+            wait_for(lambda: "reloaded" in p.stderr_text()[before:], what="reload %d" % n)
+            assert_eq(want in p.stderr_text()[before:], warned, "reload %d warns" % n)
+        assert_status(price_rate(p), 200, "after the reloads")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    verify_ok(rig, rig.audit)
+
+
 # ------------------------------------------------------------ 4b. one writer
 
 @test

@@ -28,7 +28,7 @@ import time
 sys.dont_write_bytecode = True     # keep tests/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: E402
-                     PARTNER_SECRET, Proxy, Sim, Skip, add_secret,
+                     PARTNER_SECRET, Notify, Proxy, Sim, Skip, add_secret,
                      assert_eq, assert_not_contains, assert_status, assert_true,
                      certs, envelope, error_name, free_port, main, request, run_proxy,
                      subdir, test, wait_for, write_file)
@@ -576,27 +576,64 @@ def start_without_vault_then_vault_comes_up():
     s = sim()
     port = free_port()
     st = Setup(s, None, vault_port=port)
+    n = Notify()
     v = None
     try:
-        p = st.start()
+        p = st.start(env=n.env())
         log = Log(p)
         log.wait("not ready: a profile has no servable key", 3)
+        n.wait("STATUS=starting: waiting for a profile's key (503 for it until then)", 3)
         unavailable(call(p, "merchant"), "merchant before Vault is up")
         signed_ok(s, p, "partner", PARTNER_PUBLIC, "partner without Vault")
+        p.signal(signal.SIGHUP)     # a reload meanwhile: still not ready
+        log.wait("reloaded", 3)
         time.sleep(1.5)
         assert_true(p.running(), "still running while Vault is unreachable")
         unavailable(call(p, "merchant"), "merchant still 503")
+        n.collect(0.1)
+        sent = [m for _, m in n.msgs]
+        assert_true(not any(x in m.split("\n") for m in sent
+                            for x in ("READY=1", "RELOADING=1")),
+                    "no READY=1 (nor RELOADING=1) while a key is missing: %r" % sent)
         v = VaultSim(port=port)
         put_pair(v, VM1)
         took = wait_status(p, "merchant", 200, 6, "Vault came up")
         assert_true(took <= 4, "key loaded %.1f s after Vault came up" % took)
+        n.wait("READY=1", 3)
         signed_ok(s, p, "merchant", VM1[0], "merchant after Vault came up")
         log.wait("every profile has a servable key", 3)
         no_secrets(p.stderr_text(), "stderr")
     finally:
         st.stop()
+        n.close()
         if v is not None:
             v.stop()
+
+
+@test
+def ready_only_once_the_vault_keys_are_read():
+    """READY=1 (systemd) comes once listeners and keys are up: after the
+    Vault key has been read, not at the moment the listener is bound."""
+    s = sim()
+    v = new_vault()
+    put_pair(v, VM1)
+    v.down(1000)                # the first reads fail: the key comes about 1-2 s in
+    st = Setup(s, v)
+    n = Notify()
+    try:
+        p = st.start(env=n.env())
+        log = Log(p)
+        unavailable(call(p, "merchant"), "merchant while Vault refuses")
+        n.collect(0.3)
+        assert_true(not any("READY=1" in m.split("\n") for _, m in n.msgs),
+                    "no READY=1 while the Vault key is missing: %r" % [m for _, m in n.msgs])
+        n.wait("READY=1", 6)
+        signed_ok(s, p, "merchant", VM1[0], "merchant as soon as READY=1 is sent")
+        log.wait("every profile has a servable key", 3)
+    finally:
+        st.stop()
+        n.close()
+        v.stop()
 
 
 # ------------------------------------------------------------------ e
