@@ -84,6 +84,7 @@ struct client {
 	int			 lingering;	/* answered, write side shut, draining input */
 	size_t			 drained;
 	int			 head_started;
+	struct timespec		 t0;		/* ... at this time: the request's start */
 	int			 empty_lines;	/* CRLFs ignored before this request line */
 	size_t			 head_scanned;	/* bytes of the head scanned so far */
 };
@@ -533,7 +534,7 @@ client_refuse(struct client *cl, int status, const char *name, const char *msg, 
 		cl->head_len = 0;
 	}
 	request_reject(cl, cl->method ? cl->method : "-", cl->target ? cl->target : "-",
-	    cl->skip ? cl->body_len : 0, status, name, msg, close_after);
+	    cl->body_len, status, name, msg, close_after);
 }
 
 /*
@@ -712,6 +713,7 @@ client_read_head(struct client *cl, struct evbuffer *in)
 
 	if (!cl->head_started && evbuffer_get_length(in) > 0) {
 		cl->head_started = 1;
+		clock_gettime(CLOCK_MONOTONIC, &cl->t0);	/* every record's duration */
 		client_read_untimed(cl);	/* the head deadline takes over */
 		client_deadline(cl, c->header_timeout_ms);
 	}
@@ -971,6 +973,20 @@ const char *
 client_profile(const struct client *cl)
 {
 	return cl->profile;
+}
+
+/*
+ * When the current request started: the proxy read its first byte (for a
+ * pipelined one, began reading it after the answer before).  Every audit
+ * record's duration_ms counts from here.
+ */
+void
+client_request_t0(const struct client *cl, struct timespec *t0)
+{
+	if (cl->head_started)
+		*t0 = cl->t0;
+	else
+		clock_gettime(CLOCK_MONOTONIC, t0);
 }
 
 /* The id given to the request being read (in its 100 Continue), or NULL. */

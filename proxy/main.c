@@ -64,7 +64,9 @@ load_for_audit(struct proxy *px, const char *path)
 static int
 cmd_audit_verify(struct proxy *px, const char *path, int argc, char **argv)
 {
+	struct audit_verify_trail trail;
 	struct conf	*c;
+	char		 tail[4096];
 	int		 rc;
 
 	if (argc < 1) {
@@ -73,7 +75,11 @@ cmd_audit_verify(struct proxy *px, const char *path, int argc, char **argv)
 	}
 	if ((c = load_for_audit(px, path)) == NULL)
 		return 2;
-	rc = audit_verify_files(px->audit_key, argv, argc, stdout);
+	/* where the files end is checked against the state dir's tail copy */
+	trail.live = c->audit_path;
+	trail.tail = (size_t)snprintf(tail, sizeof(tail), "%s/%s", c->state_dir,
+	    OCP_STATE_TAIL) < sizeof(tail) ? tail : NULL;
+	rc = audit_verify_trail(px->audit_key, argv, argc, &trail, stdout);
 	proxy_free_audit_key(px);
 	conf_free(c);
 	return rc;

@@ -7,6 +7,7 @@
 #define OCP_PROXY_H
 #include <sys/queue.h>
 #include <sys/types.h>
+#include <time.h>
 #include "conf.h"
 
 #define OCP_VERSION		"0.1.0"
@@ -133,6 +134,8 @@ struct gen	*client_take(struct client *, struct caller **, int *entered, const c
 /* The profile whose route the path is on, for an audit line (NULL if none). */
 const char	*client_profile(const struct client *);
 const char	*client_request_id(const struct client *);
+/* When the current request's first byte was read (CLOCK_MONOTONIC). */
+void		 client_request_t0(const struct client *, struct timespec *);
 size_t		 client_body_len(const struct client *, int status, size_t len);
 /* The caller's name and identity for an audit line ("-" / NULL if none). */
 void		 client_caller_info(const struct client *, const char **name, const char **id);

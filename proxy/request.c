@@ -131,14 +131,21 @@ request_client_id(const struct client *cl, char *id)
 		request_new_id(id);
 }
 
+/* Milliseconds since t0 (CLOCK_MONOTONIC). */
 static double
-request_ms(const struct request *r)
+request_ms_since(const struct timespec *t0)
 {
 	struct timespec	now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - r->t0.tv_sec) * 1e3 +
-	    (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
+	return (double)(now.tv_sec - t0->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static double
+request_ms(const struct request *r)
+{
+	return request_ms_since(&r->t0);
 }
 
 /*
@@ -153,6 +160,18 @@ put_kv_u64(struct jbody_sink *k, const char *key, unsigned long long v)
 {
 	jbody_put_str(k, key);
 	jbody_put_uint(k, v);
+}
+
+/* Append ,"duration_ms":N.NNN (ms with 3 decimals) without printf */
+static void
+put_duration(struct jbody_sink *k, double ms)
+{
+	unsigned long long us = ms > 0 ? (unsigned long long)(ms * 1000.0 + 0.5) : 0;
+	char frac[4] = { '.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+	    (char)('0' + us % 10) };
+
+	put_kv_u64(k, ",\"duration_ms\":", us / 1000);
+	jbody_put(k, frac, sizeof(frac));
 }
 
 /* The error envelope of the API, for errors made by the proxy itself. */
@@ -250,14 +269,19 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 {
 	struct jbody_sink k;
 	struct evbuffer	*line;
+	struct timespec	 t0;
 	const char	*cname, *cid;
+	double		 ms;
 
 	client_caller_info(cl, &cname, &cid);
+	client_request_t0(cl, &t0);	/* the start every record's duration counts from */
+	ms = request_ms_since(&t0);
 	line = audit_line_begin(&k, "outcome", id, log_now_ms(), client_peer(cl), cname, cid,
 	    method, path, client_profile(cl));
 	if (line != NULL) {
 		put_kv_u64(&k, ",\"nonce\":null,\"status\":", (unsigned)status);
-		JBODY_PUT_LIT(&k, ",\"upstream_status\":null,\"duration_ms\":0");
+		JBODY_PUT_LIT(&k, ",\"upstream_status\":null");
+		put_duration(&k, ms);
 		put_kv_u64(&k, ",\"bytes_in\":", bytes_in);
 		put_kv_u64(&k, ",\"bytes_out\":", bytes_out);
 		JBODY_PUT_LIT(&k, ",\"error\":\"");
@@ -265,7 +289,7 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 		JBODY_PUT_LIT(&k, "\"");
 		audit_line_end(&k, line, NULL, NULL);
 	}
-	request_log(id, client_peer(cl), method, path, client_profile(cl), status, 0, 0, name);
+	request_log(id, client_peer(cl), method, path, client_profile(cl), status, 0, ms, name);
 }
 
 /* Answer a request refused before it had a request object. */
@@ -433,13 +457,7 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 		jbody_put_uint(&k, (unsigned)ustatus);
 	else
 		JBODY_PUT_LIT(&k, "null");
-	{	/* duration in ms with 3 decimals, without printf */
-		unsigned long long us = ms > 0 ? (unsigned long long)(ms * 1000.0 + 0.5) : 0;
-		char frac[4] = { '.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
-		    (char)('0' + us % 10) };
-		put_kv_u64(&k, ",\"duration_ms\":", us / 1000);
-		jbody_put(&k, frac, sizeof(frac));
-	}
+	put_duration(&k, ms);
 	put_kv_u64(&k, ",\"bytes_in\":", r->bytes_in);
 	put_kv_u64(&k, ",\"bytes_out\":", bytes_out);
 	JBODY_PUT_LIT(&k, ",\"error\":");
@@ -790,8 +808,10 @@ request_start(struct client *cl, char *method, char *path,
 	const char	*cid;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		size_t len = evbuffer_get_length(body);
+
 		evbuffer_free(body);
-		request_reject(cl, method, path, 0, 503, "PROXY_OVERLOADED", "out of memory", 1);
+		request_reject(cl, method, path, len, 503, "PROXY_OVERLOADED", "out of memory", 1);
 		free(method);
 		free(path);
 		return;
@@ -808,7 +828,7 @@ request_start(struct client *cl, char *method, char *path,
 	r->body = body;
 	r->bytes_in = evbuffer_get_length(body);
 	r->t0_ms = log_now_ms();
-	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	client_request_t0(cl, &r->t0);	/* duration_ms counts from the first byte */
 	request_client_id(cl, r->id);
 	pr = conf_route(r->gen->conf, path, strlen(path), &r->profile);
 	if (pr == NULL) {	/* a reload removed the route meanwhile */

@@ -5,9 +5,12 @@
  * reads files an attacker may have edited.  The first input byte picks a mode:
  *
  * even: the rest is split at 0xff into up to three files, verified as a
- *   rotated series.  Beyond the sanitizers: the answer is 0 or 1, and the
- *   report's first line is "OK: ..." exactly when the answer is 0, otherwise
- *   it names one of the files.
+ *   rotated series, and what follows a third 0xff is the state dir's tail
+ *   copy (audit.tail; none without it).  Beyond the sanitizers: the answer is
+ *   0 or 1, and the report's first line is "OK: ..." exactly when the answer
+ *   is 0, otherwise it names one of the files; with the tail copy compared
+ *   (the last file taken as the live one, or not) the answer is never OK
+ *   where it was not without it.
  * odd: the rest, split at '\n', gives the payloads of up to 24 records.  The
  *   target writes a trail the way docs/audit.md describes it (an open record
  *   with prev_chain, chained records, a close record; chain = HMAC-SHA256(key,
@@ -15,7 +18,9 @@
  *   into one or two files, and checks that the verifier accepts it.  Then it
  *   tampers with it as the input's last bytes say (one byte changed, one line
  *   removed, the tail cut at a line end, two lines swapped, a line repeated)
- *   and checks that the verifier refuses the result.
+ *   and checks that the verifier refuses the result.  With a tail copy naming
+ *   the trail's last record it is accepted, with one naming a record after
+ *   it the last file is reported cut.
  *
  * clang -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy tests/fuzz/fuzz_audit.c \
  *     proxy/audit_verify.c proxy/signer.c -lcrypto -o /tmp/fuzz_audit
@@ -36,7 +41,7 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-static char		 fz_dir[64], fz_path[FZ_FILES][128];
+static char		 fz_dir[64], fz_path[FZ_FILES][128], fz_tail[128], fz_live[128];
 static struct signer	*fz_key;
 
 /* Remove the files and their directory when the fuzzer exits. */
@@ -47,6 +52,7 @@ fz_cleanup(void)
 
 	for (i = 0; i < FZ_FILES; i++)
 		unlink(fz_path[i]);
+	unlink(fz_tail);
 	rmdir(fz_dir);
 	signer_free(fz_key);
 }
@@ -64,6 +70,8 @@ fz_setup(void)
 	fz_assert(mkdtemp(fz_dir) != NULL, "mkdtemp");
 	for (i = 0; i < FZ_FILES; i++)
 		snprintf(fz_path[i], sizeof(fz_path[i]), "%s/audit.jsonl.%d", fz_dir, i);
+	snprintf(fz_tail, sizeof(fz_tail), "%s/audit.tail", fz_dir);
+	snprintf(fz_live, sizeof(fz_live), "%s/audit.jsonl", fz_dir);	/* never made */
 	fz_key = signer_new((const unsigned char *)key, sizeof(key) - 1);
 	fz_assert(fz_key != NULL, "signer_new");
 	atexit(fz_cleanup);
@@ -79,10 +87,29 @@ fz_write(int i, const void *p, size_t n)
 	fclose(f);
 }
 
-/* Verify files 0..n; returns the answer and checks the report's shape. */
-static int
-fz_verify(int n)
+/* The tail copy: len bytes of p, or none (p NULL). */
+static void
+fz_tail_write(const void *p, size_t len)
 {
+	FILE	*f;
+
+	if (p == NULL) {
+		unlink(fz_tail);
+		return;
+	}
+	fz_assert((f = fopen(fz_tail, "w")) != NULL, "create the tail copy");
+	fz_assert(fwrite(p, 1, len, f) == len || len == 0, "write the tail copy");
+	fclose(f);
+}
+
+/*
+ * Verify files 0..n (with the tail copy and live as [audit] path when live
+ * is not NULL); returns the answer and checks the report's shape.
+ */
+static int
+fz_verify_with(int n, const char *live)
+{
+	struct audit_verify_trail trail = { live, fz_tail };
 	char	*out = NULL, *files[FZ_FILES];
 	size_t	 outlen = 0;
 	FILE	*f;
@@ -91,7 +118,10 @@ fz_verify(int n)
 	for (i = 0; i < n; i++)
 		files[i] = fz_path[i];
 	fz_assert((f = open_memstream(&out, &outlen)) != NULL, "open_memstream");
-	rc = audit_verify_files(fz_key, files, n, f);
+	if (live != NULL)
+		rc = audit_verify_trail(fz_key, files, n, &trail, f);
+	else
+		rc = audit_verify_files(fz_key, files, n, f);
 	fclose(f);
 	fz_assert(rc == 0 || rc == 1, "the answer is 0 or 1");
 	fz_assert(outlen > 0 && out[outlen - 1] == '\n', "a report is printed");
@@ -104,6 +134,12 @@ fz_verify(int n)
 		fz_assert(named, "a bad answer names the file");
 	free(out);
 	return rc;
+}
+
+static int
+fz_verify(int n)
+{
+	return fz_verify_with(n, NULL);
 }
 
 /* A growing text: the trail being built or tampered with. */
@@ -213,6 +249,19 @@ fz_chained(const uint8_t *data, size_t size)
 	if (rotate)
 		fz_write(1, b.p, b.n);
 	fz_assert(fz_verify(rotate ? 2 : 1) == 0, "an intact trail verifies");
+	{	/* against the tail copy: its last record, then one after it */
+		char	t[128];
+		int	n = snprintf(t, sizeof(t), "%llu %s\n", seq - 1, chain);
+
+		fz_tail_write(t, (size_t)n);
+		fz_assert(fz_verify_with(rotate ? 2 : 1, fz_path[rotate ? 1 : 0]) == 0,
+		    "an intact trail ending where the tail copy says verifies");
+		n = snprintf(t, sizeof(t), "%llu %s\n", seq, chain);
+		fz_tail_write(t, (size_t)n);
+		fz_assert(fz_verify_with(rotate ? 2 : 1, fz_path[rotate ? 1 : 0]) == 1,
+		    "a live file ending before the tail copy's record is refused");
+		fz_tail_write(NULL, 0);
+	}
 
 	/* tamper with one file of the trail (all lines of both, seen as one text) */
 	fz_add(&m, a.p, a.n);
@@ -294,7 +343,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t	*p, *end, *sep;
-	int		 n = 0;
+	int		 n = 0, rc;
 
 	fz_setup();
 	if (size == 0)
@@ -305,6 +354,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	p = data + 1;
 	end = data + size;
+	sep = NULL;
 	while (n < FZ_FILES) {
 		sep = memchr(p, 0xff, (size_t)(end - p));
 		fz_write(n++, p, (size_t)((sep ? sep : end) - p));
@@ -312,6 +362,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		p = sep + 1;
 	}
-	(void)fz_verify(n);
+	/* after the third file's 0xff: the tail copy */
+	fz_tail_write(n == FZ_FILES && sep != NULL ? sep + 1 : NULL,
+	    n == FZ_FILES && sep != NULL ? (size_t)(end - sep - 1) : 0);
+	rc = fz_verify(n);
+	fz_assert(fz_verify_with(n, fz_live) >= rc, "the tail copy never excuses a fault");
+	fz_assert(fz_verify_with(n, fz_path[n - 1]) >= rc, "nor for the live file");
 	return 0;
 }

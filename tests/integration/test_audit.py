@@ -882,6 +882,147 @@ def restart_only_warning_compares_with_the_key_in_effect():
     verify_ok(rig, rig.audit)
 
 
+def sessions(rig, n):
+    """n start / request / clean stop sessions of the proxy on rig's trail."""
+    for i in range(n):
+        p = rig.start()
+        try:
+            settled(rig, price_rate(p), "session %d" % (i + 1))
+            assert_eq(p.stop(), 0, "session %d: exit code" % (i + 1))
+        finally:
+            p.stop()
+
+
+def tail_copy(rig):
+    """(seq, chain) the state dir's audit.tail names."""
+    with open(os.path.join(rig.state, "audit.tail")) as f:
+        seq, chain = f.read().split()
+    return int(seq), chain
+
+
+@test
+def audit_verify_catches_a_cut_at_a_clean_shutdown():
+    """A trail of several start/stop sessions cut just after a close record
+    (reason shutdown) is a well-formed, closed chain; the state dir's tail
+    copy (audit.tail) names a later record, so audit-verify -c CONF says the
+    tail was truncated and what is missing: for a copy of the cut lines
+    (anywhere) and for the live file cut in place."""
+    s = sim()
+    rig = Rig(s)
+    sessions(rig, 3)
+    ls = lines_of(rig.audit)
+    recs = [json.loads(l) for l in ls]
+    closes = [i for i, r in enumerate(recs) if r.get("phase") == "close"]
+    assert_eq([recs[i]["reason"] for i in closes], ["shutdown"] * 3, "three clean shutdowns")
+    assert_eq(closes[-1], len(recs) - 1, "the trail ends with the last close record")
+    tseq, tchain = tail_copy(rig)
+    assert_eq((tseq, tchain), (recs[-1]["seq"], recs[-1]["chain"]),
+              "audit.tail names the last record")
+    elsewhere = subdir("cut")
+    for n, k in enumerate(closes[:-1]):
+        where = rig.dir if n == 0 else elsewhere
+        cut = os.path.join(where, "cut")
+        with open(cut, "wb") as f:
+            f.write(b"".join(ls[:k + 1]))           # head -N audit.jsonl > cut
+        expect_bad(rig, [cut], "%s: tail truncated" % cut,
+                   ["audit.tail names seq %d (chain %s)" % (tseq, tchain),
+                    "ends at seq %d" % recs[k]["seq"],
+                    "records %d to %d are missing" % (recs[k]["seq"] + 1, tseq),
+                    "no other file of the trail, audit.jsonl* beside it"],
+                   "cut after line %d (a close record), in %s" % (k + 1, where))
+    out = verify_ok(rig, rig.audit)
+    assert_contains(out, "note: the end is the record the tail copy %s names (seq %d)"
+                    % (os.path.join(rig.state, "audit.tail"), tseq), "complete trail: compared")
+    # the live file itself cut at the first session's end
+    with open(rig.audit, "wb") as f:
+        f.write(b"".join(ls[:closes[0] + 1]))
+    expect_bad(rig, [rig.audit], "%s: tail truncated" % rig.audit,
+               ["names seq %d" % tseq, "ends at seq %d" % recs[closes[0]]["seq"],
+                "live file"], "the live file cut in place")
+    # a planted copy of the next session's opening record does not excuse
+    # the live file: nothing comes after the file at [audit] path
+    with open(rig.audit + ".planted", "wb") as f:
+        f.write(ls[closes[0] + 1])
+    expect_bad(rig, [rig.audit], "%s: tail truncated" % rig.audit, ["live file"],
+               "the live file cut in place, the next opening record planted beside it")
+
+
+@test
+def audit_verify_rotated_file_on_its_own_is_not_truncation():
+    """A rotated file verified alone, while the trail went on in later files:
+    the tail copy names a later record, and audit-verify finds the file that
+    continues this one (its opening record names this file's last chain
+    value), so OK with a note naming it.  Also while the proxy runs again
+    and appends, for a file rotated while the proxy was stopped, and for a
+    series; once the file after it is removed, the cut is reported."""
+    s = sim()
+    rig = Rig(s)
+    a1, a2, a3 = make_series(rig, 3)
+    for f, nxt in ((a1, a2), (a2, a3)):
+        out = verify_ok(rig, f)
+        assert_contains(out, "the trail goes on in %s" % nxt, "%s alone" % os.path.basename(f))
+    assert_contains(verify_ok(rig, a1, a2), "goes on in %s" % a3, "a1, a2")
+    assert_contains(verify_ok(rig, a1, a2, a3), "note: the end is the record the tail copy",
+                    "the whole series")
+    p = rig.start()                     # appends to a3, the live file
+    try:
+        settled(rig, price_rate(p), "running again")
+        assert_contains(verify_ok(rig, a1), "goes on in %s" % a2, "a1 while the proxy runs")
+        assert_contains(verify_ok(rig, a1, a2), "goes on in %s" % a3,
+                        "a1, a2 while the proxy runs")
+        rc, out = rig.verify(a1, a2, a3)
+        assert_true(rc == 1 and "no closing record" in out and "audit.tail" not in out,
+                    "the live file while the proxy writes it: %s" % scrub(out.strip()))
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    # rotated while the proxy is stopped
+    a4 = rig.audit + ".4"
+    os.rename(rig.audit, a4)
+    assert_contains(verify_ok(rig, a4), "note: the end is the record the tail copy",
+                    "moved file before the next start")
+    sessions(rig, 1)
+    assert_contains(verify_ok(rig, a4), "goes on in %s" % rig.audit, "moved file after it")
+    assert_contains(verify_ok(rig, a1, a2, a4, rig.audit), "note: the end is the record",
+                    "the whole series after a rotation while stopped")
+    # the file after a4 removed (moved out of the trail's directory)
+    os.rename(rig.audit, os.path.join(subdir("away"), "audit.jsonl"))
+    expect_bad(rig, [a4], "%s: tail truncated" % a4, ["no other file of the trail"],
+               "the next file removed")
+
+
+@test
+def audit_verify_without_a_usable_tail_copy_notes_it():
+    """No tail copy (a state dir from before it was kept), a malformed one or
+    one of another trail: audit-verify still answers from the chain (OK for
+    an intact, closed file) and says in a note that the end was not compared."""
+    s = sim()
+    rig = Rig(s)
+    sessions(rig, 1)
+    recs = audit_lines(rig.audit)
+    old = subdir("state-old")
+    tail = os.path.join(old, "audit.tail")
+    conf = write_file(os.path.join(rig.dir, "old-state.ini"),
+                      rig.ini.replace("dir = %s\n" % rig.state, "dir = %s\n" % old))
+
+    def verify_old():
+        rc, out, err = run_proxy(["-c", conf, "audit-verify", rig.audit])
+        out = scrub(out + err)
+        assert_true(rc == 0 and out.startswith("OK: %d records" % len(recs)),
+                    "verify with %s: exit %d: %s" % (tail, rc, out.strip()))
+        return out
+    assert_contains(verify_old(), "note: no tail copy %s: the end was checked by its "
+                    "closing record only" % tail, "no audit.tail")
+    write_file(tail, "12 not-a-chain-value\n")
+    assert_contains(verify_old(), "note: tail copy %s: malformed" % tail, "malformed audit.tail")
+    write_file(tail, "%d %s\n" % (recs[1]["seq"], "0" * 64))
+    assert_contains(verify_old(), "names seq %d with another chain value" % recs[1]["seq"],
+                    "audit.tail of another trail")
+    write_file(tail, "%d %s\n" % (recs[1]["seq"], recs[1]["chain"]))
+    assert_contains(verify_old(), "names seq %d, an earlier record" % recs[1]["seq"],
+                    "audit.tail left behind")
+
+
 # ------------------------------------------------------------ 4b. one writer
 
 @test

@@ -2043,5 +2043,79 @@ def requests_cut_after_a_complete_head_are_audited():
         assert_eq(rig.stop(), 0, "exit code")
 
 
+
+@test
+def requests_cut_mid_body_are_audited_with_real_duration_and_bytes():
+    """A request cut before its body completed is audited with what really
+    happened: duration_ms from its first byte (as for every record) and
+    bytes_in the body bytes that arrived: a body timeout (408), a caller gone
+    (499), a chunked body over max_body_bytes (413) and bad chunking (400)."""
+    s = sim()
+    rig = Rig(s, "cutvalues")
+    p = rig.start(listen={"body_timeout_ms": 1000, "max_body_bytes": 1024})
+    try:
+        def record(path):
+            def find():
+                for r in rig.audit_lines():
+                    if r.get("phase") == "outcome" and r.get("path") == path:
+                        return r
+                return None
+            return wait_for(find, 5, "the outcome record of " + path)
+
+        # 408: a head with Content-Length: 50 and 5 body bytes, then silence
+        t0 = time.monotonic()
+        got, closed, _ = talk(p.target, head(path="/api-gateway/cut-408", cl=50,
+                                             body=b'{"a":'), 4)
+        secs = time.monotonic() - t0
+        assert_true(closed, "408: the connection was closed")
+        assert_eq([r[0] for r in parse_responses(got)], [408], "408: answered")
+        r = record("/api-gateway/cut-408")
+        assert_eq((r["status"], r["error"]), (408, "PROXY_BODY_TIMEOUT"), "408: record")
+        assert_eq(r["bytes_in"], 5, "408: bytes_in = the body bytes that arrived")
+        assert_true(900 <= r["duration_ms"] <= secs * 1000 + 50,
+                    "408: duration_ms %r, the request lasted %.0f ms (body_timeout_ms 1000)"
+                    % (r["duration_ms"], secs * 1000))
+        # 499: the same head, 5 bytes, and the caller hangs up after ~0.4 s
+        c = socket.create_connection((p.host, p.port), timeout=3)
+        t0 = time.monotonic()
+        c.sendall(head(path="/api-gateway/cut-499", cl=50, body=b'{"a":'))
+        time.sleep(0.4)
+        c.close()
+        secs = time.monotonic() - t0
+        r = record("/api-gateway/cut-499")
+        assert_eq((r["status"], r["error"]), (499, "PROXY_CLIENT_CLOSED"), "499: record")
+        assert_eq(r["bytes_in"], 5, "499: bytes_in")
+        assert_true(300 <= r["duration_ms"] <= secs * 1000 + 200 * SLOW,
+                    "499: duration_ms %r, the caller left after %.0f ms"
+                    % (r["duration_ms"], secs * 1000))
+        # 413: chunked, decoded size over the limit on the third 500-byte chunk
+        chunk = b"x" * 500
+        enc = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3))
+        got, closed, _ = talk(p.target, head(path="/api-gateway/cut-413",
+                                             extra=["Transfer-Encoding: chunked"], body=enc), 3)
+        assert_eq([x[0] for x in parse_responses(got)], [413], "413: answered")
+        r = record("/api-gateway/cut-413")
+        assert_eq((r["status"], r["error"]), (413, "PROXY_BODY_TOO_LARGE"), "413: record")
+        assert_true(1024 < r["bytes_in"] <= 1500,
+                    "413: bytes_in %r: the decoded bytes received, past max_body_bytes 1024"
+                    % r["bytes_in"])
+        # 400: bad chunking after one good chunk of 7 bytes
+        got, closed, _ = talk(p.target, head(path="/api-gateway/cut-400",
+                                             extra=["Transfer-Encoding: chunked"],
+                                             body=b'7\r\n{"a":1,\r\nzz\r\n'), 3)
+        assert_eq([x[0] for x in parse_responses(got)], [400], "400: answered")
+        r = record("/api-gateway/cut-400")
+        assert_eq((r["status"], r["bytes_in"]), (400, 7), "400: status and bytes_in")
+        # refused by the head alone: no body byte read, a real (small) duration
+        got, _, _ = talk(p.target, head(path="/api-gateway/cut-405", method="PUT", cl=0), 2)
+        r = record("/api-gateway/cut-405")
+        assert_eq((r["status"], r["bytes_in"]), (405, 0), "405: status and bytes_in")
+        assert_true(isinstance(r["duration_ms"], (int, float)) and
+                    0 <= r["duration_ms"] < 1000, "405: duration_ms %r" % r["duration_ms"])
+        assert_eq(len(s.records()), 0, "nothing forwarded")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
 if __name__ == "__main__":
     main()
