@@ -163,11 +163,12 @@ jbody_echo_free(struct jbody_echo *e)
 static int
 jbody_echo_in(const struct jbody_echo *e, const void *s, size_t len)
 {
-	const unsigned char	*t = e->p, *end = e->p + e->len;
+	const unsigned char	*t = e->p, *end;
 	size_t			 n;
 
-	if (len < JBODY_ECHO_MIN)
+	if (len < JBODY_ECHO_MIN || e->n == 0)
 		return 0;
+	end = t + e->len;
 	while (t < end) {
 		memcpy(&n, t, sizeof(n));
 		t += sizeof(n);
