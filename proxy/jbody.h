@@ -147,6 +147,11 @@ int	 jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
  * values costs nothing; jbody_echo_free wipes the texts (they are passwords)
  * and frees them.
  */
+/*
+ * 4: a text of 1 to 3 bytes ("abc", "12") is in almost any string, and
+ * hiding each would blank the record.  64: a call carries a few secrets, not
+ * dozens; each string of the answer costs one memmem per text kept.
+ */
 #define JBODY_ECHO_MIN	4	/* shorter values are not searched for */
 #define JBODY_ECHO_MAX	64	/* texts kept per request */
 
