@@ -14,6 +14,9 @@
  * token by token; what differs goes through a small stage, so a body costs a
  * few evbuffer_add calls.
  *
+ * jbody_scan_echo also notes the values it replaced in a request body
+ * (struct jbody_echo), or hides them where an answer holds them again.
+ *
  * Until 2026-11 yajl did the grammar; it let an unfinished token after the
  * value through ('{"a":1}"'), which this grammar refuses.
  */
@@ -31,6 +34,12 @@
 #define JBODY_LOCAL_DEPTH 512	/* container stack held in the frame */
 #define JBODY_WS(c)	((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
+/* What a scalar handed to jbody_scalar is. */
+#define JB_LIT	0	/* true, false, null: s is its text */
+#define JB_NUM	1	/* a number: s is its text */
+#define JB_STR	2	/* a string without escapes: s is its raw content */
+#define JB_ESC	3	/* a string with escapes: s is decoded */
+
 struct jbody_ctx {
 	const struct redact_set	*rs;
 	struct jbody		*jb;
@@ -47,6 +56,9 @@ struct jbody_ctx {
 	const unsigned char	*span_end;	/* the next output of cur, unsent */
 	const unsigned char	*start;		/* the input */
 	const unsigned char	*end;		/* end of the input */
+	const unsigned char	*hide_at;	/* where the replaced container opens */
+	struct jbody_echo	*note;		/* note replaced values here, or */
+	const struct jbody_echo	*find;		/* hide values found here (not empty) */
 	const char		*why;
 	struct jbody_sink	 out;
 	struct jbody_sink	 cap;		/* a replaced value, to fingerprint */
@@ -134,6 +146,95 @@ jbody_put_uint(struct jbody_sink *k, unsigned long long v)
 	char	d[FMT_UINT_MAX];
 
 	jbody_put(k, d, fmt_uint(d, v, 10, 0));
+}
+
+/* Wipe and free the noted texts; e is empty again. */
+void
+jbody_echo_free(struct jbody_echo *e)
+{
+	if (e->p != NULL) {
+		explicit_bzero(e->p, e->len);
+		free(e->p);
+	}
+	memset(e, 0, sizeof(*e));
+}
+
+/* Does s[0..len) hold one of e's texts? */
+static int
+jbody_echo_in(const struct jbody_echo *e, const void *s, size_t len)
+{
+	const unsigned char	*t = e->p, *end;
+	size_t			 n;
+
+	if (len < JBODY_ECHO_MIN || e->n == 0)
+		return 0;
+	end = t + e->len;
+	while (t < end) {
+		memcpy(&n, t, sizeof(n));
+		t += sizeof(n);
+		if (n <= len && memmem(s, len, t, n) != NULL)
+			return 1;
+		t += n;
+	}
+	return 0;
+}
+
+/*
+ * Keep the text t[0..n) of a redacted value: not if shorter than
+ * JBODY_ECHO_MIN or if it holds a text already kept; incomplete if it
+ * cannot be kept.  The buffer grows by copying, the old one wiped.
+ */
+static void
+jbody_echo_add(struct jbody_echo *e, const void *t, size_t n)
+{
+	unsigned char	*p;
+	size_t		 need, size;
+
+	if (n < JBODY_ECHO_MIN || e->incomplete || jbody_echo_in(e, t, n))
+		return;
+	if (e->n == JBODY_ECHO_MAX || n > SIZE_MAX / 2 - sizeof(n) - e->len) {
+		e->incomplete = 1;
+		return;
+	}
+	need = e->len + sizeof(n) + n;
+	if (need > e->size) {
+		size = e->size > 0 ? e->size : 256;
+		while (size < need)
+			size *= 2;
+		if ((p = malloc(size)) == NULL) {
+			e->incomplete = 1;
+			return;
+		}
+		if (e->p != NULL) {
+			memcpy(p, e->p, e->len);
+			explicit_bzero(e->p, e->len);
+			free(e->p);
+		}
+		e->p = p;
+		e->size = size;
+	}
+	memcpy(e->p + e->len, &n, sizeof(n));
+	memcpy(e->p + e->len + sizeof(n), t, n);
+	e->len = need;
+	e->n++;
+}
+
+/* Note the scalar value a redaction replaced (s, raw as for jbody_scalar). */
+static void
+jbody_note(struct jbody_echo *e, int kind, const void *s, size_t len,
+    const unsigned char *raw, size_t rawlen)
+{
+	switch (kind) {
+	case JB_NUM:
+		jbody_echo_add(e, s, len);
+		break;
+	case JB_ESC:
+		jbody_echo_add(e, s, len);
+		/* FALLTHROUGH */
+	case JB_STR:
+		jbody_echo_add(e, raw + 1, rawlen - 2);	/* as sent, between the quotes */
+		break;
+	}
 }
 
 /* Send the pending span of input to the current sink. */
@@ -414,20 +515,25 @@ jbody_quote(struct evbuffer *out, const char *s, size_t len)
 	jbody_sink_flush(&k);
 }
 
-/* Emit the replacement string of the redacted value val[0..len). */
+/* Emit m[0..n), which needs no escape, as a string. */
 static void
-jbody_masked(struct jbody_ctx *c, const void *val, size_t len)
+jbody_put_mask(struct jbody_ctx *c, const char *m, size_t n)
 {
-	char	m[REDACT_MASK_MAX];
-	size_t	n;
-
-	n = redact_set_mask(c->rs, val, len, m);
 	if (c->cur == NULL)
 		return;
 	jbody_span_flush(c);
 	jbody_put(c->cur, "\"", 1);
 	jbody_put(c->cur, m, n);
 	jbody_put(c->cur, "\"", 1);
+}
+
+/* Emit the replacement string of the redacted value val[0..len). */
+static void
+jbody_masked(struct jbody_ctx *c, const void *val, size_t len)
+{
+	char	m[REDACT_MASK_MAX];
+
+	jbody_put_mask(c, m, redact_set_mask(c->rs, val, len, m));
 }
 
 /* Start a value: 1 if it is to be replaced, else emit its separator. */
@@ -460,17 +566,49 @@ jbody_token(struct jbody_ctx *c, const void *s, size_t len,
 	}
 }
 
-/* A string, number or literal value (s, raw as for jbody_token). */
-static int
-jbody_scalar(struct jbody_ctx *c, const void *s, size_t len,
+/*
+ * The two rare turns of jbody_scalar, out of line so that the common one
+ * (copy the token) stays short: a value replaced by name (noted if asked),
+ * and a value that holds one noted from the request.
+ */
+static __attribute__((noinline)) void
+jbody_replace(struct jbody_ctx *c, int kind, const void *s, size_t len,
+    const unsigned char *raw, size_t rawlen)
+{
+	if (c->note != NULL)
+		jbody_note(c->note, kind, s, len, raw, rawlen);
+	jbody_masked(c, s, len);
+}
+
+static __attribute__((noinline)) void
+jbody_find(struct jbody_ctx *c, int kind, const void *s, size_t len,
+    const unsigned char *raw, size_t rawlen)
+{
+	if (kind != JB_LIT && c->hide == 0 && jbody_echo_in(c->find, s, len))
+		jbody_put_mask(c, REDACT_MASKED, sizeof(REDACT_MASKED) - 1);
+	else
+		jbody_token(c, s, len, kind == JB_ESC ? NULL : raw, rawlen);
+}
+
+/*
+ * A value of the kind JB_*: s[0..len) as that says, raw[0..rawlen) its
+ * input (a string's quotes included).  Replaced by name; or hidden because
+ * it holds a noted value of the request; or copied.  Inlined in the
+ * grammar: a call with six arguments cost every value of every body about
+ * 13 instructions (callgrind) for turns that are rarely taken.
+ */
+static inline __attribute__((always_inline)) int
+jbody_scalar(struct jbody_ctx *c, int kind, const void *s, size_t len,
     const unsigned char *raw, size_t rawlen)
 {
 	if (!c->emit)
 		return 1;
 	if (jbody_value(c))
-		jbody_masked(c, s, len);
+		jbody_replace(c, kind, s, len, raw, rawlen);
+	else if (c->find != NULL)
+		jbody_find(c, kind, s, len, raw, rawlen);
 	else
-		jbody_token(c, s, len, raw, rawlen);
+		jbody_token(c, s, len, kind == JB_ESC ? NULL : raw, rawlen);
 	c->comma = 1;
 	return 1;
 }
@@ -505,9 +643,9 @@ jbody_nonce_number(const char *s, size_t len, unsigned long long *v)
 	return JBODY_NONCE_INT;
 }
 
-/* Enter an object or array; a redacted one is dropped or captured. */
+/* Enter an object or array at at; a redacted one is dropped or captured. */
 static int
-jbody_open(struct jbody_ctx *c, char brace)
+jbody_open(struct jbody_ctx *c, char brace, const unsigned char *at)
 {
 	if (c->depth >= c->max_depth) {
 		c->why = "nesting too deep";
@@ -519,6 +657,7 @@ jbody_open(struct jbody_ctx *c, char brace)
 		return 1;
 	if (jbody_value(c)) {
 		c->hide = c->depth;
+		c->hide_at = at;
 		jbody_switch(c, c->fp ? &c->cap : NULL);
 	}
 	jbody_emit(c, brace);
@@ -526,15 +665,17 @@ jbody_open(struct jbody_ctx *c, char brace)
 	return 1;
 }
 
-/* Leave an object or array; replace it if it was the redacted value. */
+/* Leave an object or array (input up to end); replace it if it was redacted. */
 static int
-jbody_close(struct jbody_ctx *c, char brace)
+jbody_close(struct jbody_ctx *c, char brace, const unsigned char *end)
 {
 	if (c->emit) {
 		jbody_emit(c, brace);
 		c->comma = 1;
 		if (c->hide == c->depth) {
 			c->hide = 0;
+			if (c->note != NULL)	/* its text as sent */
+				jbody_echo_add(c->note, c->hide_at, (size_t)(end - c->hide_at));
 			jbody_switch(c, &c->out);
 			jbody_masked(c, c->cap.p, c->cap.n);
 			jbody_sink_wipe(&c->cap);
@@ -554,14 +695,14 @@ jbody_number(struct jbody_ctx *c, const char *s, size_t len)
 		jbody_nonce_kind(c, jbody_nonce_number(s, len, &v));
 		c->jb->nonce_num = v;
 	}
-	return jbody_scalar(c, s, len, (const unsigned char *)s, len);
+	return jbody_scalar(c, JB_NUM, s, len, (const unsigned char *)s, len);
 }
 
-/* '{'. */
+/* '{' at at. */
 static int
-jbody_start_map(struct jbody_ctx *c)
+jbody_start_map(struct jbody_ctx *c, const unsigned char *at)
 {
-	if (!jbody_open(c, '{'))
+	if (!jbody_open(c, '{', at))
 		return 0;
 	if (c->depth == 1) {
 		c->jb->is_object = 1;
@@ -801,7 +942,7 @@ value:
 	switch (*s->p) {
 	case '{':
 		s->p++;
-		if (!jbody_start_map(c))
+		if (!jbody_start_map(c, s->p - 1))
 			return -1;
 		s->stack[top++] = '{';
 		jbody_ws(s);
@@ -810,7 +951,7 @@ value:
 		goto key;
 	case '[':
 		s->p++;
-		if (!jbody_open(c, '['))
+		if (!jbody_open(c, '[', s->p - 1))
 			return -1;
 		s->stack[top++] = '[';
 		jbody_ws(s);
@@ -820,7 +961,7 @@ value:
 	case '"':
 		raw = s->p++;
 		if ((esc = jbody_string(s, &str, &len)) == -1 ||
-		    !jbody_scalar(c, str, len, esc ? NULL : raw, (size_t)(s->p - raw)))
+		    !jbody_scalar(c, esc ? JB_ESC : JB_STR, str, len, raw, (size_t)(s->p - raw)))
 			return -1;
 		if (c->at_nonce && c->depth == 1) {
 			jbody_nonce_kind(c, JBODY_NONCE_STRING);
@@ -833,7 +974,7 @@ value:
 	case 'n':
 		lit = *s->p == 't' ? "true" : *s->p == 'f' ? "false" : "null";
 		len = strlen(lit);
-		if (!jbody_literal(s, lit, len) || !jbody_scalar(c, lit, len, s->p - len, len))
+		if (!jbody_literal(s, lit, len) || !jbody_scalar(c, JB_LIT, lit, len, s->p - len, len))
 			return -1;
 		jbody_nonce_kind(c, JBODY_NONCE_OTHER);
 		goto after;
@@ -873,7 +1014,7 @@ after:
 		return -1;
 close:
 	s->p++;
-	if (!jbody_close(c, s->stack[--top] == '{' ? '}' : ']'))
+	if (!jbody_close(c, s->stack[--top] == '{' ? '}' : ']', s->p))
 		return -1;
 	goto after;
 }
@@ -901,8 +1042,9 @@ jbody_precheck(const char *buf, size_t len, int flags, size_t *first,
 
 /* Set up the state of one pass. */
 static void
-jbody_ctx_init(struct jbody_ctx *c, unsigned max_depth,
-    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb)
+jbody_ctx_init(struct jbody_ctx *c, int flags, unsigned max_depth,
+    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
+    struct jbody_echo *echo)
 {
 	memset(c, 0, offsetof(struct jbody_ctx, out));
 	c->rs = rs;
@@ -910,6 +1052,10 @@ jbody_ctx_init(struct jbody_ctx *c, unsigned max_depth,
 	c->max_depth = max_depth;
 	c->emit = out != NULL;
 	c->fp = redact_set_fingerprints(rs);
+	if (echo != NULL && (flags & JBODY_NOTE))
+		c->note = echo;
+	else if (echo != NULL && echo->n > 0)
+		c->find = echo;
 	c->cur = &c->out;
 	jbody_sink_init(&c->out, out);
 	jbody_sink_init(&c->cap, NULL);
@@ -921,6 +1067,16 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
     const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
     const char **why)
 {
+	return jbody_scan_echo(buf, len, flags & ~JBODY_NOTE, max_depth, rs, out, jb,
+	    why, NULL);
+}
+
+/* jbody_scan that notes (JBODY_NOTE) or hides the values of echo. */
+int
+jbody_scan_echo(const char *buf, size_t len, int flags, unsigned max_depth,
+    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
+    const char **why, struct jbody_echo *echo)
+{
 	struct jbody_ctx	c;
 	struct jbody_parse	s;
 	size_t			first = 0;
@@ -930,7 +1086,7 @@ jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	*why = NULL;
 	if (jbody_precheck(buf, len, flags, &first, why) == -1)
 		return -1;
-	jbody_ctx_init(&c, max_depth, rs, out, jb);
+	jbody_ctx_init(&c, flags, max_depth, rs, out, jb, echo);
 	s.p = c.start = (const unsigned char *)buf;
 	s.end = c.end = s.p + len;
 	s.dec = NULL;

@@ -81,6 +81,7 @@ jbody_put_str(struct jbody_sink *k, const char *s)
 void	 jbody_put_uint(struct jbody_sink *, unsigned long long);
 
 #define JBODY_OBJECT	0x01	/* the top-level value must be an object */
+#define JBODY_NOTE	0x02	/* jbody_scan_echo: note what is redacted */
 #define JBODY_NONCE_MAX	32	/* dst size that fits any jbody_nonce_member */
 #define JBODY_NONCE_DIGITS_MAX	20	/* digits of 2^64 - 1 */
 
@@ -126,6 +127,56 @@ struct jbody {
 int	 jbody_scan(const char *buf, size_t len, int flags, unsigned max_depth,
 	    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
 	    const char **why);
+/*
+ * The values redaction replaced in a request body, to be recognised again in
+ * the answer: an API may echo the request (test-signature returns it whole,
+ * as the string receivedBody), and a redacted value must not reach the log
+ * inside that string (SPEC "Audit trail").
+ *
+ * A text is kept for each value replaced (any depth, any type): a string's
+ * bytes between the quotes as sent (escapes as they are) and, if it holds
+ * escapes, its decoded bytes as well; a number's or an object's or array's
+ * text as sent.  true, false and null are not kept (every record holds them),
+ * nor texts shorter than JBODY_ECHO_MIN bytes: they occur in any text.  A
+ * text that holds one already kept is not kept again (a string holding it
+ * holds the kept one).  At most JBODY_ECHO_MAX texts are kept; past that, or
+ * if memory runs out, incomplete is set and nothing can be promised: the
+ * caller must then not log the answer verbatim.
+ *
+ * A zeroed struct is empty and owns nothing, so a request without redacted
+ * values costs nothing; jbody_echo_free wipes the texts (they are passwords)
+ * and frees them.
+ */
+/*
+ * 4: a text of 1 to 3 bytes ("abc", "12") is in almost any string, and
+ * hiding each would blank the record.  64: a call carries a few secrets, not
+ * dozens; each string of the answer costs one memmem per text kept.
+ */
+#define JBODY_ECHO_MIN	4	/* shorter values are not searched for */
+#define JBODY_ECHO_MAX	64	/* texts kept per request */
+
+struct jbody_echo {
+	unsigned char	*p;		/* per text: its length (a size_t), its bytes */
+	size_t		 len;
+	size_t		 size;
+	unsigned	 n;		/* texts kept */
+	int		 incomplete;	/* a text could not be kept */
+};
+
+void	 jbody_echo_free(struct jbody_echo *);
+
+/*
+ * jbody_scan with the request's redacted values.  With JBODY_NOTE in flags,
+ * every value replaced in the copy is noted in echo (only when out != NULL).
+ * Without it the copy hides echo's values: every string value (decoded) and
+ * every number whose text holds one of echo's texts becomes "[REDACTED]"
+ * as a whole (in fingerprint mode too: it is not the value itself), outside
+ * the values replaced by name.  Member names are copied as they are.  echo
+ * NULL, or empty, is jbody_scan.
+ */
+int	 jbody_scan_echo(const char *buf, size_t len, int flags, unsigned max_depth,
+	    const struct redact_set *rs, struct evbuffer *out, struct jbody *jb,
+	    const char **why, struct jbody_echo *echo);
 /*
  * The form of a string nonce as an API that reads numeric strings as
  * numbers would see it.  tok[0..len) is the raw token, quotes included

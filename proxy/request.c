@@ -51,6 +51,7 @@ struct request {
 	struct evbuffer		*body;		/* caller's body, contiguous */
 	size_t			 bytes_in;
 	struct jbody		 jb;
+	struct jbody_echo	 echo;		/* values redacted from the body */
 	char			 member[48];	/* inserted "nonce":N[,] */
 	char			 sig[SIGNER_HEX_LEN];	/* masked if the answer echoes it */
 	int			 has_sig;
@@ -332,6 +333,7 @@ request_free(struct request *r)
 	if (r->xfer != NULL)
 		upstream_cancel(r->xfer);
 	wipe_free(r->body);	/* a caller's body may hold a password */
+	jbody_echo_free(&r->echo);	/* and so do its redacted values */
 	if (r->key != NULL)
 		pkey_unref(r->key);
 	if (r->entered)
@@ -430,7 +432,13 @@ request_mask_sig(struct evbuffer *b, const char *sig)
 	return hits;
 }
 
-/* The outcome record: status, duration, sizes, the redacted answer. */
+/*
+ * The outcome record: status, duration, sizes, the redacted answer.  An
+ * answer may echo the request (test-signature's receivedBody): strings that
+ * hold a value redacted from the request are hidden too (jbody_scan_echo);
+ * if there were too many such values to keep, the answer is logged like a
+ * non-JSON one, by size and SHA-256.
+ */
 static void
 request_audit_outcome(struct request *r, int status, int ustatus, const char *err,
     struct evbuffer *resp, size_t bytes_out, double ms)
@@ -471,8 +479,9 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 		p = (char *)wipe_pullup(resp);	/* answers hold passwords: no uncleared copy */
 		if (len > 0 && p == NULL)
 			put_kv_u64(&k, ",\"response_bytes\":", len);	/* no memory */
-		else if (len > 0 && (red = request_buf_get()) != NULL &&
-		    jbody_scan(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why) == 0) {
+		else if (len > 0 && !r->echo.incomplete && (red = request_buf_get()) != NULL &&
+		    jbody_scan_echo(p, len, 0, c->max_json_depth, r->gen->redact, red, &jb, &why,
+		    r->echo.n > 0 ? &r->echo : NULL) == 0) {
 			if (r->has_sig && request_mask_sig(red, r->sig) > 0)
 				log_warn("%s: the answer holds this request's signature; masked "
 				    "in the audit record", r->id);
@@ -480,6 +489,10 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 			jbody_sink_flush(&k);	/* line's own bytes come before red's */
 			evbuffer_add_buffer(line, red);
 		} else {
+			if (len > 0 && r->echo.incomplete)
+				log_warn("%s: more values redacted from the request than can be "
+				    "looked for in the answer; it is logged by size and SHA-256",
+				    r->id);
 			EVP_Digest(p, len, md, NULL, EVP_sha256(), NULL);
 			signer_hex(md, sizeof(md), hex);
 			put_kv_u64(&k, ",\"response_bytes\":", len);
@@ -765,8 +778,8 @@ request_prepare(struct request *r, struct evbuffer *redacted)
 		request_fail(r, 503, "PROXY_OVERLOADED", "out of memory");
 		return -1;
 	}
-	if (jbody_scan(p, len, JBODY_OBJECT, c->max_json_depth, r->gen->redact, redacted,
-	    &r->jb, &why) == -1) {
+	if (jbody_scan_echo(p, len, JBODY_OBJECT | JBODY_NOTE, c->max_json_depth, r->gen->redact,
+	    redacted, &r->jb, &why, &r->echo) == -1) {
 		request_fail(r, 400, "PROXY_INVALID_JSON", why ? why : "the body is not one JSON object");
 		return -1;
 	}

@@ -12,7 +12,13 @@
  *   gives the same bytes); redacting a redacted copy changes nothing;
  * - an accepted object, spliced with a nonce member, is valid JSON that has
  *   a top-level nonce;
- * - jbody_quote of the raw input, whatever its bytes, is a valid JSON string.
+ * - jbody_quote of the raw input, whatever its bytes, is a valid JSON string;
+ * - noting the redacted values (JBODY_NOTE) changes nothing of the scan and
+ *   keeps at most JBODY_ECHO_MAX texts of JBODY_ECHO_MIN bytes or more; the
+ *   copy that hides them is a fixed point of hiding them again (every string
+ *   or number holding one is "[REDACTED]"), and the input echoed as a string,
+ *   as test-signature does ({"receivedBody":"<input>"}), is hidden whole as
+ *   soon as one text was kept.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -73,23 +79,31 @@ fuzz_same(const struct jbody *a, const struct jbody *b)
 	    a->nonce_len == b->nonce_len));
 }
 
-/* Scan with output into a flat copy (malloc'd, *n bytes); rc as jbody_scan. */
+/* Scan with output, hiding e's values, into a flat copy (malloc'd, *n bytes). */
 static int
-fuzz_copy(const char *buf, size_t len, const struct redact_set *rs,
-    struct jbody *jb, const char **why, char **out, size_t *n)
+fuzz_copy_echo(const char *buf, size_t len, const struct redact_set *rs,
+    struct jbody_echo *e, struct jbody *jb, const char **why, char **out, size_t *n)
 {
 	struct evbuffer	*ev;
 	int		 rc;
 
 	if ((ev = evbuffer_new()) == NULL)
 		abort();
-	rc = jbody_scan(buf, len, 0, FUZZ_DEPTH, rs, ev, jb, why);
+	rc = jbody_scan_echo(buf, len, 0, FUZZ_DEPTH, rs, ev, jb, why, e);
 	*n = evbuffer_get_length(ev);
 	if ((*out = malloc(*n + 1)) == NULL)
 		abort();
 	evbuffer_remove(ev, *out, *n);
 	evbuffer_free(ev);
 	return rc;
+}
+
+/* Scan with output into a flat copy (malloc'd, *n bytes); rc as jbody_scan. */
+static int
+fuzz_copy(const char *buf, size_t len, const struct redact_set *rs,
+    struct jbody *jb, const char **why, char **out, size_t *n)
+{
+	return fuzz_copy_echo(buf, len, rs, NULL, jb, why, out, n);
 }
 
 /* A copy must be valid, of the same shape, and copy (with rs) onto itself. */
@@ -110,6 +124,88 @@ fuzz_check_copy(const char *c, size_t n, const struct jbody *orig,
 	if (m != n || memcmp(again, c, n) != 0)
 		abort();
 	free(again);
+}
+
+/* Hiding e's values in c[0..n) again (with rs) must change nothing. */
+static void
+fuzz_check_hidden(const char *c, size_t n, const struct redact_set *rs,
+    struct jbody_echo *e)
+{
+	struct jbody	 jb;
+	const char	*why;
+	char		*again;
+	size_t		 m;
+
+	if (fuzz_copy_echo(c, n, rs, e, &jb, &why, &again, &m) != 0 || m != n ||
+	    memcmp(again, c, n) != 0)
+		abort();
+	free(again);
+}
+
+/*
+ * Note the values fuzz_rs redacts from the accepted input buf (whose
+ * redacted copy is red[0..rn)), then look for them in the input itself and
+ * in the input echoed as a string.
+ */
+static void
+fuzz_check_echo(const char *buf, size_t len, const struct jbody *orig,
+    const char *red, size_t rn)
+{
+	static const char	 hidden[] = "{\"receivedBody\":\"[REDACTED]\"}";
+	struct jbody_echo	 e;
+	struct evbuffer		*ev;
+	struct jbody		 jb;
+	const char		*why;
+	const unsigned char	*t;
+	char			*c, *a;
+	size_t			 n, an, k, texts = 0;
+
+	memset(&e, 0, sizeof(e));
+	if ((ev = evbuffer_new()) == NULL)
+		abort();
+	if (jbody_scan_echo(buf, len, JBODY_NOTE, FUZZ_DEPTH, fuzz_rs, ev, &jb, &why,
+	    &e) != 0 || !fuzz_same(orig, &jb) || evbuffer_get_length(ev) != rn ||
+	    memcmp(evbuffer_pullup(ev, -1), red, rn) != 0)
+		abort();
+	evbuffer_free(ev);
+	for (t = e.p; e.n > 0 && t < e.p + e.len; t += k, texts++) {
+		memcpy(&k, t, sizeof(k));
+		t += sizeof(k);
+		if (k < JBODY_ECHO_MIN || k > len || t + k > e.p + e.len)
+			abort();
+	}
+	if (texts != e.n || e.n > JBODY_ECHO_MAX || (e.incomplete && e.n < JBODY_ECHO_MAX))
+		abort();
+	if (e.incomplete) {	/* nothing is promised: the proxy logs a hash */
+		jbody_echo_free(&e);
+		return;
+	}
+	/* the input as its own answer */
+	if (fuzz_copy_echo(buf, len, fuzz_rs, &e, &jb, &why, &c, &n) != 0)
+		abort();
+	fuzz_check_hidden(c, n, fuzz_rs, &e);
+	fuzz_check_hidden(c, n, NULL, &e);
+	free(c);
+	/* echoed as a string */
+	if ((ev = evbuffer_new()) == NULL)
+		abort();
+	evbuffer_add(ev, "{\"receivedBody\":", 16);
+	jbody_quote(ev, buf, len);
+	evbuffer_add(ev, "}", 1);
+	an = evbuffer_get_length(ev);
+	if ((a = malloc(an)) == NULL)
+		abort();
+	evbuffer_remove(ev, a, an);
+	evbuffer_free(ev);
+	if (fuzz_copy_echo(a, an, fuzz_rs, &e, &jb, &why, &c, &n) != 0)
+		abort();
+	if (e.n > 0 && (n != sizeof(hidden) - 1 || memcmp(c, hidden, n) != 0))
+		abort();
+	free(c);
+	free(a);
+	jbody_echo_free(&e);
+	if (e.p != NULL || e.n != 0)
+		abort();
 }
 
 /* Splice a nonce into an accepted object the way the proxy does. */
@@ -207,6 +303,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc == 0)
 			fuzz_check_copy(c, n, &jb, sets[i] == fuzz_rs_fp ?
 			    NULL : sets[i]);
+		if (rc == 0 && sets[i] == fuzz_rs)
+			fuzz_check_echo(buf, size, &jb, c, n);
 		free(c);
 	}
 	if (rc == 0 && jb.is_object && !jb.has_nonce)

@@ -7,6 +7,7 @@ fingerprints, the leak guard, and the sync modes (with figures)."""
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import random
@@ -1229,6 +1230,166 @@ def leak_guard_keeps_held_secrets_out():
     assert_contains(err, "leak guard", "a leak guard warning is logged")
     n = len(re.findall(r"leak guard", err))
     assert_true(n >= 4, "a leak-guard warning per affected record (got %d)" % n)
+    verify_ok(rig, rig.audit)
+
+
+# ------------------------------------------------------------ 6b. echoed values
+
+def strings_deep(v):
+    """Every member name, string and number text in v, and in any string
+    of it that is JSON text itself (receivedBody), at any depth."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from strings_deep(k)
+            yield from strings_deep(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from strings_deep(x)
+    elif isinstance(v, str):
+        yield v
+        try:
+            inner = json.loads(v)
+        except ValueError:
+            return
+        if isinstance(inner, (dict, list, str)):
+            yield from strings_deep(inner)
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        yield str(v)
+
+
+def assert_value_absent(rig, err, value, sent, what):
+    """value appears nowhere in the trail or on stderr: not as its text, as
+    it was sent, JSON-escaped once or twice, nor in any decoded string."""
+    data = read_bytes(rig.audit)
+    forms = {value, sent, json.dumps(value)[1:-1], json.dumps(sent)[1:-1],
+             json.dumps(json.dumps(value))[1:-1], json.dumps(json.dumps(sent))[1:-1],
+             json.dumps(value, ensure_ascii=False)[1:-1]}
+    for f in forms:
+        assert_not_contains(data, f, what + " in the audit file")
+        assert_not_contains(err, f, what + " on stderr")
+    for n, line in enumerate(parse_lines(data), 1):
+        for t in strings_deep(line):
+            assert_true(value not in t, "%s in a decoded string of line %d" % (what, n))
+
+
+def outcome_of(rig, resp):
+    rid = resp[1]["x-request-id"]
+    lines = audit_lines(rig.audit)
+    return ([l for l in lines if l.get("id") == rid and l["phase"] == "request"][0],
+            [l for l in lines if l.get("id") == rid and l["phase"] == "outcome"][0])
+
+
+@test
+def echoed_redacted_values_stay_out_of_the_outcome():
+    # test-signature answers with receivedBody, the request body as a string:
+    # a redacted value of the request must not reach the trail inside it,
+    # in whatever form it was sent; the caller still gets it.
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    tag = uuid.uuid4().hex[:12]
+    pw = "pw-" + tag
+    uni = "p\u00e4ss \"w\\rd\" " + tag          # quote, backslash, non-ASCII
+    num = int("7" + tag.translate(str.maketrans("abcdef", "123456"))[:11])
+    tok = "tok-" + tag[::-1]
+    for v in (pw, uni, str(num), tok):
+        add_secret(v)
+    esc = "".join("\\u%04x" % ord(ch) if i % 3 == 0 else ch for i, ch in enumerate(pw))
+    cases = [  # (what, body as sent, value, value as sent)
+        ("plain", '{"password":"%s","note":"x"}' % pw, pw, pw),
+        ("escaped", '{"note":"x","password":"%s"}' % esc, pw, esc),
+        ("utf-8", json.dumps({"a": [{"password": uni}]}, ensure_ascii=False), uni,
+         json.dumps(uni, ensure_ascii=False)[1:-1]),
+        ("ascii", json.dumps({"a": [{"password": uni}]}), uni, json.dumps(uni)[1:-1]),
+        ("number", '{"secret":%d}' % num, str(num), str(num)),
+        ("object", '{"requestHeaders":{"x-token": "%s"}}' % tok, tok, tok),
+    ]
+    got = []
+    try:
+        for what, b, value, sent in cases:
+            r = request(p.target, "/api-gateway/test-signature", b.encode())
+            assert_status(r, 200, what)
+            got.append(r)
+            # the caller's answer is the upstream's, value included
+            echoed = json.loads(r[2])["response"]["receivedBody"]
+            assert_true(re.fullmatch(r'\{"nonce":\d+,' + re.escape(b[1:]), echoed),
+                        what + ": the caller gets the body echoed, as signed")
+            settled(rig, r, what)
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    err = p.stderr_text()
+    for (what, b, value, sent), r in zip(cases, got):
+        assert_value_absent(rig, err, value, sent, what)
+        rq, oc = outcome_of(rig, r)
+        assert_true("[REDACTED]" in json.dumps(rq["request"]), what + ": request line masked")
+        res = oc["response"]["response"]
+        assert_eq(res["receivedBody"], "[REDACTED]", what + ": receivedBody hidden")
+        assert_eq((res["checkSignatureResult"], res["errors"], oc["status"]), (True, [], 200),
+                  what + ": the rest of the answer is logged")
+    verify_ok(rig, rig.audit)
+
+
+@test
+def held_secret_escaped_in_a_redacted_value_stays_out():
+    # A held secret sent \u-escaped comes back escaped twice inside
+    # receivedBody, which the leak guard (raw bytes) cannot see; as the value
+    # of a redacted member it is hidden with the echo.
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    ck = rig.chain_key
+    esc = "".join("\\u%04x" % ord(ch) for ch in ck)
+    try:
+        r = request(p.target, "/api-gateway/test-signature",
+                    '{"password":"%s","note":"x"}' % esc)
+        assert_status(r, 200, "test-signature")
+        assert_eq(json.loads(json.loads(r[2])["response"]["receivedBody"])["password"], ck,
+                  "the caller gets the body echoed")
+        settled(rig, r, "test-signature")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    assert_value_absent(rig, p.stderr_text(), ck, esc, "chain key")
+    assert_eq(outcome_of(rig, r)[1]["response"]["response"]["receivedBody"], "[REDACTED]",
+              "receivedBody hidden")
+    verify_ok(rig, rig.audit)
+
+
+@test
+def too_many_redacted_values_log_the_answer_by_hash():
+    # More redacted values than the proxy keeps to look for (64): it cannot
+    # promise the echo is clean, so the answer is logged by size and SHA-256.
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    vals = ["v%03d-%s" % (i, uuid.uuid4().hex[:8]) for i in range(70)]
+    for v in vals:
+        add_secret(v)
+    try:
+        r = request(p.target, "/api-gateway/test-signature",
+                    body({"users": [{"password": v} for v in vals]}))
+        assert_status(r, 200, "test-signature")
+        assert_contains(r[2], vals[-1], "the caller gets the body echoed")
+        settled(rig, r, "test-signature")
+        # a few values are still hidden as usual
+        r2 = request(p.target, "/api-gateway/test-signature", body({"password": vals[0]}))
+        settled(rig, r2, "few values")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    err = p.stderr_text()
+    data = read_bytes(rig.audit)
+    for v in vals:
+        assert_not_contains(data, v, "a redacted value in the audit file")
+        assert_not_contains(err, v, "a redacted value on stderr")
+    oc = outcome_of(rig, r)[1]
+    assert_true("response" not in oc, "the answer is not logged verbatim")
+    assert_eq(oc.get("response_bytes"), len(r[2]), "response_bytes")
+    assert_eq(oc.get("response_sha256"), hashlib.sha256(r[2]).hexdigest(), "response_sha256")
+    assert_contains(err, "%s: more values redacted" % oc["id"], "the fallback is logged")
+    oc2 = outcome_of(rig, r2)[1]
+    assert_eq(oc2["response"]["response"]["receivedBody"], "[REDACTED]", "few: hidden")
     verify_ok(rig, rig.audit)
 
 

@@ -1,7 +1,8 @@
 /*
  * test_jbody.c — jbody_scan (validation, nonce detection, splice offsets,
- * redacted audit copy), jbody_nonce_member, jbody_quote, the staging
- * writer (jbody_sink) and redact_set.
+ * redacted audit copy), jbody_scan_echo (a request's redacted values hidden
+ * in its answer), jbody_nonce_member, jbody_quote, the staging writer
+ * (jbody_sink) and redact_set.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -551,6 +552,198 @@ test_fingerprint(void)
 }
 
 /*
+ * The values redacted from a request, found again in its answer
+ * (jbody_scan_echo): noted from req (which must scan), then the answer's
+ * copy with them hidden.
+ */
+static void
+note(const char *req, struct jbody_echo *e)
+{
+	struct evbuffer	*ev = evbuffer_new(), *plain = evbuffer_new();
+	struct jbody	 jb;
+	const char	*why;
+	char		*a, *b;
+
+	memset(e, 0, sizeof(*e));
+	CHECK(jbody_scan_echo(req, strlen(req), JBODY_OBJECT | JBODY_NOTE, DEPTH,
+	    audit_rs, ev, &jb, &why, e) == 0);
+	/* noting does not change the request's own copy */
+	CHECK(jbody_scan(req, strlen(req), JBODY_OBJECT, DEPTH, audit_rs, plain, &jb,
+	    &why) == 0);
+	a = drain(ev);
+	b = drain(plain);
+	CHECK_STREQ(a, b);
+	free(a);
+	free(b);
+	evbuffer_free(ev);
+	evbuffer_free(plain);
+}
+
+/* The answer's copy with e's values hidden (malloc'd), or NULL. */
+static char *
+hide(const char *resp, const struct redact_set *rs, struct jbody_echo *e)
+{
+	struct evbuffer	*ev = evbuffer_new();
+	struct jbody	 jb;
+	const char	*why;
+	char		*s = NULL;
+
+	if (jbody_scan_echo(resp, strlen(resp), 0, DEPTH, rs, ev, &jb, &why, e) == 0)
+		s = drain(ev);
+	evbuffer_free(ev);
+	return s;
+}
+
+/* Noting req, the answer resp must be copied as want (and be valid). */
+static void
+check_echo(const char *req, const char *resp, const char *want)
+{
+	struct jbody_echo	 e;
+	char			*got;
+
+	note(req, &e);
+	got = hide(resp, audit_rs, &e);
+	CHECK_STREQ(got, want);
+	CHECK(got != NULL && valid(got));
+	CHECK(!e.incomplete);
+	free(got);
+	jbody_echo_free(&e);
+	CHECK(e.p == NULL && e.n == 0 && e.len == 0);
+}
+
+/* How many texts noting req keeps. */
+static unsigned
+noted(const char *req)
+{
+	struct jbody_echo	 e;
+	unsigned		 n;
+
+	note(req, &e);
+	n = e.incomplete ? 999 : e.n;
+	jbody_echo_free(&e);
+	return n;
+}
+
+static void
+test_echo(void)
+{
+	struct jbody_echo	 e;
+	struct redact_set	*fp;
+	char			*cause, *got, *big;
+	size_t			 i, n;
+	const char		*why, *answers[] = {
+		"{\"success\":true,\"response\":{\"errors\":[],\"receivedBody\":"
+		    "\"{\\\"note\\\":\\\"x\\\"}\"}}",
+		" [ 1 , \"a\\u00e9\" , {\"password\" : \"p\"}, null ] ",
+		"{\"k\":\"v\\/\\n\",\"n\":-1.5e3}",
+	};
+
+	/* the defect: test-signature echoes the body, as a string */
+	check_echo("{\"password\":\"hunter22\",\"note\":\"x\"}",
+	    "{\"success\":true,\"response\":{\"errors\":[],\"checkSignatureResult\":true,"
+	    "\"receivedBody\":\"{\\\"nonce\\\":1,\\\"password\\\":\\\"hunter22\\\","
+	    "\\\"note\\\":\\\"x\\\"}\"}}",
+	    "{\"success\":true,\"response\":{\"errors\":[],\"checkSignatureResult\":true,"
+	    "\"receivedBody\":\"[REDACTED]\"}}");
+	/* raw form: the value inside a longer string, alone, escaped or not */
+	check_echo("{\"password\":\"hunter22\"}",
+	    "{\"a\":\"your password is hunter22.\",\"b\":\"hunter22\",\"c\":\"hunter2\","
+	    "\"d\":\"hun\\u0074er22\",\"e\":\"\\n\"}",
+	    "{\"a\":\"[REDACTED]\",\"b\":\"[REDACTED]\",\"c\":\"hunter2\","
+	    "\"d\":\"[REDACTED]\",\"e\":\"\\n\"}");
+	/* sent with escapes: found decoded (plain in the answer) and as sent (an echo) */
+	CHECK(noted("{\"password\":\"hun\\u0074er\\\"22\"}") == 2);
+	check_echo("{\"password\":\"hun\\u0074er\\\"22\"}",
+	    "{\"a\":\"hunter\\\"22\",\"b\":\"{\\\"password\\\":\\\"hun\\\\u0074er"
+	    "\\\\\\\"22\\\"}\",\"c\":\"hunter22\",\"d\":\"hun\\\\u0074er\"}",
+	    "{\"a\":\"[REDACTED]\",\"b\":\"[REDACTED]\",\"c\":\"hunter22\","
+	    "\"d\":\"hun\\\\u0074er\"}");
+	/* non-ASCII: sent as \u00e4, answered as UTF-8 (and the other way) */
+	check_echo("{\"password\":\"p\\u00e4ssw\"}",
+	    "{\"a\":\"p\xc3\xa4ssw\"}", "{\"a\":\"[REDACTED]\"}");
+	check_echo("{\"password\":\"p\xc3\xa4ssw\"}",
+	    "{\"a\":\"p\\u00e4ssw\"}", "{\"a\":\"[REDACTED]\"}");
+	/* below JBODY_ECHO_MIN bytes: not looked for; 4 bytes are */
+	CHECK(noted("{\"password\":\"abc\",\"secret\":\"\\u00e9\"}") == 1);
+	check_echo("{\"password\":\"abc\"}", "{\"a\":\"abc\",\"b\":\"xabcx\"}",
+	    "{\"a\":\"abc\",\"b\":\"xabcx\"}");
+	check_echo("{\"password\":\"abcd\"}", "{\"a\":\"abc\",\"b\":\"xabcdx\"}",
+	    "{\"a\":\"abc\",\"b\":\"[REDACTED]\"}");
+	/* no redacted value: nothing kept, the copy is jbody_scan's, byte for byte */
+	CHECK(noted("{\"a\":\"hunter22\",\"l\":[1,{\"b\":\"passwords\"}]}") == 0);
+	note("{\"nonce\":1,\"from\":\"ETH\",\"to\":\"USDT\"}", &e);
+	CHECK(e.n == 0 && e.p == NULL && e.len == 0 && !e.incomplete);
+	for (i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+		char *plain = copy(answers[i], strlen(answers[i]), audit_rs, &why);
+
+		got = hide(answers[i], audit_rs, &e);
+		CHECK(plain != NULL);
+		CHECK_STREQ(got, plain);
+		free(got);
+		free(plain);
+	}
+	got = hide(answers[0], audit_rs, NULL);
+	CHECK(got != NULL && strstr(got, "receivedBody\":\"{") != NULL);
+	free(got);
+	jbody_echo_free(&e);
+	/* at any depth, found at any depth; member names are not rewritten */
+	check_echo("{\"a\":[{\"b\":{\"secret\":\"s3cr3tval\"}}],\"c\":1}",
+	    "[{\"x\":[{\"y\":\"..s3cr3tval..\"}]},\"s3cr3tval\",{\"s3cr3tval\":[\"ok\"]}]",
+	    "[{\"x\":[{\"y\":\"[REDACTED]\"}]},\"[REDACTED]\",{\"s3cr3tval\":[\"ok\"]}]");
+	/* a number: its text, in a string or as a number */
+	check_echo("{\"secret\":12345678}",
+	    "{\"n\":12345678,\"m\":-12345678.5,\"s\":\"id 12345678\",\"t\":1234567}",
+	    "{\"n\":\"[REDACTED]\",\"m\":\"[REDACTED]\",\"s\":\"[REDACTED]\",\"t\":1234567}");
+	CHECK(noted("{\"secret\":123}") == 0);
+	/* an object or array: its text as sent, blanks included */
+	check_echo("{\"requestHeaders\":{\"k\": \"v1\"},\"secret\":[1, 2]}",
+	    "{\"echo\":\"{\\\"requestHeaders\\\":{\\\"k\\\": \\\"v1\\\"}}\","
+	    "\"l\":\"[1, 2]\",\"k\":\"v1\"}",
+	    "{\"echo\":\"[REDACTED]\",\"l\":\"[REDACTED]\",\"k\":\"v1\"}");
+	/* only the outer value of a nested redaction is kept */
+	CHECK(noted("{\"secret\":{\"password\":\"inner-pw\"}}") == 1);
+	/* true, false, null are not kept; a string "null" is, and leaves null alone */
+	CHECK(noted("{\"secret\":true,\"password\":null,\"signature\":false}") == 0);
+	check_echo("{\"password\":\"null\"}", "{\"a\":null,\"b\":\"nullable\",\"null\":1}",
+	    "{\"a\":null,\"b\":\"[REDACTED]\",\"null\":1}");
+	/* answers' own redaction by name still applies, and comes first */
+	check_echo("{\"password\":\"hunter22\"}",
+	    "{\"password\":\"hunter22\",\"secret\":{\"x\":\"hunter22\"},\"y\":\"hunter22\"}",
+	    "{\"password\":\"[REDACTED]\",\"secret\":\"[REDACTED]\",\"y\":\"[REDACTED]\"}");
+	/* kept once: a repeat, or a text that holds one kept already */
+	CHECK(noted("{\"password\":\"hunter22\",\"secret\":\"hunter22\","
+	    "\"signature\":\"xhunter22x\",\"requestBody\":\"unter\"}") == 2);
+	/* fingerprint mode: by name a fingerprint, a string holding a value [REDACTED] */
+	fp = redact_set_new("password, secret", &cause);
+	redact_set_fingerprint(fp, test_fp, NULL);
+	note("{\"password\":\"hunter22\"}", &e);
+	got = hide("{\"password\":\"hunter22\",\"b\":\"is hunter22\",\"c\":[\"x\"]}", fp, &e);
+	CHECK(got != NULL && strstr(got, "\"password\":\"hmac-sha256:") != NULL &&
+	    strstr(got, "\"b\":\"[REDACTED]\",\"c\":[\"x\"]}") != NULL && valid(got));
+	free(got);
+	/* a bad answer fails as it would without e */
+	got = hide("{\"b\":\"hunter22\"", audit_rs, &e);
+	CHECK(got == NULL);
+	jbody_echo_free(&e);
+	redact_set_free(fp);
+	/* at most JBODY_ECHO_MAX texts; past that the set is incomplete */
+	big = malloc(64 * (JBODY_ECHO_MAX + 2));
+	for (n = JBODY_ECHO_MAX; n <= JBODY_ECHO_MAX + 1; n++) {
+		size_t	 o = 0;
+
+		o += (size_t)sprintf(big + o, "{\"l\":[");
+		for (i = 0; i < n; i++)
+			o += (size_t)sprintf(big + o, "%s{\"password\":\"value-%03zu\"}",
+			    i ? "," : "", i);
+		sprintf(big + o, "]}");
+		note(big, &e);
+		CHECK(e.n == JBODY_ECHO_MAX && e.incomplete == (n > JBODY_ECHO_MAX));
+		jbody_echo_free(&e);
+	}
+	free(big);
+}
+
+/*
  * The copy is kept as a span of the input while it equals the input; these
  * break the span (blanks, escapes, replaced values) and resume it, at the
  * start, in the middle and at the end, also past the 512-byte stage.
@@ -897,6 +1090,7 @@ main(void)
 	test_copy_spans();
 	test_redact();
 	test_fingerprint();
+	test_echo();
 	test_redact_set();
 	test_nonce_member();
 	test_quote();
