@@ -38,22 +38,39 @@ enum {
 	CH_ERROR
 };
 
-/* RFC 9110 tchar. */
-static int
-httpp_tchar(unsigned char c)
-{
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-	    (c >= 'A' && c <= 'Z'))
-		return 1;
-	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/*
+ * Byte classes, one table lookup per byte (the parser runs on every head):
+ * H_TCHAR  RFC 9110 tchar: ALPHA DIGIT !#$%&'*+-.^_`|~
+ * H_FV     field-value byte: HTAB, SP, VCHAR or obs-text (not CTL, not DEL)
+ * H_STOP   a byte that ends or breaks a head line: CR, LF, NUL
+ * H_HOST   a byte a Host value may hold: ALPHA DIGIT -._~%!$&'()*+,;=:[]
+ */
+#define H_TCHAR	1
+#define H_FV	2
+#define H_STOP	4
+#define H_HOST	8
+static const unsigned char httpp_cls[256] = {
+	 4,  0,  0,  0,  0,  0,  0,  0,  0,  2,  4,  0,  0,  4,  0,  0,	/* 0x00 */
+	 0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,	/* 0x10 */
+	 2, 11,  2,  3, 11, 11, 11, 11, 10, 10, 11, 11, 10, 11, 11,  2,	/* 0x20 */
+	11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 10, 10,  2, 10,  2,  2,	/* 0x30 */
+	 2, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,	/* 0x40 */
+	11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 10,  2, 10,  3, 11,	/* 0x50 */
+	 3, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,	/* 0x60 */
+	11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,  2,  3,  2, 11,  0,	/* 0x70 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0x80 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0x90 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0xa0 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0xb0 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0xc0 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0xd0 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0xe0 */
+	 2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,  2,	/* 0xf0 */
+};
 
-/* Field-value byte: HTAB, SP, VCHAR or obs-text. */
-static int
-httpp_fvchar(unsigned char c)
-{
-	return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
+#define httpp_tchar(c)	(httpp_cls[(unsigned char)(c)] & H_TCHAR)
+#define httpp_fvchar(c)	(httpp_cls[(unsigned char)(c)] & H_FV)
+#define httpp_hostchar(c) (httpp_cls[(unsigned char)(c)] & H_HOST)
 
 /* Optional whitespace: SP or HTAB. */
 static int
@@ -69,20 +86,29 @@ httpp_lower(unsigned char c)
 	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }
 
-/* Compare a[0..alen) with the string b, ignoring ASCII case. */
+/* Compare a[0..n) with b[0..n), ignoring ASCII case. */
 static int
-httpp_ieq(const char *a, size_t alen, const char *b)
+httpp_ieqn(const char *a, const char *b, size_t n)
 {
 	size_t	i;
 
-	if (strlen(b) != alen)
-		return 0;
-	for (i = 0; i < alen; i++) {
+	for (i = 0; i < n; i++) {
 		if (httpp_lower(a[i]) != httpp_lower(b[i]))
 			return 0;
 	}
 	return 1;
 }
+
+/* Compare a[0..alen) with the string b, ignoring ASCII case. */
+static int
+httpp_ieq(const char *a, size_t alen, const char *b)
+{
+	return strlen(b) == alen && httpp_ieqn(a, b, alen);
+}
+
+/* The same with a string literal b: its length is known at compile time. */
+#define HTTPP_IEQ(a, alen, lit) \
+	((alen) == sizeof(lit) - 1 && httpp_ieqn((a), (lit), sizeof(lit) - 1))
 
 /*
  * Find the end of the head, or the first byte that makes it invalid,
@@ -92,19 +118,29 @@ httpp_ieq(const char *a, size_t alen, const char *b)
 size_t
 httpp_head_scan(const char *buf, size_t len, size_t *from)
 {
-	size_t	i;
+	size_t	i = *from;
 
-	for (i = *from; i < len; i++) {
+	/* a CR ended the bytes scanned before: the next byte must be LF */
+	if (i > 0 && i < len && buf[i - 1] == '\r' && buf[i] != '\n')
+		return i + 1;
+	for (;;) {
+		while (i < len && !(httpp_cls[(unsigned char)buf[i]] & H_STOP))
+			i++;
+		if (i >= len)
+			break;
 		if (buf[i] == '\0')
 			return i + 1;
-		if (i > 0 && buf[i - 1] == '\r' && buf[i] != '\n')
-			return i + 1;
-		if (buf[i] != '\n')
-			continue;
-		if (i == 0 || buf[i - 1] != '\r')
-			return i + 1;
+		if (buf[i] == '\r') {
+			if (++i >= len)
+				break;	/* the LF may come with the next read */
+			if (buf[i] != '\n')
+				return i + 1;
+		} else if (i == 0 || buf[i - 1] != '\r')
+			return i + 1;	/* a bare LF */
+		/* buf[i] is the LF of a CRLF: an empty line before it ends the head */
 		if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
 			return i + 1;
+		i++;
 	}
 	*from = len;
 	return 0;
@@ -125,15 +161,15 @@ httpp_line(const char *buf, size_t len, size_t *off, const char **line,
 {
 	size_t	i;
 
-	for (i = *off; i < len && buf[i] != '\r'; i++) {
-		if (buf[i] == '\n') {
-			*why = "bare LF in head";
-			return -1;
-		}
-		if (buf[i] == '\0') {
-			*why = "NUL in head";
-			return -1;
-		}
+	for (i = *off; i < len && !(httpp_cls[(unsigned char)buf[i]] & H_STOP); i++)
+		;
+	if (i < len && buf[i] == '\n') {
+		*why = "bare LF in head";
+		return -1;
+	}
+	if (i < len && buf[i] == '\0') {
+		*why = "NUL in head";
+		return -1;
 	}
 	if (i + 1 >= len) {
 		*why = "head not terminated";
@@ -327,7 +363,7 @@ httpp_transfer_encoding(const struct httpp_header *h, struct httpp_msg *m,
 		*why = "duplicate Transfer-Encoding";
 		return -1;
 	}
-	if (!httpp_ieq(h->value, h->value_len, "chunked")) {
+	if (!HTTPP_IEQ(h->value, h->value_len, "chunked")) {
 		*why = "unsupported Transfer-Encoding";
 		return -1;
 	}
@@ -348,9 +384,9 @@ httpp_connection_token(const char *s, const char *e, int *cl, int *ka,
 			return -1;
 		}
 	}
-	if (httpp_ieq(s, (size_t)(e - s), "close"))
+	if (HTTPP_IEQ(s, (size_t)(e - s), "close"))
 		*cl = 1;
-	else if (httpp_ieq(s, (size_t)(e - s), "keep-alive"))
+	else if (HTTPP_IEQ(s, (size_t)(e - s), "keep-alive"))
 		*ka = 1;
 	return 0;
 }
@@ -377,17 +413,8 @@ httpp_connection(const struct httpp_header *h, int *cl, int *ka,
 	}
 }
 
-/* Host = uri-host [ ":" port ] bytes (RFC 3986 reg-name, IP literal). */
-static int
-httpp_hostchar(unsigned char c)
-{
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-	    (c >= 'A' && c <= 'Z'))
-		return 1;
-	return c != '\0' && strchr("-._~%!$&'()*+,;=:[]", c) != NULL;
-}
-
-/* Host, at most once, with only the bytes a host and port may hold. */
+/* Host, at most once, with only the bytes a host and port may hold (RFC 3986
+ * reg-name or IP literal, and a port). */
 static int
 httpp_host(const struct httpp_header *h, struct httpp_msg *m,
     const char **why)
@@ -414,18 +441,18 @@ static int
 httpp_derive_one(const struct httpp_header *h, struct httpp_msg *m,
     int request, int *cl, int *ka, const char **why)
 {
-	if (httpp_ieq(h->name, h->name_len, "content-length"))
+	if (HTTPP_IEQ(h->name, h->name_len, "content-length"))
 		return httpp_content_length(h, m, why);
-	if (httpp_ieq(h->name, h->name_len, "transfer-encoding"))
+	if (HTTPP_IEQ(h->name, h->name_len, "transfer-encoding"))
 		return httpp_transfer_encoding(h, m, why);
-	if (httpp_ieq(h->name, h->name_len, "connection"))
+	if (HTTPP_IEQ(h->name, h->name_len, "connection"))
 		return httpp_connection(h, cl, ka, why);
 	if (!request)
 		return 0;
-	if (httpp_ieq(h->name, h->name_len, "host"))
+	if (HTTPP_IEQ(h->name, h->name_len, "host"))
 		return httpp_host(h, m, why);
-	if (httpp_ieq(h->name, h->name_len, "expect") &&
-	    httpp_ieq(h->value, h->value_len, "100-continue") && m->minor == 1)
+	if (HTTPP_IEQ(h->name, h->name_len, "expect") &&
+	    HTTPP_IEQ(h->value, h->value_len, "100-continue") && m->minor == 1)
 		m->expect_continue = 1;
 	return 0;
 }
