@@ -300,6 +300,8 @@ audit_open(struct event_base *base, const char *path, enum conf_sync sync,
 	if (audit_start_file(a, "start", note) == -1) {
 		if (asprintf(cause, "%s: cannot write the opening record", path) == -1)
 			*cause = NULL;
+		close(a->fd);	/* no close record after an open record that failed */
+		a->fd = -1;
 		audit_close(a);
 		return NULL;
 	}
@@ -940,18 +942,29 @@ audit_forget(struct audit *a, void *arg)
 		pthread_mutex_unlock(&a->mu);
 }
 
-/* Closing record, flush and close. */
-void
+/*
+ * Closing record, flush and close.  -1 (logged) when the close record could
+ * not be written or synced: the trail then ends without it.
+ */
+int
 audit_close(struct audit *a)
 {
+	int	rc = 0;
+
 	if (a == NULL)
-		return;
+		return 0;
 	if (a->fd != -1 && a->queue != NULL) {
 		audit_flush(a);
-		(void)audit_own_record(a, "close", "shutdown", "");
-		if (a->sync != SYNC_NONE)
-			(void)fsync(a->fd);
-		audit_tail_save(a);
+		if (audit_own_record(a, "close", "shutdown", "") == -1) {
+			log_err("audit: %s: the close record could not be written: the trail "
+			    "ends without it (audit-verify will say so)", a->path);
+			rc = -1;
+		} else if (a->sync != SYNC_NONE && fsync(a->fd) == -1) {
+			log_err("audit: %s: cannot sync the close record: %s", a->path,
+			    strerror(errno));
+			rc = -1;
+		}
+		audit_tail_save(a);	/* names the last record the file holds */
 	}
 	if (a->th_on) {
 		pthread_mutex_lock(&a->mu);
@@ -978,4 +991,5 @@ audit_close(struct audit *a)
 	free(a->tail_path);
 	free(a->path);
 	free(a);
+	return rc;
 }

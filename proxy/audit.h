@@ -38,7 +38,7 @@ struct signer;
 struct audit	*audit_open(struct event_base *, const char *path, enum conf_sync,
 		    const struct signer *chain, const char *tail_path, char **cause);
 /* Write the closing record, flush everything queued (blocking) and close. */
-void		 audit_close(struct audit *);
+int		 audit_close(struct audit *);	/* -1: the close record is missing */
 /* Recovered or fresh sequence number and chain value of the trail's tail. */
 unsigned long long audit_seq(const struct audit *);
 /* Reopen the file by path (log rotation); keeps the old fd on failure. */

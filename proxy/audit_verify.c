@@ -23,6 +23,7 @@ struct av_state {
 	int			 have_seq;
 	int			 closed;	/* last line seen was a close record */
 	unsigned long long	 lines;
+	size_t			 file_lines;	/* lines of the file read last */
 	char			 start[SIGNER_HEX_LEN + 1];	/* first file's prev_chain */
 	unsigned long long	 first;		/* seq of the first record */
 	/* for the comparison with the state dir's tail copy */
@@ -217,6 +218,7 @@ av_file(struct av_state *st, const char *path, int first_file, int last, FILE *o
 		fprintf(out, "%s: empty file (truncated)\n", path);
 		goto bad;
 	}
+	st->file_lines = lineno;
 	free(line);
 	fclose(f);
 	return 0;
@@ -444,8 +446,8 @@ audit_verify_trail(const struct signer *key, char *const *files, int n,
 		if (av_file(&st, files[i], i == 0, i == n - 1, out) != 0)
 			return 1;
 	if (!st.closed) {
-		fprintf(out, "%s: tail truncated: no closing record after line %llu "
-		    "(or the proxy is still writing, or it crashed)\n", last, st.lines);
+		fprintf(out, "%s: tail truncated: no closing record after line %zu "
+		    "(or the proxy is still writing, or it crashed)\n", last, st.file_lines);
 		return 1;
 	}
 	if (t.state == AV_T_OK) {

@@ -412,7 +412,10 @@ keys_load(struct keyslot *s, const struct conf_profile *p, int check_only, int r
 	s->max_stale_ms = max_stale_ms;
 	if (strncmp(p->secret, "vault:", 6) == 0) {
 		if (v == NULL && !check_only) {
-			*cause = strdup("vault: source needs [vault] address");
+			/* the Vault client is made at start: a reload cannot add one */
+			*cause = strdup(reload ? "vault: no Vault client: [vault] was not set at "
+			    "start, and adding it needs a restart" :
+			    "vault: source needs [vault] address");
 			return -1;
 		}
 		if (!reload && !check_only)

@@ -219,9 +219,11 @@ main(int argc, char **argv)
 	 * A requested stop exits 0 when every request finished, and 2 when some
 	 * were still running at shutdown_timeout_ms and had to be cut (each was
 	 * answered 503 PROXY_SHUTTING_DOWN and audited; the log says how many):
-	 * the exit status tells a supervisor or a script that the drain was not clean.
+	 * the exit status tells a supervisor or a script that the drain was not
+	 * clean.  3 when the audit trail could not be closed (its close record
+	 * or the last sync failed; logged): that outranks a cut.
 	 */
-	rc = px.cut > 0 ? OCP_EXIT_CUT : 0;
+	rc = px.audit_unclosed ? OCP_EXIT_AUDIT : px.cut > 0 ? OCP_EXIT_CUT : 0;
 	proxy_free(&px);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #define OCP_STATE_LOCK		"ocp-proxy.lock"	/* in [state] dir: one instance per dir */
 #define OCP_STATE_TAIL		"audit.tail"	/* in [state] dir: the audit trail's tail */
 #define OCP_EXIT_CUT		2	/* stopped, but requests were cut at shutdown_timeout_ms */
+#define OCP_EXIT_AUDIT		3	/* stopped, but the audit trail's close record is missing */
 
 struct event_base;
 struct evdns_base;
@@ -87,6 +88,7 @@ struct proxy {
 	unsigned		 inflight;	/* requests not yet answered */
 	int			 stopping;
 	int			 cut;		/* requests cut at shutdown */
+	int			 audit_unclosed;	/* the trail's close record is missing */
 	struct event		*sig[4];
 	struct event		*drain_timer;
 	struct event		*watchdog;

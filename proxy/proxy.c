@@ -1132,7 +1132,7 @@ proxy_reload(struct proxy *px)
 			gen_unref(g);
 			goto refused;
 		}
-		audit_close(px->audit);
+		(void)audit_close(px->audit);	/* a failure is logged; the new trail goes on */
 		px->audit = a;
 		new_trail = 1;
 	} else if (audit_reopen(px->audit, &cause) == -1) {
@@ -1496,7 +1496,7 @@ proxy_run(struct proxy *px)
 	event_base_dispatch(px->base);
 	if (px->inflight > 0)
 		request_cut_all(px);
-	audit_close(px->audit);
+	px->audit_unclosed = audit_close(px->audit) == -1;
 	px->audit = NULL;
 	request_buf_release();
 	if (px->cut > 0)

@@ -462,6 +462,32 @@ def fail_closed_rlimit_fsize():
 
 
 @test
+def stop_while_the_trail_cannot_be_written_exits_3():
+    """SIGTERM while the audit file takes no more bytes: the close record
+    cannot be written, the log says so and the exit status is 3 (not the 0 of
+    a clean stop); the trail keeps every earlier record."""
+    s = sim()
+    rig = Rig(s)
+    p = rig.start()
+    try:
+        while os.stat(rig.audit).st_size < os.stat(p.stderr_path).st_size + 8192:
+            assert_status(price_rate(p), 200, "growing the audit file past the log")
+        settled(rig, price_rate(p), "the last good request")
+        resource.prlimit(p.pid, resource.RLIMIT_FSIZE,
+                         (os.stat(rig.audit).st_size + 50, resource.RLIM_INFINITY))
+        assert_status(price_rate(p), 503, "a request while the trail takes nothing")
+        assert_eq(p.stop(), 3, "exit code of a stop without the close record")
+        assert_contains(p.stderr_text(), "the close record could not be written",
+                        "the log says the trail ends without its close record")
+    finally:
+        p.stop()
+    assert_true(audit_lines(rig.audit)[-1].get("phase") != "close", "no close record")
+    rc, out = rig.verify(rig.audit)
+    assert_eq(rc, 1, "audit-verify: the missing close record is reported")
+    assert_contains(out, "no closing record", "audit-verify names the missing close record")
+
+
+@test
 def fail_closed_immutable_file():
     if not shutil.which("chattr"):
         raise Skip("chattr(1) not installed")
@@ -779,6 +805,11 @@ def audit_verify_rotated_series():
     e2 = tampered(rig, a2, n(a2) + ".edited",
                   lambda x: x[:1] + [x[1].replace(b"price-rate", b"price-ratE")] + x[2:])
     expect_bad(rig, [a1, e2, a3], "%s:2:" % e2, ["edited"], "edit in file 2 line 2")
+    # the last file cut: the line named is a line of that file, not a count
+    # over the series
+    t3 = tampered(rig, a3, n(a3) + ".cut", lambda x: x[:3])
+    expect_bad(rig, [a1, a2, t3], "%s: tail truncated" % t3,
+               ["no closing record after line 3 "], "last file cut after its line 3")
     # the closing record of the first file removed
     t1 = tampered(rig, a1, n(a1) + ".trunc", lambda x: x[:-1])
     rc, out = rig.verify(t1, a2, a3)

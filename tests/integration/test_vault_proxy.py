@@ -29,7 +29,7 @@ sys.dont_write_bytecode = True     # keep tests/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: E402
                      PARTNER_SECRET, Notify, Proxy, Sim, Skip, add_secret,
-                     assert_eq, assert_not_contains, assert_status, assert_true,
+                     assert_contains, assert_eq, assert_not_contains, assert_status, assert_true,
                      certs, envelope, error_name, free_port, main, request, run_proxy,
                      subdir, test, wait_for, write_file)
 from vaultsim import ROLE_ID, ROOT_TOKEN, SECRET_ID, VaultSim  # noqa: E402
@@ -826,6 +826,33 @@ def sighup_rereads_file_secret_and_keeps_old_on_failure():
         signed_ok(s, p, "merchant", VM1[0], "merchant after a failed re-read")
         assert_true(p.running(), "still running")
         no_secrets(p.stderr_text(), "stderr")
+    finally:
+        st.stop()
+        v.stop()
+
+
+@test
+def sighup_adding_vault_says_it_needs_a_restart():
+    """Started without [vault], a reload that adds [vault] and a vault: source
+    is refused, and the reason says a restart is needed (not that the address
+    is missing: it is set)."""
+    s = sim()
+    v = new_vault()
+    st = Setup(s, v)
+    try:
+        ms = write_file(os.path.join(st.dir, "merchant.secret"), MERCHANT_SECRET + "\n")
+        p = st.start(vault=None, profile_merchant={"public_key": MERCHANT_PUBLIC,
+                                                   "secret": "file:" + ms})
+        signed_ok(s, p, "merchant", MERCHANT_PUBLIC, "merchant from a file")
+        log = Log(p).mark()
+        write_file(p.conf, st.ini())
+        p.signal(signal.SIGHUP)
+        log.wait("reload refused", 3)
+        err = log.since()
+        assert_contains(err, "[vault] was not set at start, and adding it needs a restart",
+                        "the refusal says why")
+        assert_true("needs [vault] address" not in err, "no claim that the address is missing")
+        signed_ok(s, p, "merchant", MERCHANT_PUBLIC, "the running key still serves")
     finally:
         st.stop()
         v.stop()
