@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "audit_verify.h"
 #include "fmt.h"
 #include "log.h"
 #include "secret.h"
@@ -222,23 +223,27 @@ audit_set_tail(struct audit *a, const char *tail_path)
 	audit_tail_save(a);
 }
 
-/* A new or empty trail continues the chain saved in the state directory. */
+/*
+ * A new or empty trail continues the chain saved in the state directory.
+ * The copy is read by the same rules as audit-verify reads it
+ * (audit_tail_parse); a malformed one is ignored.
+ */
 static void
 audit_tail_load(struct audit *a)
 {
-	FILE			*f;
 	unsigned long long	 seq;
-	char			 chain[SIGNER_HEX_LEN + 2];
+	char			 buf[128], chain[SIGNER_HEX_LEN + 1];
+	ssize_t			 n;
+	int			 fd;
 
-	if (a->tail_path == NULL || (f = fopen(a->tail_path, "re")) == NULL)
+	if (a->tail_path == NULL || (fd = open(a->tail_path, O_RDONLY | O_CLOEXEC)) == -1)
 		return;
-	if (fscanf(f, "%llu %65s", &seq, chain) == 2 &&
-	    (strcmp(chain, AUDIT_NO_CHAIN) == 0 || (strlen(chain) == SIGNER_HEX_LEN &&
-	    strspn(chain, "0123456789abcdef") == SIGNER_HEX_LEN))) {
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n > 0 && audit_tail_parse(buf, (size_t)n, &seq, chain) == 0) {
 		a->seq = seq;
-		memcpy(a->chain, chain, strlen(chain) + 1);
+		fmt_copy(a->chain, sizeof(a->chain), *chain ? chain : AUDIT_NO_CHAIN);
 	}
-	fclose(f);
 }
 
 /* Open the trail, recover its chain state and write the "open" record. */
