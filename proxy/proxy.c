@@ -953,6 +953,24 @@ proxy_perms_stage(struct proxy *px, const struct conf *c, struct listen_stage *s
 }
 
 /*
+ * Whether c's unix: address names the socket file this proxy bound, in
+ * another spelling ("/./", "//", a symlinked directory): the same file
+ * (lstat: a symlink in place of the socket is another file) is the listener
+ * in use, not another process's.
+ */
+static int
+proxy_unix_same(const struct proxy *px, const struct conf *c)
+{
+	const struct lsock	*ls = &px->lsock;
+	struct stat		 sb;
+
+	if (ls->unix_path == NULL || strncmp(c->listen_address, "unix:", 5) != 0)
+		return 0;
+	return lstat(c->listen_address + 5, &sb) == 0 && S_ISSOCK(sb.st_mode) &&
+	    sb.st_dev == ls->unix_dev && sb.st_ino == ls->unix_ino;
+}
+
+/*
  * Reload: bind a changed [listen] address now, before the reload is taken,
  * so that a refusal leaves the running listener as it is (a socket passed by
  * systemd stays).  0 (st->l made, or nothing to bind), or -1 with a line in
@@ -970,6 +988,11 @@ proxy_listen_stage(struct proxy *px, const struct conf *c, struct listen_stage *
 		return 0;
 	if (strcmp(c->listen_address, px->gen->conf->listen_address) == 0)
 		return proxy_perms_stage(px, c, st, errs);
+	if (proxy_unix_same(px, c)) {
+		log_info("[listen] address %s is the socket in use, %s: kept",
+		    c->listen_address, px->lsock.desc);
+		return proxy_perms_stage(px, c, st, errs);
+	}
 	if (strncmp(c->listen_address, "unix:", 5) == 0 && proxy_unix_dir_check(c, errs) == -1)
 		return -1;
 	if (proxy_lsock_open(c, &st->ls, &cause) == -1) {

@@ -2239,6 +2239,47 @@ def sighup_moves_between_tcp_and_a_unix_socket():
 
 
 @test
+def sighup_names_the_same_unix_socket_another_way():
+    """A reload whose [listen] address names the unix socket in use in another
+    spelling ("/./", "//", through a symlinked directory) is the address
+    unchanged: reloaded, nothing bound anew, the same socket file serves on
+    (a changed socket_mode is applied to it), and it is removed at the stop."""
+    s = sim()
+    st = Setup(s, "same-unix")
+    run = os.path.join(st.dir, "run")
+    os.mkdir(run, 0o700)
+    link = os.path.join(st.dir, "link")
+    os.symlink(run, link)
+    sock = os.path.join(run, "ocp.sock")
+    p = st.start(listen={"address": "unix:" + sock, "socket_mode": "0660"})
+    ino = os.lstat(sock).st_ino
+    kept = connect("unix:" + sock)
+    try:
+        ok(request("unix:" + sock, "/api-gateway/orders", b"{}", conn=kept), "keep-alive, before")
+        spellings = (run + "/./ocp.sock", run + "//ocp.sock", os.path.join(link, "ocp.sock"),
+                     sock)
+        for n, path in enumerate(spellings):
+            mode = ("0600", "0660")[n % 2]
+            write_file(p.conf, st.ini(listen={"address": "unix:" + path, "socket_mode": mode}))
+            err = reload_outcome(p, "reload naming unix:" + path)
+            assert_contains(err, "reloaded ", "reloaded (%s)" % path)
+            assert_not_contains(err, "another process", "not taken for another's (%s)" % path)
+            assert_not_contains(err, "listening on", "nothing bound anew (%s)" % path)
+            assert_contains(err, "[listen] address unix:%s is the socket in use" % path,
+                            "said (%s)" % path)
+            assert_eq(os.lstat(sock).st_ino, ino, "the same socket file (%s)" % path)
+            assert_eq(oct(os.lstat(sock).st_mode & 0o777), oct(int(mode, 8)),
+                      "socket_mode applied (%s)" % path)
+            ok(request("unix:" + path, "/api-gateway/orders", b"{}"), "served at " + path)
+            ok(request("unix:" + sock, "/api-gateway/orders", b"{}", conn=kept),
+               "keep-alive after the reload naming " + path)
+    finally:
+        kept.close()
+        assert_eq(st.stop(), 0, "exit code")
+    assert_true(not os.path.lexists(sock), "socket removed at exit")
+
+
+@test
 def sighup_to_a_refused_unix_socket_leaves_nothing_behind():
     """A reload to a unix path the proxy must not use is refused like any bad
     config, the TCP listener serves on and nothing is left in the directory:
