@@ -701,6 +701,17 @@ client_check_head(struct client *cl, const struct httpp_msg *m)
 	return 0;
 }
 
+/*
+ * RFC 9110 9.3.2: a head refused before it parses (malformed, too large)
+ * is still a HEAD's when its request line starts with that method token,
+ * and its answer gets no body either.
+ */
+static int
+client_head_token(const char *p, size_t len)
+{
+	return len >= 5 && memcmp(p, "HEAD ", 5) == 0;
+}
+
 /* Parse a complete head; 1 if a body phase starts, 0 if more input needed, -1 if refused. */
 static int
 client_read_head(struct client *cl, struct evbuffer *in)
@@ -747,12 +758,14 @@ client_read_head(struct client *cl, struct evbuffer *in)
 		return 0;	/* not complete yet */
 	if (hl == 0 || hl > c->max_header_bytes) {
 		cl->keepalive = 0;
+		cl->head = client_head_token(p, avail);
 		client_refuse(cl, 400, "PROXY_HEADERS_TOO_LARGE",
 		    "request line and headers exceed max_header_bytes", 1);
 		return -1;
 	}
 	if (httpp_parse_request(p, hl, &m, &why) == -1) {
 		cl->keepalive = 0;
+		cl->head = client_head_token(p, hl);
 		log_info("refused a malformed request from %s: %s", cl->peer, why);
 		client_refuse(cl, 400, "PROXY_BAD_REQUEST", why, 1);
 		return -1;

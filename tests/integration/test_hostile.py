@@ -889,6 +889,48 @@ def head_requests_get_no_body():
 
 
 @test
+def head_with_an_unparsable_request_line_gets_no_body():
+    """A request line the proxy cannot parse (or a head over max_header_bytes)
+    whose method token is HEAD still gets a HEAD's answer: the 400 head with
+    its Content-Length and Connection: close, then no body byte before the
+    close (RFC 9110 9.3.2); the request sent behind it on the same connection
+    is not answered.  The same line with another method gets its body."""
+    s = sim()
+    rig = Rig(s, "headbad")
+    p = rig.start()                       # max_header_bytes = 4096
+    nxt = head(path="/api-gateway/test-signature", cl=9, body=b'{"seq":2}')
+    try:
+        for what, req, name in (
+                ("version HTTP/1.1x", head(method="HEAD", version="1.1x"), "PROXY_BAD_REQUEST"),
+                ("HTTP/2.0", head(method="HEAD", version="2.0"), "PROXY_BAD_REQUEST"),
+                ("control byte in the target", head(method="HEAD", path="/api-gateway/o\x01rders"),
+                 "PROXY_BAD_REQUEST"),
+                ("no version", b"HEAD /api-gateway/orders\r\nHost: localhost\r\n\r\n",
+                 "PROXY_BAD_REQUEST"),
+                ("head over max_header_bytes", head(method="HEAD", extra=["X-Pad: " + "v" * 5000]),
+                 "PROXY_HEADERS_TOO_LARGE")):
+            got, closed, _ = talk(p.target, req + nxt, 3)
+            st, h, rest = head_answer(got, what)
+            assert_eq(st, 400, what + ": status")
+            assert_true(int(h.get("content-length", "0")) > 0, what + ": Content-Length kept")
+            assert_eq(h.get("connection", "").lower(), "close", what + ": Connection: close")
+            assert_eq(len(rest), 0, what + ": bytes after the head before the close")
+            assert_true(closed, what + ": closed")
+            rec = rig.outcome(h.get("x-request-id"))
+            assert_eq((rec["status"], rec["error"], rec["bytes_out"]), (400, name, 0),
+                      what + ": audited, no body sent")
+        # another method on the same bad line: the 400 carries its body
+        got, closed, _ = talk(p.target, head(method="GET", version="1.1x") + nxt, 3)
+        resps = parse_responses(got)
+        assert_eq(len(resps), 1, "GET on a bad line: one answer")
+        proxy_envelope(resps[0], 400, ("PROXY_BAD_REQUEST",), "GET on a bad line")
+        assert_true(closed, "GET on a bad line: closed")
+        assert_eq(len(s.records()), 0, "nothing forwarded")
+    finally:
+        assert_eq(rig.stop(), 0, "exit code")
+
+
+@test
 def browser_cross_site_post_is_refused():
     """A web page open in a browser on the same host can POST to
     http://localhost:PORT without a CORS preflight when it uses a "simple"
