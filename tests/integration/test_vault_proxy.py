@@ -20,6 +20,8 @@ import pwd
 import re
 import shutil
 import signal
+import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -941,10 +943,10 @@ def _check(st, name="chk.ini", timeout=30, **over):
     return rc, out, err, took, conf, ini
 
 
-def _check_fails(st, key, cause, what, section="profile.merchant", **over):
+def _check_fails(st, key, cause, what, section="profile.merchant", timeout=30, **over):
     """-t exits 1 with one line FILE:LINE: [section] key: ... cause (a regex),
     and no summary line (exit 1 says the check failed); returns (stderr, seconds)."""
-    rc, out, err, took, conf, ini = _check(st, **over)
+    rc, out, err, took, conf, ini = _check(st, timeout=timeout, **over)
     assert_eq(rc, 1, what + ": exit code")
     line = _key_line(ini, section, key)
     rx = r"^%s:%d: \[%s\] %s: cannot load key: .*%s" % (
@@ -1113,6 +1115,124 @@ def check_mode_wrong_vault_ca():
                      r"verification failed: ", "-t with the wrong CA",
                      vault={"ca_file": certs()["other_ca"]})
         assert_eq(v.stats()["reads"], 0, "reads that reached Vault")
+    finally:
+        v.stop()
+
+
+class StallVault:
+    """A Vault stand-in on 127.0.0.1 (port 0) for -t's time cap.  "silent":
+    accepts TCP connections and never sends a byte (not even the TLS
+    handshake).  "slow": TLS with the test certificate, each answer after
+    delay seconds: a token lookup succeeds (no expiry), every KV read is
+    refused (403), so the client takes every step it may take: lookup, read,
+    re-authentication, re-read."""
+
+    def __init__(self, mode, delay=0.0):
+        self.mode, self.delay = mode, delay
+        self.lookups = self.reads = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns = []
+        self._ls = socket.socket()
+        self._ls.bind(("127.0.0.1", 0))
+        self._ls.listen(16)
+        self.url = "https://127.0.0.1:%d" % self._ls.getsockname()[1]
+        self._ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ctx.load_cert_chain(certs()["server"], certs()["server_key"])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self._ls.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(c)
+            if self.mode == "slow":
+                threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            t = self._ctx.wrap_socket(c, server_side=True)
+            with self._lock:
+                self._conns.append(t)
+            buf = b""
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    b = t.recv(4096)
+                    if not b:
+                        return
+                    buf += b
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                target = head.split(b" ")[1]
+                if self._stop.wait(self.delay):
+                    return
+                if target == b"/v1/auth/token/lookup-self":
+                    with self._lock:
+                        self.lookups += 1
+                    status, body = "200 OK", b'{"data":{"ttl":0,"renewable":false}}'
+                else:
+                    with self._lock:
+                        self.reads += 1
+                    status, body = "403 Forbidden", b'{"errors":["permission denied"]}'
+                t.sendall(("HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                           "Content-Length: %d\r\n\r\n" % (status, len(body))).encode()
+                          + body)
+        except (OSError, ValueError, IndexError):
+            return
+
+    def stop(self):
+        self._stop.set()
+        self._ls.close()
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+def _check_capped(st, timeout_ms, cause, what):
+    """-t with [vault] timeout_ms: exit 1 within its cap (4 x timeout_ms + 1 s,
+    plus a margin for start-up) with exactly one line, at the merchant
+    secret's, naming the source and the cause; returns the seconds taken."""
+    cap = (4 * timeout_ms + 1000) / 1000.0
+    err, took = _check_fails(st, "secret", r"vault:secret/ocp/merchant: " + cause, what,
+                             timeout=cap + 20, vault={"timeout_ms": str(timeout_ms)})
+    assert_eq(len(err.splitlines()), 1, what + ": lines on stderr")
+    assert_true(took < cap + 1.5, "%s: -t took %.1f s, its cap is %.1f s" % (what, took, cap))
+    return took
+
+
+@test
+def check_mode_vault_wait_is_capped():
+    """-t waits for Vault at most 4 x [vault] timeout_ms + 1 s in all (the cap
+    over every step the client may take: lookup or login, read, and one
+    re-authentication and re-read after a 403).  A Vault that accepts the
+    connection but never sends a byte: exit 1 within the cap, one line naming
+    profile, key and source, nothing secret.  A Vault that answers every step
+    slowly but inside timeout_ms, refusing each read: the longest chain runs
+    to its end inside the cap, so the line gives Vault's refusal, not 'no
+    answer'."""
+    s = sim()
+    v = StallVault("silent")
+    st = Setup(s, v, name="chk-silent")
+    try:
+        # the step's own timeout, or the cap should a step ever go unbounded
+        _check_capped(st, 500, r"(vault did not answer in time|no answer from vault within "
+                      r"3000 ms)$", "-t with a Vault that never answers")
+    finally:
+        v.stop()
+    # 4 x 1.1 s: more than a cap of 2 x timeout_ms + 1 s or 3 x timeout_ms would allow
+    v = StallVault("slow", delay=1.1)
+    st = Setup(s, v, name="chk-slow")
+    try:
+        took = _check_capped(st, 1500, r"permission denied by vault \(HTTP 403\)$",
+                             "-t with a slow Vault refusing the reads")
+        assert_eq((v.lookups, v.reads), (2, 2), "lookups and reads: the whole chain")
+        assert_true(took >= 4 * 1.1, "-t took %.1f s: the four steps, one after the other"
+                    % took)
     finally:
         v.stop()
 
