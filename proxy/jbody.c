@@ -97,6 +97,29 @@ jbody_sink_wipe(struct jbody_sink *k)
 	jbody_sink_init(k, k->ev);
 }
 
+/*
+ * A new heap buffer of size bytes for old (NULL: none yet), holding its first
+ * keep bytes; old's first wipe bytes are zeroed before it is freed (unless it
+ * is the caller's inline buffer fixed): it may hold a secret.  NULL if no
+ * memory, old as it was.
+ */
+static void *
+jbody_regrow(void *old, size_t size, size_t keep, size_t wipe, const void *fixed)
+{
+	void	*p;
+
+	if ((p = malloc(size)) == NULL)
+		return NULL;
+	if (old == NULL)
+		return p;
+	if (keep > 0)
+		memcpy(p, old, keep);
+	explicit_bzero(old, wipe);
+	if (old != fixed)
+		free(old);
+	return p;
+}
+
 /* Make room for len more bytes in a heap-growing sink. */
 static int
 jbody_sink_grow(struct jbody_sink *k, size_t len)
@@ -109,12 +132,8 @@ jbody_sink_grow(struct jbody_sink *k, size_t len)
 			goto fail;
 		size *= 2;
 	}
-	if ((p = malloc(size)) == NULL)
+	if ((p = jbody_regrow(k->p, size, k->n, k->n, k->stage)) == NULL)
 		goto fail;
-	memcpy(p, k->p, k->n);
-	explicit_bzero(k->p, k->n);
-	if (k->p != k->stage)
-		free(k->p);
 	k->p = p;
 	k->size = size;
 	return 0;
@@ -201,14 +220,9 @@ jbody_echo_add(struct jbody_echo *e, const void *t, size_t n)
 		size = e->size > 0 ? e->size : 256;
 		while (size < need)
 			size *= 2;
-		if ((p = malloc(size)) == NULL) {
+		if ((p = jbody_regrow(e->p, size, e->len, e->len, NULL)) == NULL) {
 			e->incomplete = 1;
 			return;
-		}
-		if (e->p != NULL) {
-			memcpy(p, e->p, e->len);
-			explicit_bzero(e->p, e->len);
-			free(e->p);
 		}
 		e->p = p;
 		e->size = size;
@@ -790,13 +804,9 @@ jbody_unescape(struct jbody_parse *s, const unsigned char *raw, size_t n)
 	unsigned	 v, lo;
 	size_t		 i = 0, o = 0;
 
-	if (n > s->dsize) {	/* decoded text is never longer than raw */
-		if ((d = malloc(n)) == NULL)
+	if (n > s->dsize) {	/* decoded text is never longer than raw; none is kept */
+		if ((d = jbody_regrow(s->dec, n, 0, s->dsize, NULL)) == NULL)
 			return -1;
-		if (s->dec != NULL) {
-			explicit_bzero(s->dec, s->dsize);
-			free(s->dec);
-		}
 		s->dec = d;
 		s->dsize = n;
 	}
