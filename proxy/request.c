@@ -823,7 +823,7 @@ request_start(struct client *cl, char *method, char *path,
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		size_t len = evbuffer_get_length(body);
 
-		evbuffer_free(body);
+		wipe_free(body);	/* a caller's body may hold a password */
 		request_reject(cl, method, path, len, 503, "PROXY_OVERLOADED", "out of memory", 1);
 		free(method);
 		free(path);
