@@ -823,7 +823,7 @@ request_start(struct client *cl, char *method, char *path,
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		size_t len = evbuffer_get_length(body);
 
-		evbuffer_free(body);
+		wipe_free(body);	/* a caller's body may hold a password */
 		request_reject(cl, method, path, len, 503, "PROXY_OVERLOADED", "out of memory", 1);
 		free(method);
 		free(path);
@@ -849,8 +849,10 @@ request_start(struct client *cl, char *method, char *path,
 		request_fail(r, 404, "PROXY_NO_ROUTE", "no profile serves this path");
 		return;
 	}
-	if (r->gen->conf->audit_bodies == BODIES_REDACTED)
-		redacted = request_buf_get();
+	/* no copy, nothing noted: an answer that echoes the request is logged by hash */
+	if (r->gen->conf->audit_bodies == BODIES_REDACTED &&
+	    (redacted = request_buf_get()) == NULL)
+		r->echo.incomplete = 1;
 	if (request_prepare(r, redacted) == 0)
 		request_audit_ahead(r, redacted);
 	request_buf_put(redacted);

@@ -766,6 +766,33 @@ def main(argv=None):
     sys.exit(1 if failed else 0)
 
 
+def fail_alloc_env(fn, *funcs):
+    """An environment that makes the proxy's first call of fn (evbuffer_new or
+    calloc) from one of funcs fail (tests/integration/failalloc.c), or Skip."""
+    if shutil.which("cc") is None or shutil.which("nm") is None:
+        raise Skip("needs cc and nm to build the fault-injection library")
+    if os.environ.get("OCP_PROXY_WRAPPER"):
+        raise Skip("the wrapper (valgrind) replaces the allocator the fault needs")
+    so = os.path.join(subdir("failalloc"), "failalloc.so")
+    src = os.path.join(TOP, "tests", "integration", "failalloc.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", so, src, "-ldl"] +
+                   (["-DFAIL_CALLOC"] if fn == "calloc" else []), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    syms = subprocess.run(["nm", "-S", binary("ocp-proxy")], stdout=subprocess.PIPE,
+                          check=True, timeout=60).stdout.decode().split("\n")
+    ranges = []
+    for line in syms:
+        f = line.split()
+        if len(f) == 4 and f[3] in funcs:
+            ranges.append("%s:%s" % (f[0], f[1]))
+    if not ranges:
+        raise Skip("no symbols for %s in the binary" % ", ".join(funcs))
+    env = dict(os.environ, LD_PRELOAD=so, OCP_FAIL_FN=fn, OCP_FAIL_IN=",".join(ranges))
+    env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
+                           ":verify_asan_link_order=0").lstrip(":")
+    return env
+
+
 def cleanup():
     """Stop every process we started (by PID) and remove the temp dir."""
     global _cleaned, _tmp

@@ -27,8 +27,8 @@ from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: 
                      PARTNER_SECRET, Proxy, Sim, Skip, add_secret,
                      assert_contains, assert_eq, assert_not_contains,
                      assert_status, assert_true, binary, connect, error_name,
-                     main, request, run_proxy, scrub, subdir, test, wait_for,
-                     write_file)
+                     fail_alloc_env, main, request, run_proxy, scrub, subdir, test,
+                     wait_for, write_file)
 
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 FP_RE = re.compile(r"hmac-sha256:[0-9a-f]{16}")
@@ -1422,6 +1422,32 @@ def too_many_redacted_values_log_the_answer_by_hash():
     oc2 = outcome_of(rig, r2)[1]
     assert_eq(oc2["response"]["response"]["receivedBody"], "[REDACTED]", "few: hidden")
     verify_ok(rig, rig.audit)
+
+
+@test
+def echoed_values_stay_out_when_the_request_copy_cannot_be_made():
+    # Out of memory for the request's redacted copy: nothing was noted to
+    # look for in the answer, so the answer that echoes the request
+    # (receivedBody) must not be logged verbatim either.
+    s = sim()
+    rig = Rig(s)
+    # request_buf_get() is inlined into request_start(), or a function of its own
+    p = rig.start(env=fail_alloc_env("evbuffer_new", "request_start", "request_buf_get"))
+    pw = "pw-oom-" + uuid.uuid4().hex[:12]
+    add_secret(pw)
+    try:
+        r = request(p.target, "/api-gateway/test-signature", body({"password": pw}))
+        assert_status(r, 200, "test-signature")
+        assert_contains(r[2], pw, "the caller gets the body echoed")
+        settled(rig, r, "test-signature")
+        rq, oc = outcome_of(rig, r)
+        assert_true("request" not in rq, "no request copy was made (the fault was injected)")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+    assert_value_absent(rig, p.stderr_text(), pw, pw, "password")
+    assert_true("response" not in oc, "the answer is not logged verbatim")
+    assert_eq(oc.get("response_sha256"), hashlib.sha256(r[2]).hexdigest(), "response_sha256")
 
 
 # ------------------------------------------------------------ 7. page cache

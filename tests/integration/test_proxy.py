@@ -29,8 +29,8 @@ from harness import (MERCHANT_PUBLIC, MERCHANT_SECRET, PARTNER_PUBLIC,  # noqa: 
                      PARTNER_SECRET, TOP, Proxy, Sim, add_secret,
                      assert_contains, assert_eq, assert_not_contains,
                      assert_status, assert_true, certs, connect, envelope,
-                     error_name, free_port, main, raw, request, run_proxy,
-                     Skip, binary, sign, subdir, test, wait_for, write_file)
+                     error_name, fail_alloc_env, free_port, main, raw, request,
+                     run_proxy, Skip, binary, sign, subdir, test, wait_for, write_file)
 
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -729,6 +729,34 @@ def secrets_do_not_stay_in_memory():
         time.sleep(0.5)
         left = memory_holding(p.pid, secrets)
         assert_eq(len(left), 0, "secrets left in the proxy's memory (of %d)" % len(secrets))
+    finally:
+        assert_eq(st.stop(), 0, "exit code")
+
+
+@test
+def a_body_refused_for_lack_of_memory_is_wiped():
+    """No memory for the request object: the caller gets 503
+    PROXY_OVERLOADED and the body it sent (a password) is zeroed before it
+    is freed, like every other body."""
+    if os.geteuid() != 0:
+        raise Skip("reading /proc/PID/mem of a non-dumpable process needs root")
+    with open(binary("ocp-proxy"), "rb") as f:
+        exe = f.read()
+    for mark, name in ((b"__asan_init", "an ASan"), (b"__tsan_init", "a TSan")):
+        if mark in exe:
+            raise Skip("%s build: its allocator cannot be replaced for the fault" % name)
+    s = sim()
+    st = Setup(s, "oom")
+    p = st.start(env=fail_alloc_env("calloc", "request_start"))
+    try:
+        pw = "client-pw-oom-" + uuid.uuid4().hex
+        add_secret(pw)
+        r = request(p.target, "/partner/api/create-user",
+                    ('{"email":"v@example.test","password":"%s"}' % pw).encode())
+        proxy_error(r, 503, ("PROXY_OVERLOADED",), "no memory for the request")
+        time.sleep(0.5)
+        assert_eq(len(memory_holding(p.pid, [pw])), 0, "the caller's password in memory")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "the next request")
     finally:
         assert_eq(st.stop(), 0, "exit code")
 
