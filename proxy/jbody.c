@@ -1131,20 +1131,40 @@ jbody_scan_echo(const char *buf, size_t len, int flags, unsigned max_depth,
 	return rc;
 }
 
-/* The form of a string nonce's raw token tok[0..len) read as a number. */
+/*
+ * The form of a string nonce's raw token tok[0..len) read as a number: its
+ * text as a JSON reader decodes it, so a digit written as an escape
+ * ("\u0039") is a digit too.
+ */
 int
 jbody_nonce_digits(const char *tok, size_t len, unsigned long long *v)
 {
-	int	kind;
+	const unsigned char	*p, *end;
+	char			 dig[JBODY_NONCE_DIGITS_MAX];
+	size_t			 n = 0;
+	unsigned		 u;
+	int			 kind;
 
 	if (len < 3 || tok[0] != '"' || tok[len - 1] != '"')
 		return JBODY_NONCE_STRING;	/* "" or not a token */
-	kind = jbody_nonce_number(tok + 1, len - 2, v);
-	if (kind == JBODY_NONCE_OTHER)
-		return JBODY_NONCE_STRING;	/* a non-digit, or an escape's '\\' */
-	if (len - 2 > JBODY_NONCE_DIGITS_MAX)
+	p = (const unsigned char *)tok + 1;
+	end = (const unsigned char *)tok + len - 1;
+	while (p < end) {
+		if (*p >= '0' && *p <= '9')
+			u = *p++;
+		else if (*p == '\\' && end - p >= 6 && p[1] == 'u' &&
+		    jbody_hex4(p + 2, 4, &u) == 0 && u >= '0' && u <= '9')
+			p += 6;
+		else
+			return JBODY_NONCE_STRING;	/* a non-digit, as sent or decoded */
+		if (n < sizeof(dig))
+			dig[n] = (char)u;
+		n++;
+	}
+	if (n > JBODY_NONCE_DIGITS_MAX)
 		return JBODY_NONCE_BIG;		/* zero-padded past 20 digits too */
-	return kind;
+	kind = jbody_nonce_number(dig, n, v);
+	return kind == JBODY_NONCE_OTHER ? JBODY_NONCE_STRING : kind;
 }
 
 /* Write "\"nonce\":N" (plus ',' unless empty) to dst; returns its length. */

@@ -181,10 +181,11 @@ int	 jbody_scan_echo(const char *buf, size_t len, int flags, unsigned max_depth,
  * The form of a string nonce as an API that reads numeric strings as
  * numbers would see it.  tok[0..len) is the raw token, quotes included
  * (jbody.nonce_at, nonce_len).  JBODY_NONCE_INT, with *v its value, if
- * between the quotes there are 1 to JBODY_NONCE_DIGITS_MAX ASCII digits as
- * sent (leading zeros allowed; no sign, blank or escape: "\u0031" is not a
- * digit) and the value fits in 64 bits; JBODY_NONCE_BIG if only digits but
- * more of them or a larger value; else JBODY_NONCE_STRING (*v undefined).
+ * the string decodes to 1 to JBODY_NONCE_DIGITS_MAX ASCII digits (leading
+ * zeros allowed, a digit may be written as an escape such as "\u0031"; no
+ * sign or blank) and the value fits in 64 bits; JBODY_NONCE_BIG if only
+ * digits but more of them or a larger value; else JBODY_NONCE_STRING (*v
+ * undefined).
  */
 int	 jbody_nonce_digits(const char *tok, size_t len, unsigned long long *v);
 /*

@@ -20,6 +20,7 @@
  *   as test-signature does ({"receivedBody":"<input>"}), is hidden whole as
  *   soon as one text was kept.
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,24 +230,40 @@ fuzz_check_splice(const char *buf, size_t len, const struct jbody *jb)
 	free(s);
 }
 
-/* A string nonce is counted (INT or BIG) exactly when it is digits as sent. */
+/*
+ * A string nonce is counted (INT or BIG) exactly when it decodes to digits
+ * only: each byte between the quotes a digit, or a "\\u" escape of one.
+ */
 static void
 fuzz_check_digits(const char *tok, size_t len)
 {
 	unsigned long long	v, w = 0;
-	size_t			i;
+	size_t			i, n = 0;
+	char			hex[5] = "", *end;
 	int			kind = jbody_nonce_digits(tok, len, &v), digits = len > 2;
+	unsigned		d;
 
-	for (i = 1; i + 1 < len; i++)
-		if (tok[i] < '0' || tok[i] > '9')
+	for (i = 1; digits && i + 1 < len; i++, n++) {
+		if (tok[i] >= '0' && tok[i] <= '9') {
+			d = (unsigned)(tok[i] - '0');
+		} else if (tok[i] == '\\' && i + 6 < len && tok[i + 1] == 'u' &&
+		    isxdigit((unsigned char)tok[i + 2]) && isxdigit((unsigned char)tok[i + 3]) &&
+		    isxdigit((unsigned char)tok[i + 4]) && isxdigit((unsigned char)tok[i + 5])) {
+			memcpy(hex, tok + i + 2, 4);
+			d = (unsigned)strtoul(hex, &end, 16) - '0';
+			digits = d <= 9;
+			i += 5;
+		} else {
 			digits = 0;
+			break;
+		}
+		w = w * 10 + d;	/* wraps past 20 digits; only compared below that */
+	}
 	if (digits != (kind != JBODY_NONCE_STRING))
 		abort();
 	if (kind != JBODY_NONCE_INT)
 		return;
-	for (i = 1; i + 1 < len; i++)
-		w = w * 10 + (unsigned)(tok[i] - '0');
-	if (len - 2 > JBODY_NONCE_DIGITS_MAX || v != w)
+	if (n > JBODY_NONCE_DIGITS_MAX || v != w)
 		abort();
 }
 

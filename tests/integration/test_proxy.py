@@ -494,8 +494,9 @@ def caller_digit_string_nonce_counts_like_an_integer():
     takes for that number: it is held to the integer rules (at most a day
     ahead, 20 digits, 64 bits) and raises the profile's counter, so a later
     inserted nonce is above it.  It still goes upstream byte for byte as a
-    string and the audit records its raw token.  Other strings (a UUID, or
-    digits written with an escape) are not counted."""
+    string and the audit records its raw token.  Digits written as escapes
+    ("\\u0031") are digits to any JSON reader and count the same.  Other
+    strings (a UUID, a sign, a blank) are not counted."""
     s = sim()
     st = Setup(s)
     p = st.start()
@@ -505,10 +506,16 @@ def caller_digit_string_nonce_counts_like_an_integer():
         day, hour = 86400000, 3600000
         n0 = rec_count(s)
         big = "PROXY_NONCE_TOO_LARGE"
+
+        def esc(n):  # every digit as a \u escape
+            return b'"' + b"".join(b"\\u%04x" % c for c in b"%d" % n) + b'"'
+
         for what, tok in (("ten days ahead", b'"%d"' % (last + 10 * day)),
                           ("2^64", b'"18446744073709551616"'),
                           ("23 digits", b'"99999999999999999999999"'),
-                          ("21 digits, zero-padded", b'"%021d"' % 1)):
+                          ("21 digits, zero-padded", b'"%021d"' % 1),
+                          ("ten days ahead, escaped", esc(last + 10 * day)),
+                          ("21 digits, some escaped", b'"\\u0030%019d\\u0031"' % 0)):
             _, rid = proxy_error(request(p.target, "/api-gateway/orders",
                                          b'{"nonce":%s}' % tok), 400, big, what)
             rec = st.audit_for(rid)
@@ -538,10 +545,20 @@ def caller_digit_string_nonce_counts_like_an_integer():
         ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after the padded one")
         after = int(s.records()[-1]["nonce"])
         assert_true(after > padded, "inserted nonce is not above the zero-padded string")
-        # not digits as sent: forwarded, not counted (and not limited)
+        # digits written as escapes: counted by the decoded value
+        escaped = after + hour
+        body = b'{"nonce":%s}' % esc(escaped)
+        ok(request(p.target, "/api-gateway/orders", body), "escaped digit string")
+        rec = s.records()[-1]
+        assert_eq((rec["nonce"], rec["nonce_type"]), (str(escaped), "string"),
+                  "escaped digits forwarded as a string")
+        assert_true(rec["body"].encode() == body, "escaped digits forwarded byte for byte")
+        ok(request(p.target, "/api-gateway/orders", b"{}"), "inserted after the escaped one")
+        after = int(s.records()[-1]["nonce"])
+        assert_true(after > escaped, "inserted nonce is not above the escaped digit string")
+        # not digits: forwarded, not counted (and not limited)
         far = after + 10 * day
-        for what, tok in (("escaped digit", b'"\\u0031%d"' % far),
-                          ("uuid", b'"%s"' % str(uuid.uuid4()).encode()),
+        for what, tok in (("uuid", b'"%s"' % str(uuid.uuid4()).encode()),
                           ("signed", b'"+%d"' % far), ("blank", b'" %d"' % far)):
             ok(request(p.target, "/api-gateway/orders", b'{"nonce":%s}' % tok), what)
             assert_eq(s.records()[-1]["nonce_type"], "string", what + " forwarded as a string")

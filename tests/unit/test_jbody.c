@@ -257,8 +257,24 @@ test_nonce_digits(void)
 	check_digits("\"1.0\"", JBODY_NONCE_STRING, 0);
 	check_digits("\"1e3\"", JBODY_NONCE_STRING, 0);
 	check_digits("\"0x10\"", JBODY_NONCE_STRING, 0);
-	check_digits("\"\\u0031\"", JBODY_NONCE_STRING, 0);	/* an escape, not a digit */
-	check_digits("\"1\\u0030\"", JBODY_NONCE_STRING, 0);
+	/* a digit written as an escape is a digit to any JSON reader */
+	check_digits("\"\\u0031\"", JBODY_NONCE_INT, 1);
+	check_digits("\"1\\u0030\"", JBODY_NONCE_INT, 10);
+	check_digits("\"\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039"
+	    "\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\\u0039\"",
+	    JBODY_NONCE_INT, 9999999999999999999ULL);		/* 19 escaped */
+	check_digits("\"1\\u00300000000000000000000\"", JBODY_NONCE_BIG, 0);	/* 21 decoded */
+	check_digits("\"99999999999999999\\u0039\\u0039\\u0039\"", JBODY_NONCE_BIG, 0);
+	check_digits("\"\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030"
+	    "\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0030\\u0031\"",
+	    JBODY_NONCE_BIG, 0);				/* 21 escaped: longer than 20 */
+	check_digits("\"\\u003A\"", JBODY_NONCE_STRING, 0);	/* ':' */
+	check_digits("\"\\u002f\"", JBODY_NONCE_STRING, 0);	/* '/' */
+	check_digits("\"\\u0661\"", JBODY_NONCE_STRING, 0);	/* ARABIC-INDIC ONE */
+	check_digits("\"1\\n\"", JBODY_NONCE_STRING, 0);
+	check_digits("\"\\u003\"", JBODY_NONCE_STRING, 0);	/* cut short */
+	check_digits("\"\\\\u0031\"", JBODY_NONCE_STRING, 0);	/* a backslash, then text */
+	check_digits("\"\\U0031\"", JBODY_NONCE_STRING, 0);
 	check_digits("\"9999999999999999999999x\"", JBODY_NONCE_STRING, 0);
 	check_digits("\"dbe834b7-aa27-4554-9c25-95cd542a7efe\"", JBODY_NONCE_STRING, 0);
 	check_digits("\"\xd9\xa1\"", JBODY_NONCE_STRING, 0);	/* ARABIC-INDIC ONE */
