@@ -588,6 +588,7 @@ static int
 proxy_unix_perms(const char *path, const struct conf *c, gid_t gid, char **cause)
 {
 	struct group	*gr;
+	struct stat	 st;
 	char		*end;
 
 	if (*c->socket_group != '\0') {
@@ -597,7 +598,13 @@ proxy_unix_perms(const char *path, const struct conf *c, gid_t gid, char **cause
 			return (*cause = fmt_alloc("[listen] socket_group: no group %s",
 			    c->socket_group), -1);
 	}
-	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1)
+	/*
+	 * A reload that changes both: narrow the mode to what the old and the
+	 * new one both allow first, so the new group never gets the old rights.
+	 */
+	if (gid != (gid_t)-1 && (stat(path, &st) == -1 ||
+	    chmod(path, st.st_mode & (mode_t)c->socket_mode & 0777) == -1 ||
+	    chown(path, (uid_t)-1, gid) == -1))
 		return (*cause = fmt_alloc("[listen] socket_group: chown %s: %s", path,
 		    strerror(errno)), -1);
 	if (chmod(path, (mode_t)c->socket_mode) == -1)
