@@ -240,17 +240,35 @@ audit_line_begin(struct jbody_sink *k, const char *phase, const char *id,
 
 /*
  * Close the line with "}" and queue it (cb as for audit_append); a line that
- * lost bytes to an allocation failure is not queued: cb gets -1.
+ * lost bytes to an allocation failure is not queued: cb gets -1, and the
+ * return is -1.
  */
-static void
+static int
 audit_line_end(struct jbody_sink *k, struct evbuffer *line, audit_done_fn cb, void *arg)
 {
+	int	 rc = 0;
+
 	JBODY_PUT_LIT(k, "}");
 	if (jbody_sink_flush(k) == 0)
 		audit_append(ocp->audit, line, cb, arg);
-	else if (cb != NULL)
-		cb(arg, -1);
+	else {
+		rc = -1;
+		if (cb != NULL)
+			cb(arg, -1);
+	}
 	request_buf_put(line);
+	return rc;
+}
+
+/*
+ * An outcome record that could not be built: the answer has gone (or is
+ * going) to the caller, so the request's trail lacks its end.  Say so on
+ * stderr with the request ID, so the gap can be matched to the request.
+ */
+static void
+audit_line_lost(const char *id)
+{
+	log_warn("audit: request %s: no outcome record (out of memory)", id);
 }
 
 /* One summary line per request on stderr (never bodies). */
@@ -288,8 +306,9 @@ request_audit_unforwarded(struct client *cl, const char *id, const char *method,
 		JBODY_PUT_LIT(&k, ",\"error\":\"");
 		jbody_put_str(&k, name);
 		JBODY_PUT_LIT(&k, "\"");
-		audit_line_end(&k, line, NULL, NULL);
 	}
+	if (line == NULL || audit_line_end(&k, line, NULL, NULL) == -1)
+		audit_line_lost(id);
 	request_log(id, client_peer(cl), method, path, client_profile(cl), status, 0, ms, name);
 }
 
@@ -456,8 +475,10 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 	line = audit_line_begin(&k, "outcome", r->id, log_now_ms(), r->peer,
 	    r->caller ? caller_name(r->caller) : NULL, r->caller_id, r->method, r->path,
 	    c->profiles[r->profile].name);
-	if (line == NULL)
+	if (line == NULL) {
+		audit_line_lost(r->id);
 		return;
+	}
 	request_put_nonce(&k, r);
 	put_kv_u64(&k, ",\"status\":", (unsigned)status);
 	JBODY_PUT_LIT(&k, ",\"upstream_status\":");
@@ -502,7 +523,8 @@ request_audit_outcome(struct request *r, int status, int ustatus, const char *er
 		}
 		request_buf_put(red);
 	}
-	audit_line_end(&k, line, NULL, NULL);
+	if (audit_line_end(&k, line, NULL, NULL) == -1)
+		audit_line_lost(r->id);
 }
 
 /* Answer the caller (if still connected), audit the outcome, free. */

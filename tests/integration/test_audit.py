@@ -1450,6 +1450,30 @@ def echoed_values_stay_out_when_the_request_copy_cannot_be_made():
     assert_eq(oc.get("response_sha256"), hashlib.sha256(r[2]).hexdigest(), "response_sha256")
 
 
+@test
+def an_outcome_record_lost_to_memory_is_logged_with_its_request_id():
+    # No memory for a refused request's outcome record: the caller still gets
+    # its answer, and stderr names the request whose record is missing, so
+    # the gap in the trail can be matched to it.
+    s = sim()
+    rig = Rig(s)
+    # request_buf_get() is inlined into audit_line_begin(), or a function of its own
+    p = rig.start(env=fail_alloc_env("evbuffer_new", "audit_line_begin", "request_buf_get"))
+    try:
+        r = request(p.target, "/nowhere/at/all", body({"a": 1}))
+        assert_status(r, 404, "no route")
+        rid = r[1]["x-request-id"]
+        wait_for(lambda: "audit: request %s: no outcome record (out of memory)" % rid
+                 in p.stderr_text(), 5, "the lost record is logged")
+        r2 = request(p.target, "/api-gateway/test-signature", body({"a": 2}))
+        settled(rig, r2, "the next request is audited")
+        assert_true(not any(l.get("id") == rid for l in audit_lines(rig.audit)),
+                    "no record of the refused request (the fault was injected)")
+        assert_eq(p.stop(), 0, "exit code")
+    finally:
+        p.stop()
+
+
 # ------------------------------------------------------------ 7. page cache
 
 def resident_bytes(path):
