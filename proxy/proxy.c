@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -674,16 +675,54 @@ proxy_listen_unix(const struct conf *c, struct lsock *ls, char **cause)
 }
 
 /*
- * A unix socket in a directory that everyone may write to, without the
- * sticky bit, can be removed and replaced by any local user, who would then
- * receive the callers' requests: refused, as a world-writable socket is.
+ * The first directory of path's chain (each prefix of path that ends before
+ * a '/', and path itself) that everyone may write to without the sticky bit:
+ * its name into bad, its mode into *mode, 1.  0 when there is none.  A
+ * prefix that cannot be examined is left to bind to report.
+ */
+static int
+proxy_dir_chain_unsafe(const char *path, char *bad, size_t badlen, mode_t *mode)
+{
+	struct stat	 st;
+	size_t		 i, n = strlen(path);
+
+	for (i = 0; i <= n; i++) {
+		if (i < n && path[i] != '/')
+			continue;
+		if (i == 0)	/* the root of an absolute path */
+			snprintf(bad, badlen, "/");
+		else if (path[i - 1] == '/')
+			continue;	/* "//", or the root again */
+		else if (i < badlen)
+			snprintf(bad, badlen, "%.*s", (int)i, path);
+		else
+			return 0;
+		if (stat(bad, &st) == -1 || !S_ISDIR(st.st_mode))
+			return 0;
+		if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0) {
+			*mode = st.st_mode;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Refuse a unix socket where another local user could replace it: in a
+ * directory, or below one, that everyone may write to without the sticky
+ * bit (whoever may rename an ancestor may put a directory of their own in
+ * its place).  Both the path as written (a symbolic link's own directory)
+ * and the directories it resolves to are examined.  -1 with the error
+ * recorded in errs.
  */
 static int
 proxy_unix_dir_check(const struct conf *c, struct conf_errs *errs)
 {
 	const char	*path = c->listen_address + 5, *slash;
-	char		 dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	struct stat	 st;
+	char		 dir[sizeof(((struct sockaddr_un *)0)->sun_path)], bad[PATH_MAX];
+	char		*real;
+	mode_t		 mode = 0;
+	int		 unsafe;
 
 	if ((slash = strrchr(path, '/')) == NULL)
 		strcpy(dir, ".");
@@ -693,14 +732,17 @@ proxy_unix_dir_check(const struct conf *c, struct conf_errs *errs)
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 	else
 		return 0;	/* too long: proxy_listen_unix says so */
-	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode))
-		return 0;	/* bind says what is wrong */
-	if ((st.st_mode & S_IWOTH) == 0 || (st.st_mode & S_ISVTX) != 0)
-		return 0;
+	unsafe = proxy_dir_chain_unsafe(dir, bad, sizeof(bad), &mode);
+	if (!unsafe && (real = realpath(dir, NULL)) != NULL) {
+		unsafe = proxy_dir_chain_unsafe(real, bad, sizeof(bad), &mode);
+		free(real);
+	}
+	if (!unsafe)
+		return 0;	/* or unreadable: bind says what is wrong */
 	conf_errs_key(errs, c, "listen", "address", "unix:%s: the directory %s is writable "
 	    "by everyone without the sticky bit (mode %04o): any local user could replace the "
 	    "socket; use a directory only the service may write, such as /run/ocp-proxy",
-	    path, dir, (unsigned)(st.st_mode & 07777));
+	    path, bad, (unsigned)(mode & 07777));
 	return -1;
 }
 

@@ -449,10 +449,27 @@ def socket_in_a_world_writable_directory_refused():
     assert_true(r.returncode != 0, "the proxy starts with its socket in a 0777 directory")
     assert_true("writable by everyone" in err, "start names the directory")
     assert_true(not os.path.exists(path), "no socket file was created")
+    # below such a directory: anyone may rename the subdirectory away and
+    # put one of their own in its place
+    sub = os.path.join(d, "sub")
+    os.mkdir(sub, 0o755)
+    rc, out, err = st.check(listen={"address": "unix:" + os.path.join(sub, "ocp.sock")})
+    assert_true(rc != 0, "-t accepts a socket below a 0777 directory")
+    assert_true("the directory %s is writable by everyone" % d in err,
+                "-t names the ancestor: %r" % err[-300:])
+    # reached through a symbolic link from a safe directory: the same
+    e = public_dir()
+    os.symlink(sub, os.path.join(e, "ln"))
+    rc, out, err = st.check(listen={"address": "unix:" + os.path.join(e, "ln", "ocp.sock")})
+    assert_true(rc != 0, "-t accepts a link into a directory below a 0777 one")
+    assert_true("the directory %s is writable by everyone" % d in err,
+                "-t names the resolved ancestor: %r" % err[-300:])
     # the sticky bit (as on /tmp) keeps others from removing it: accepted
     os.chmod(d, 0o1777)
     rc, out, err = st.check(listen={"address": "unix:" + path})
     assert_eq(rc, 0, "-t with a sticky 1777 directory: %s" % err[-300:])
+    rc, out, err = st.check(listen={"address": "unix:" + os.path.join(e, "ln", "ocp.sock")})
+    assert_eq(rc, 0, "-t below a sticky 1777 directory: %s" % err[-300:])
 
 
 # ------------------------------------------------------------------ 2 unix uid
