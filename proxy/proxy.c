@@ -204,6 +204,57 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 	return 0;
 }
 
+/*
+ * -t: check the audit file could be opened for appending, as start-up does
+ * (it is not opened: a running instance holds its lock).  An existing path
+ * must be a regular file the proxy may write; a missing one needs a
+ * directory it may create the file in.
+ */
+static int
+gen_check_audit(const struct conf *c, struct conf_errs *errs)
+{
+	const char	*path = c->audit_path, *slash = strrchr(path, '/');
+	char		 dir[4096];
+	struct stat	 st;
+
+	if (stat(path, &st) == 0) {
+		if (!S_ISREG(st.st_mode)) {
+			conf_errs_key(errs, c, "audit", "path", "%s: not a regular file", path);
+			return -1;
+		}
+		if (access(path, W_OK) == -1) {
+			conf_errs_key(errs, c, "audit", "path", "%s: not writable: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (errno != ENOENT || slash == NULL) {
+		conf_errs_key(errs, c, "audit", "path", "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (slash == path)
+		strcpy(dir, "/");
+	else if ((size_t)(slash - path) < sizeof(dir))
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	else {
+		conf_errs_key(errs, c, "audit", "path", "%s: path too long", path);
+		return -1;
+	}
+	errno = 0;	/* a directory that is not one: no stale cause */
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		conf_errs_key(errs, c, "audit", "path", "%s: cannot be created: %s: %s", path,
+		    dir, errno ? strerror(errno) : "not a directory");
+		return -1;
+	}
+	if (access(dir, W_OK) == -1) {
+		conf_errs_key(errs, c, "audit", "path", "%s: cannot be created: %s: not writable: "
+		    "%s", path, dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* DIR/NAME into buf; -1 if it does not fit. */
 static int
 proxy_state_file(const char *dir, const char *name, char *buf, size_t len)
@@ -393,6 +444,8 @@ gen_load(struct proxy *px, struct conf *c, int check_only, struct conf_errs *err
 			free(cause);
 		}
 	}
+	if (check_only && conf_key_ok(c, "audit", "path"))
+		(void)gen_check_audit(c, errs);
 	if (errs->n == before && !check_only) {
 		if (px->gen != NULL && upstream_same(px->gen->conf, c)) {
 			g->up = px->gen->up;

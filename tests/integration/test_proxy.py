@@ -1674,6 +1674,17 @@ def check_mode_lines_keys_and_sections():
     where(found, line_of(text, "socket_mode ="), "listen", " socket_mode", "socket_mode")
     where(found, line_of(text, "dir ="), "state", " dir", "state dir")
 
+    # an audit file that start-up could not open: in a directory that does
+    # not exist, or a directory itself (-t does not open it: a running
+    # instance holds its lock)
+    for name, path, why in (("auditdir.ini", os.path.join(st.dir, "no-such-logs", "a.jsonl"),
+                             "cannot be created"),
+                            ("auditisdir.ini", st.dir, "not a regular file")):
+        text = st.ini(audit={"path": path})
+        found = check(name, text)
+        assert_contains(where(found, line_of(text, "path ="), "audit", " path", name), why, name)
+        assert_eq(len(found), 1, "one line per problem: %r" % found)
+
     # an unknown source scheme: one line, not also "missing"
     text = st.ini(profile_partner={"secret": "foo:bar"})
     found = check("scheme.ini", text)
