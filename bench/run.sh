@@ -8,7 +8,8 @@
 # audit line, and a Node.js peer (built-ins only) with audit.  Rounds are interleaved (every round
 # runs every system, in a rotating order) for the 315-byte and the 4 KB answer, so every figure
 # also has a same-round ratio to nginx + Lua + audit.  Then ocp-proxy alone: 1/32/256
-# connections, 150 B/4 KB/64 KB bodies, audit sync none/batch/always; then one profile
+# connections, 150 B/4 KB/64 KB bodies, audit sync none/batch/always (and sync none with
+# [audit] bodies = none: the trail's share without the fsyncs); then one profile
 # (callgrind over a fixed number of requests, and perf cpu-clock samples when perf works).
 #
 # A benchmark, not a test: slow figures never fail it.  It exits non-zero only when something
@@ -190,7 +191,7 @@ dir = $run/state
 
 [audit]
 path = ${AUDIT[ocp]}
-bodies = redacted
+bodies = ${bench_bodies:-redacted}
 redact = password, secret, signature, requestHeaders, requestBody
 sync = $1
 chain_key = file:$certs/chain.key
@@ -348,14 +349,16 @@ for s in "${systems[@]}"; do [ "$s" = ocp ] || stop_pid "${MAINPID[$s]}"; done
 say "scaling: ocp-proxy alone, a fresh process per setting (so its peak RSS is its own), $SCALE_ROUNDS rounds of ${DUR}s"
 stop_pid "${MAINPID[ocp]}"
 # CONNS BODY SYNC: connections 1/32/256, bodies 150 B/4 KB/64 KB, sync batch/none/always
-# (plus sync none at 1 connection and with 64 KB bodies: what the fsyncs cost there)
+# (plus sync none at 1 connection and with 64 KB bodies: what the fsyncs cost there; and sync none
+# with [audit] bodies = none: what the redacted bodies in the trail cost, without the fsyncs)
 for setting in "1 152 batch" "32 152 batch" "256 152 batch" "32 4096 batch" "32 64000 batch" \
-    "1 152 none" "32 152 none" "32 64000 none" "32 152 always"; do
+    "1 152 none" "32 152 none" "32 64000 none" "32 152 always" "32 152 none none"; do
 	set -- $setting
+	label=$3; [ -n "${4:-}" ] && label="$3,bodies=$4"
 	[ "${BENCH_KEEP:-0}" = 1 ] || rm -f "${AUDIT[ocp]}"	# bound the disk use (a restart starts a new file)
-	start_ocp "$3"
-	measure warmup ocp small 0 "$1" "$2" "$3" 1
-	for r in $(seq 1 "$SCALE_ROUNDS"); do measure scale ocp small "$r" "$1" "$2" "$3"; done
+	bench_bodies=${4:-redacted} start_ocp "$3"
+	measure warmup ocp small 0 "$1" "$2" "$label" 1
+	for r in $(seq 1 "$SCALE_ROUNDS"); do measure scale ocp small "$r" "$1" "$2" "$label"; done
 	stop_pid "${MAINPID[ocp]}"
 done
 
