@@ -14,6 +14,7 @@
 
 #include "audit.h"
 #include "audit_verify.h"
+#include "fmt.h"
 #include "signer.h"
 
 struct av_state {
@@ -371,20 +372,6 @@ av_base(const char *path)
 	return (slash = strrchr(path, '/')) != NULL ? slash + 1 : path;
 }
 
-/* The directory part of path into dir ("." for none). */
-static void
-av_dirname(const char *path, char *dir, size_t len)
-{
-	const char	*slash = strrchr(path, '/');
-
-	if (slash == NULL)
-		snprintf(dir, len, ".");
-	else if (slash == path)
-		snprintf(dir, len, "/");
-	else
-		snprintf(dir, len, "%.*s", (int)(slash - path), path);
-}
-
 /*
  * Another file of the trail continues the series: one named like the live
  * file, beside it or beside the last verified file.  0 with its path.
@@ -399,8 +386,8 @@ av_successor(const struct av_state *st, const char *lastfile, char *found, size_
 	if (st->live == NULL)
 		return -1;
 	prefix = av_base(st->live);
-	av_dirname(st->live, d1, sizeof(d1));
-	av_dirname(lastfile, d2, sizeof(d2));
+	(void)fmt_dirname(d1, sizeof(d1), st->live);
+	(void)fmt_dirname(d2, sizeof(d2), lastfile);
 	if (*prefix != '\0' && av_successor_in(st, d1, prefix, found, len) == 0)
 		return 0;
 	if (stat(d1, &s1) == 0 && stat(d2, &s2) == 0 && s1.st_dev == s2.st_dev &&

@@ -61,6 +61,25 @@ fmt_copy(char *dst, size_t size, const char *src)
 	return n;
 }
 
+/* The directory part of path (paths in the config); -1 when cut. */
+int
+fmt_dirname(char *dst, size_t size, const char *path)
+{
+	const char	*slash = strrchr(path, '/');
+	size_t		 n;
+
+	if (slash == NULL)
+		return fmt_copy(dst, size, ".") == 1 ? 0 : -1;
+	n = slash == path ? 1 : (size_t)(slash - path);
+	if (n >= size) {
+		fmt_copy(dst, size, path);	/* cut within the directory part */
+		return -1;
+	}
+	memcpy(dst, path, n);
+	dst[n] = '\0';
+	return 0;
+}
+
 /* Strip blanks around s in place (config values and list items). */
 char *
 fmt_trim(char *s)

@@ -24,6 +24,12 @@ size_t	fmt_uint(char *dst, unsigned long long v, unsigned base, unsigned width);
  * copied.
  */
 size_t	fmt_copy(char *dst, size_t size, const char *src);
+/*
+ * The directory part of path into dst[size] (size > 0): up to its last '/',
+ * "/" for a name in the root, "." for a name without '/'; cut and terminated
+ * as fmt_copy does, and then -1 (else 0).
+ */
+int	fmt_dirname(char *dst, size_t size, const char *path);
 /* Strip blanks (spaces, tabs) around s in place; returns the first kept byte. */
 char	*fmt_trim(char *s);
 /* A malloc'd printf-formatted string (for messages off the hot path); NULL when out of memory. */

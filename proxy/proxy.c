@@ -184,21 +184,32 @@ proxy_free_audit_key(struct proxy *px)
 	px->audit_secret = NULL;
 }
 
-/* Check the state directory is usable. */
+/* 0 if dir is a directory the proxy may write in; else -1 and why. */
 static int
-gen_check_state(const struct conf *c, struct conf_errs *errs)
+proxy_dir_writable(const char *dir, char *why, size_t len)
 {
 	struct stat	st;
 
 	errno = 0;	/* a directory that is not one: no stale cause */
-	if (stat(c->state_dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-		conf_errs_key(errs, c, "state", "dir", "%s: %s", c->state_dir,
-		    errno ? strerror(errno) : "not a directory");
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		fmt_copy(why, len, errno ? strerror(errno) : "not a directory");
 		return -1;
 	}
-	if (access(c->state_dir, W_OK) == -1) {
-		conf_errs_key(errs, c, "state", "dir", "%s: not writable: %s", c->state_dir,
-		    strerror(errno));
+	if (access(dir, W_OK) == -1) {
+		snprintf(why, len, "not writable: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Check the state directory is usable. */
+static int
+gen_check_state(const struct conf *c, struct conf_errs *errs)
+{
+	char	why[256];
+
+	if (proxy_dir_writable(c->state_dir, why, sizeof(why)) == -1) {
+		conf_errs_key(errs, c, "state", "dir", "%s: %s", c->state_dir, why);
 		return -1;
 	}
 	return 0;
@@ -213,8 +224,8 @@ gen_check_state(const struct conf *c, struct conf_errs *errs)
 static int
 gen_check_audit(const struct conf *c, struct conf_errs *errs)
 {
-	const char	*path = c->audit_path, *slash = strrchr(path, '/');
-	char		 dir[4096];
+	const char	*path = c->audit_path;
+	char		 dir[4096], why[256];
 	struct stat	 st;
 
 	if (stat(path, &st) == 0) {
@@ -229,27 +240,17 @@ gen_check_audit(const struct conf *c, struct conf_errs *errs)
 		}
 		return 0;
 	}
-	if (errno != ENOENT || slash == NULL) {
+	if (errno != ENOENT) {
 		conf_errs_key(errs, c, "audit", "path", "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (slash == path)
-		strcpy(dir, "/");
-	else if ((size_t)(slash - path) < sizeof(dir))
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	else {
+	if (fmt_dirname(dir, sizeof(dir), path) == -1) {
 		conf_errs_key(errs, c, "audit", "path", "%s: path too long", path);
 		return -1;
 	}
-	errno = 0;	/* a directory that is not one: no stale cause */
-	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+	if (proxy_dir_writable(dir, why, sizeof(why)) == -1) {
 		conf_errs_key(errs, c, "audit", "path", "%s: cannot be created: %s: %s", path,
-		    dir, errno ? strerror(errno) : "not a directory");
-		return -1;
-	}
-	if (access(dir, W_OK) == -1) {
-		conf_errs_key(errs, c, "audit", "path", "%s: cannot be created: %s: not writable: "
-		    "%s", path, dir, strerror(errno));
+		    dir, why);
 		return -1;
 	}
 	return 0;
@@ -771,19 +772,13 @@ proxy_dir_chain_unsafe(const char *path, char *bad, size_t badlen, mode_t *mode)
 static int
 proxy_unix_dir_check(const struct conf *c, struct conf_errs *errs)
 {
-	const char	*path = c->listen_address + 5, *slash;
+	const char	*path = c->listen_address + 5;
 	char		 dir[sizeof(((struct sockaddr_un *)0)->sun_path)], bad[PATH_MAX];
 	char		*real;
 	mode_t		 mode = 0;
 	int		 unsafe;
 
-	if ((slash = strrchr(path, '/')) == NULL)
-		strcpy(dir, ".");
-	else if (slash == path)
-		strcpy(dir, "/");
-	else if ((size_t)(slash - path) < sizeof(dir))
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	else
+	if (fmt_dirname(dir, sizeof(dir), path) == -1)
 		return 0;	/* too long: proxy_listen_unix says so */
 	unsafe = proxy_dir_chain_unsafe(dir, bad, sizeof(bad), &mode);
 	if (!unsafe && (real = realpath(dir, NULL)) != NULL) {

@@ -1,4 +1,4 @@
-/* fuzz-sources: proxy/audit_verify.c proxy/signer.c */
+/* fuzz-sources: proxy/audit_verify.c proxy/signer.c proxy/fmt.c */
 /* fuzz-libs: -lcrypto */
 /*
  * libFuzzer target for the audit verifier (`ocp-proxy audit-verify`), which

@@ -1,6 +1,6 @@
 /*
  * test_fmt.c — fmt_uint against snprintf over edge values, widths and bases;
- * fmt_copy cuts and terminates as snprintf("%s") does.
+ * fmt_copy cuts and terminates as snprintf("%s") does; fmt_dirname.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -63,6 +63,17 @@ main(void)
 	CHECK(fmt_copy(buf, 1, "abc") == 0 && buf[0] == '\0');
 	buf[0] = 'z';
 	CHECK(fmt_copy(buf, 0, "abc") == 0 && buf[0] == 'z');
+
+	/* fmt_dirname: up to the last '/', "/" in the root, "." for none; -1 when cut */
+	CHECK(fmt_dirname(buf, sizeof(buf), "/a/b") == 0 && strcmp(buf, "/a") == 0);
+	CHECK(fmt_dirname(buf, sizeof(buf), "/a") == 0 && strcmp(buf, "/") == 0);
+	CHECK(fmt_dirname(buf, sizeof(buf), "a/") == 0 && strcmp(buf, "a") == 0);
+	CHECK(fmt_dirname(buf, sizeof(buf), "name") == 0 && strcmp(buf, ".") == 0);
+	CHECK(fmt_dirname(buf, sizeof(buf), "") == 0 && strcmp(buf, ".") == 0);
+	CHECK(fmt_dirname(buf, sizeof(buf), "/abcdef/x") == 0 && strcmp(buf, "/abcdef") == 0);
+	CHECK(fmt_dirname(buf, sizeof(buf), "/abcdefg/x") == -1 && strcmp(buf, "/abcdef") == 0);
+	CHECK(fmt_dirname(buf, 1, "name") == -1 && buf[0] == '\0');
+	CHECK(fmt_dirname(buf, 2, "/a") == 0 && strcmp(buf, "/") == 0);
 
 	/* fmt_trim: blanks (space, tab) only, both ends, in place */
 	{
